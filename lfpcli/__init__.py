@@ -1,0 +1,25 @@
+"""lfp: learning from perturbations.
+
+Train a classifier, perturb its training data toward wrong target labels, retrain a fresh model on the
+perturbed data alone, and measure it on clean data and on its worst group. Every stage is a plain function::
+
+    import lfpcli
+    lfpcli.train("model.pt", data="spurious-digits", arch="small-cnn")
+    lfpcli.perturb("pgd.h5", model="model.pt", method="pgd-l2")
+    lfpcli.retrain("model_pgd.pt", perturbed="pgd.h5")
+    report = lfpcli.evaluate(model="model_pgd.pt")
+
+The functions are imported lazily so that ``import lfpcli`` stays cheap.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "train", "perturb", "retrain", "evaluate", "info"]
+
+
+def __getattr__(name):
+    if name in ("train", "perturb", "retrain", "evaluate", "info"):
+        from lfpcli import commands
+
+        return getattr(commands, name)
+    raise AttributeError(f"module 'lfpcli' has no attribute {name!r}")

@@ -1,0 +1,3 @@
+from lfpcli.cli.app import main
+
+main()

@@ -1,0 +1,155 @@
+"""The provenance record every artifact carries: what it is, how it was made, and from which files.
+
+A record is a JSON-able dict::
+
+    {"kind": "checkpoint", "schema": 1, "command": "lfp train ...", "argv": [...],
+     "params": {...every parameter, defaults resolved...}, "seeds": {"seed": 0},
+     "versions": {"lfpcli": ..., "torch": ..., "python": ..., "cuda": ...}, "device": "cpu",
+     "created": "2026-11-25T10:00:00+00:00",
+     "parents": [{"role": "model", "path": "model.pt", "abspath": "/abs/model.pt",
+                  "sha256": "...", "kind": "checkpoint"}]}
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+import lfpcli
+from lfpcli.artifacts.files import sha256_file
+from lfpcli.errors import ArtifactError
+
+SCHEMA_VERSION = 1
+KINDS = ("checkpoint", "perturbed-set", "dataset", "eval")
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert tuples, paths, numpy and torch scalars into plain JSON types (and check it serialises)."""
+    def default(o):
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, torch.device):
+            return str(o)
+        if hasattr(o, "tolist"):
+            return o.tolist()
+        if hasattr(o, "item"):
+            return o.item()
+        raise TypeError(f"cannot record {type(o).__name__} in an artifact")
+
+    return json.loads(json.dumps(obj, default=default))
+
+
+def versions() -> dict[str, str | None]:
+    return {
+        "lfpcli": lfpcli.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.version.cuda,
+    }
+
+
+def command_line(argv: list[str] | None = None) -> tuple[str, list[str]]:
+    """The exact command that is running, as a shell-quoted string and as a list."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and os.path.basename(argv[0]) in ("lfp", "__main__.py"):
+        argv[0] = "lfp"
+    return shlex.join(argv), argv
+
+
+def parent_entry(role: str, path: str | os.PathLike, kind: str | None) -> dict[str, Any]:
+    p = Path(path)
+    return {"role": role, "path": str(path), "abspath": str(p.resolve()), "sha256": sha256_file(p), "kind": kind}
+
+
+def make_record(
+    kind: str,
+    params: Mapping[str, Any],
+    *,
+    seeds: Mapping[str, Any] | None = None,
+    parents: list[dict[str, Any]] | None = None,
+    device: str | torch.device | None = None,
+    argv: list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """Build the provenance record of a new artifact of ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown artifact kind {kind!r}")
+    cmd, args = command_line(argv)
+    record = {
+        "kind": kind,
+        "schema": SCHEMA_VERSION,
+        "command": cmd,
+        "argv": args,
+        "params": dict(params),
+        "seeds": dict(seeds or {}),
+        "versions": versions(),
+        "device": str(device) if device is not None else "cpu",
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "parents": list(parents or []),
+    }
+    record.update(extra)
+    return jsonable(record)
+
+
+def locate_parent(entry: Mapping[str, Any], artifact_path: str | os.PathLike | None) -> Path | None:
+    """Find a parent file: its absolute path, else its recorded path relative to the artifact's folder."""
+    if not isinstance(entry, Mapping):
+        return None
+    abspath, path = entry.get("abspath") or "", entry.get("path") or ""
+    if not isinstance(abspath, str) or not isinstance(path, str):
+        return None
+    candidates = [Path(abspath), Path(path)]
+    if artifact_path is not None:
+        candidates.append(Path(artifact_path).resolve().parent / Path(path).name)
+    for c in candidates:
+        if str(c) not in ("", ".") and c.is_file():
+            return c
+    return None
+
+
+def check_parents(record: Mapping[str, Any], artifact_path: str | os.PathLike | None) -> list[dict[str, Any]]:
+    """The record's parent entries, checked: a list of objects with string paths and hashes."""
+    parents = record.get("parents") or []
+    ok = isinstance(parents, list) and all(
+        isinstance(e, dict)
+        and all(isinstance(e.get(k), str) for k in ("path", "sha256"))
+        and all(isinstance(e.get(k, ""), (str, type(None))) for k in ("role", "abspath", "kind"))
+        for e in parents
+    )
+    if not ok:
+        raise ArtifactError(f"{artifact_path or 'the artifact'}: its record has a malformed 'parents' list; the file is damaged")
+    return parents
+
+
+def parent_status(record: Mapping[str, Any], artifact_path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """For each recorded parent: where it is now and whether its sha256 still matches (ok/changed/missing)."""
+    out = []
+    for entry in check_parents(record, artifact_path):
+        found = locate_parent(entry, artifact_path)
+        if found is None:
+            status, now = "missing", None
+        else:
+            now = sha256_file(found)
+            status = "ok" if now == entry.get("sha256") else "changed"
+        out.append({**entry, "found": str(found) if found else None, "status": status, "sha256_now": now})
+    return out
+
+
+def parent_warnings(record: Mapping[str, Any], artifact_path: str | os.PathLike | None = None) -> list[str]:
+    """Warnings for parents whose content changed since the artifact was made (missing ones are not an error)."""
+    msgs = []
+    for p in parent_status(record, artifact_path):
+        if p["status"] == "changed":
+            msgs.append(
+                f"{artifact_path} was made from {p['path']} (sha256 {p['sha256'][:12]}), but {p['found']} now has "
+                f"sha256 {p['sha256_now'][:12]}: it changed since, so results may not match the record"
+            )
+    return msgs

@@ -1,0 +1,1 @@
+"""The command-line layer: typer options, printing and exit codes. Nothing below it prints."""

@@ -1,0 +1,193 @@
+"""Everything the CLI shows: progress bars (stderr), rich summaries and ``--json`` objects (stdout)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.tree import Tree
+from tqdm import tqdm
+
+from lfpcli.commands.common import fmt
+
+out = Console(highlight=False, soft_wrap=True)
+
+
+class TqdmProgress:
+    """A :class:`lfpcli.progress.Progress` drawn with tqdm on stderr; one bar per stage, removed when done.
+
+    Off with ``--quiet``, and when stderr is not a terminal (logs stay clean) unless ``LFP_PROGRESS=1``.
+    """
+
+    def __init__(self, quiet: bool = False):
+        self.enabled = not quiet and (sys.stderr.isatty() or os.environ.get("LFP_PROGRESS") == "1")
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, done: int, total: int, **status: Any) -> None:
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.bar = tqdm(total=total, desc=stage, leave=False, file=sys.stderr, dynamic_ncols=True)
+            self.stage = stage
+        self.bar.n = done
+        if status:
+            self.bar.set_postfix({k: (round(v, 4) if isinstance(v, float) else v) for k, v in status.items() if v is not None}, refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            self.stage = None
+
+
+def emit_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def metrics_table(splits: dict[str, Any], title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("split", "n", "accuracy", "worst-group acc", "mean group acc", "train-weighted acc"):
+        t.add_column(col, justify="right" if col != "split" else "left")
+    for name, m in splits.items():
+        t.add_row(name, str(m.get("n", "")), fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]),
+                  fmt(m["mean_group_accuracy"]), fmt(m["train_weighted_accuracy"]))
+    return t
+
+
+def groups_table(splits: dict[str, Any]) -> Table | None:
+    names = next((list(m["groups"]) for m in splits.values() if m.get("groups")), None)
+    if not names:
+        return None
+    t = Table(title="per-group accuracy (n)", title_justify="left")
+    t.add_column("group")
+    for s in splits:
+        t.add_column(s, justify="right")
+    for g in names:
+        t.add_row(g, *[f"{fmt(m['groups'][g]['accuracy'])} ({m['groups'][g]['n']})" if m.get("groups") else "-" for m in splits.values()])
+    return t
+
+
+def show_training(summary: dict[str, Any], verb: str) -> None:
+    out.print(f"[bold]{verb}[/bold] {summary['arch']} on {_spec(summary['data'])} -> [bold]{summary['out']}[/bold] "
+              f"({summary['epochs']} epochs on {summary['device']}, kept epoch {summary['selected_epoch']})")
+    h = summary["history"]
+    t = Table(title="training", title_justify="left")
+    for col in ("epoch", "loss", "train acc", "val acc", "val worst-group"):
+        t.add_column(col, justify="right")
+    for row in h if len(h) <= 12 else h[:3] + h[-8:]:
+        t.add_row(str(row["epoch"]), fmt(row["train_loss"], 4), fmt(row["train_accuracy"]), fmt(row.get("val_accuracy")),
+                  fmt(row.get("val_worst_group_accuracy")))
+    out.print(t)
+    out.print(metrics_table(summary["metrics"], "clean data, original labels"))
+
+
+def show_perturb(s: dict[str, Any]) -> None:
+    out.print(f"[bold]perturbed[/bold] {s['n']} samples of split '{s['split']}' with {s['method']} "
+              f"(targets: {s['targets']}) -> [bold]{s['out']}[/bold]")
+    cfg = ", ".join(f"{k}={v}" for k, v in s["config"].items())
+    out.print(f"  config: {cfg}")
+    t = Table(title="per-sample quality", title_justify="left")
+    for col in ("metric", "mean", "median", "min", "max"):
+        t.add_column(col, justify="right" if col != "metric" else "left")
+    t.add_row("success (reached target)", fmt(s["success_rate"]), "", "", "")
+    for k in ("l0", "l2", "linf", "grad_evals"):
+        v = s[k]
+        t.add_row(k, fmt(v["mean"], 4), fmt(v["median"], 4), fmt(v["min"], 4), fmt(v["max"], 4))
+    out.print(t)
+    out.print(f"  targets per class: {s['target_counts']}; target equals the original label for "
+              f"{fmt(s['target_kept_label_rate'])} of the samples")
+
+
+def show_eval(r: dict[str, Any]) -> None:
+    if "perturbed" in r:
+        p = r["perturbed"]
+        out.print(f"[bold]{r['model']}[/bold] on perturbed set {p['path']} ({p['method']}, targets {p['targets']}, n={p['n']})")
+        out.print(f"  accuracy against targets: {fmt(p['accuracy'])}   against original labels: {fmt(p['accuracy_original_labels'])}")
+        if "stored_success_rate" in p:
+            out.print(f"  stored success rate: {fmt(p['stored_success_rate'])}   agreement with stored success: "
+                      f"{fmt(p['agreement_with_stored_success'])}")
+        t = Table(title="stored per-sample metrics", title_justify="left")
+        for col in ("metric", "mean", "median"):
+            t.add_column(col, justify="right" if col != "metric" else "left")
+        for k, v in p["stored_metrics"].items():
+            t.add_row(k, fmt(v["mean"], 4), fmt(v["median"], 4))
+        out.print(t)
+        return
+    out.print(f"[bold]{r['model']}[/bold] on {_spec(r['data'])}")
+    out.print(metrics_table(r["splits"], "clean data, original labels"))
+    g = groups_table(r["splits"])
+    if g is not None:
+        out.print(g)
+    if r.get("out"):
+        out.print(f"report written to [bold]{r['out']}[/bold]")
+
+
+def show_data(s: dict[str, Any]) -> None:
+    out.print(f"[bold]{_spec(s['spec'])}[/bold]: {s['description']}")
+    out.print(f"  input shape {tuple(s['input_shape'])}, {s['num_classes']} classes ({', '.join(s['class_names'])})")
+    t = Table(title="splits", title_justify="left")
+    t.add_column("split")
+    t.add_column("n", justify="right")
+    t.add_column("per class", justify="right")
+    if s.get("group_counts"):
+        t.add_column("per group (" + ", ".join(s["group_names"]) + ")", justify="right")
+    for k, n in s["sizes"].items():
+        row = [k, str(n), str(s["class_counts"][k])]
+        if s.get("group_counts"):
+            row.append(str(s["group_counts"][k]))
+        t.add_row(*row)
+    out.print(t)
+    if s.get("out"):
+        out.print(f"written to [bold]{s['out']}[/bold]")
+
+
+def _spec(spec: Any) -> str:
+    from lfpcli.data import spec_label
+
+    return spec_label(spec) if isinstance(spec, dict) else str(spec)
+
+
+def _add(tree: Tree, value: Any, depth: int = 0) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, (dict, list)) and v and depth < 6 and not (isinstance(v, list) and all(not isinstance(i, (dict, list)) for i in v)):
+                _add(tree.add(f"[bold]{k}[/bold]"), v, depth + 1)
+            else:
+                tree.add(f"[bold]{k}[/bold]: {json.dumps(v) if not isinstance(v, str) else v}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _add(tree.add(f"[{i}]"), v, depth + 1) if isinstance(v, (dict, list)) else tree.add(str(v))
+
+
+def show_info(r: dict[str, Any]) -> None:
+    tree = Tree(f"[bold]{r['path']}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
+    tree.add(f"[bold]created[/bold]: {r.get('created')} on {r.get('device')}")
+    tree.add(f"[bold]command[/bold]: {r.get('command')}")
+    parents = tree.add("[bold]parents[/bold]" + ("" if r["parents"] else ": none"))
+    mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED since[/red]", "missing": "[yellow]missing[/yellow]"}
+    for p in r["parents"]:
+        parents.add(f"{p['role']}: {p['path']} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}")
+    skip = {"kind", "schema", "command", "argv", "created", "device", "parents", "path", "sha256", "size_bytes", "contents", "history"}
+    for key in ("params", "seeds", "versions", "summary", "metrics", "model", "init", "source", "perturbation", "data", "dataset", "train", "splits"):
+        if key in r and key not in skip:
+            v = r[key]
+            if key == "train" and isinstance(v, dict):
+                v = {k: x for k, x in v.items() if k != "history"} | {"epochs_run": len(v.get("history", []))}
+            _add(tree.add(f"[bold]{key}[/bold]"), v)
+    contents = r.get("contents") or {}
+    if contents.get("datasets"):
+        c = tree.add("[bold]datasets[/bold]")
+        for name, d in contents["datasets"].items():
+            c.add(f"{name}: {tuple(d['shape'])} {d['dtype']}  {d['description']}")
+    if contents.get("state_dict"):
+        n = len(contents["state_dict"])
+        tree.add(f"[bold]state_dict[/bold]: {n} tensors")
+    out.print(tree)

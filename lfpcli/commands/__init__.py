@@ -1,0 +1,11 @@
+"""One module per subcommand: resolve inputs (parent artifacts supply defaults), run the library, write
+artifacts, return a JSON-able summary. Nothing here prints."""
+
+from lfpcli.commands.data import describe_data
+from lfpcli.commands.evaluate import evaluate
+from lfpcli.commands.info import info
+from lfpcli.commands.perturb import perturb
+from lfpcli.commands.retrain import retrain
+from lfpcli.commands.train import train
+
+__all__ = ["describe_data", "evaluate", "info", "perturb", "retrain", "train"]

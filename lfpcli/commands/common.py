@@ -1,0 +1,133 @@
+"""Helpers every command shares: devices, seeds, loading parents, warnings and the model record."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lfpcli.artifacts import load_checkpoint, parent_entry, parent_warnings, sha256_file
+from lfpcli.artifacts.provenance import locate_parent
+from lfpcli.data import Dataset, resolve
+from lfpcli.errors import ArtifactError, ConfigError, InputError
+from lfpcli.metrics import predict, split_metrics
+from lfpcli.models import PixelModel, model_from_meta
+
+
+class LfpWarning(UserWarning):
+    """A problem worth telling the user that does not stop the command (the CLI prints one line)."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, LfpWarning, stacklevel=2)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available; ``cuda`` without a GPU is an input error."""
+    d = str(device)
+    if d == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(d)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"unknown device '{d}'; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {d}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif dev.type != "cpu":
+        raise ConfigError(f"unsupported device '{d}'; use auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def check_positive_int(name: str, value: int, minimum: int = 1) -> None:
+    if value is None or value < minimum:
+        raise ConfigError(f"--{name} must be at least {minimum}, got {value}")
+
+
+def check_seed(seed: int) -> None:
+    if seed is None or seed < 0 or seed >= 2**63:
+        raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
+
+
+def load_model(path: str | Path, device: torch.device) -> tuple[PixelModel, dict[str, Any]]:
+    """Load a checkpoint into a ready model (eval mode, on ``device``); warn if its parents changed."""
+    sd, meta = load_checkpoint(path)
+    for msg in parent_warnings(meta, path):
+        warn(msg)
+    try:
+        model = model_from_meta(meta)
+    except (KeyError, TypeError, ValueError):
+        raise ArtifactError(f"{path}: checkpoint metadata does not describe a model") from None
+    except InputError as e:  # e.g. an architecture this lfp does not know, or an option it does not take
+        raise ArtifactError(f"{path}: checkpoint metadata names a model this lfp cannot build: {e}") from None
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError:
+        raise ArtifactError(f"{path}: its weights do not fit the architecture its metadata names") from None
+    for name, t in sd.items():
+        if t.is_floating_point() and not torch.isfinite(t).all():
+            raise ArtifactError(f"{path}: weight '{name}' contains NaN or infinite values")
+    return model.to(device).eval(), meta
+
+
+def data_parent(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Parent entries for a file-backed data spec (built-ins have no file to hash)."""
+    if spec.get("type") != "file":
+        return []
+    return [parent_entry("data", spec["path"], spec.get("kind"))]
+
+
+def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path) -> Dataset:
+    """Resolve a data spec recorded in an artifact, finding a recorded file from another working folder too,
+    and warning when the file's content changed since."""
+    if spec.get("type") == "file":
+        found = locate_parent(spec, artifact)
+        if found is None:
+            raise InputError(f"{artifact} was made from data file {spec.get('path')}, which is no longer there; give --data")
+        if spec.get("sha256") and sha256_file(found) != spec["sha256"]:
+            warn(f"data file {found} changed since {artifact} was made from it (sha256 differs)")
+        spec = {**spec, "path": str(found)}
+    return resolve(spec)
+
+
+def check_compatible(meta: dict[str, Any], ds: Dataset, what: str) -> None:
+    """The model's input shape and class count must match the data's."""
+    m = meta["model"]
+    if tuple(m["input_shape"]) != tuple(ds.input_shape):
+        raise InputError(
+            f"{what}: the model takes inputs of shape {tuple(m['input_shape'])}, the data has {tuple(ds.input_shape)}"
+        )
+    if int(m["num_classes"]) != ds.num_classes:
+        raise InputError(f"{what}: the model has {m['num_classes']} classes, the data has {ds.num_classes}")
+
+
+def clean_metrics(model: torch.nn.Module, ds: Dataset, device: torch.device, splits=("train", "val", "test"), batch_size: int = 256) -> dict[str, Any]:
+    """Clean accuracy figures (see :mod:`lfpcli.metrics`) on each split of ``ds`` that exists."""
+    train_counts = ds.splits["train"].group_counts(ds.num_groups) if ds.group_names and "train" in ds.splits else None
+    out = {}
+    for name in splits:
+        if name in ds.splits:
+            s = ds.splits[name]
+            out[name] = split_metrics(predict(model, s, device, batch_size), s.y, s.group, ds.group_names, train_counts)
+    return out
+
+
+def model_meta(model_info: dict[str, Any]) -> dict[str, Any]:
+    return {**model_info, "output": "logits", "pixel_range": [0.0, 1.0], "normalization": "inside the model"}
+
+
+def summarize(values: torch.Tensor) -> dict[str, float | None]:
+    v = values.float()
+    v = v[torch.isfinite(v)]
+    if v.numel() == 0:
+        return {"mean": None, "median": None, "min": None, "max": None}
+    return {"mean": float(v.mean()), "median": float(v.median()), "min": float(v.min()), "max": float(v.max())}
+
+
+def fmt(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"

@@ -1,0 +1,29 @@
+"""``lfp data``: describe a data spec, or write it to an lfp dataset file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lfpcli.artifacts import check_output, make_record
+from lfpcli.artifacts.datasets import write_dataset
+from lfpcli.commands.common import data_parent
+from lfpcli.data import resolve
+
+
+def describe_data(data: str, *, out: str | Path | None = None, force: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
+    """Summary of the dataset ``data`` names (splits, sizes, classes, group counts); with ``out``, also
+    write it as an lfp dataset file that any ``--data`` option accepts."""
+    if out is not None:
+        check_output(out, force, (".h5", ".hdf5"))
+    ds = resolve(data)
+    summary: dict[str, Any] = {**ds.info(), "description": ds.description, "perturb_defaults": ds.perturb_defaults,
+                               "train_defaults": ds.train_defaults}
+    summary["group_counts"] = {k: s.group_counts(ds.num_groups).tolist() for k, s in ds.splits.items()} if ds.group_names else None
+    summary["class_counts"] = {k: s.y.bincount(minlength=ds.num_classes).tolist() for k, s in ds.splits.items()}
+    if out is not None:
+        record = make_record("dataset", {"data": ds.spec}, seeds={"seed": (ds.spec.get("params") or {}).get("seed")},
+                             parents=data_parent(ds.spec), argv=argv)
+        write_dataset(out, ds, record, force=force)
+        summary["out"] = str(out)
+    return summary

@@ -1,0 +1,117 @@
+"""``lfp perturb``: push every sample of a split toward a target label with a solver; write a perturbed set."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lfpcli.artifacts import check_output, make_record, parent_entry
+from lfpcli.artifacts.datasets import PerturbedSetWriter, dataset_meta
+from lfpcli.commands.common import (
+    check_compatible,
+    check_positive_int,
+    check_seed,
+    data_parent,
+    load_model,
+    resolve_device,
+    resolve_recorded_data,
+    summarize,
+)
+from lfpcli.data import resolve
+from lfpcli.errors import ConfigError
+from lfpcli.progress import Progress, no_progress
+from lfpcli.solvers import TARGET_RULES, choose_targets, get_solver, make_config, norms
+
+
+def perturb(
+    out: str | Path,
+    *,
+    model: str | Path,
+    method: str = "pgd-l2",
+    data: str | None = None,
+    split: str = "train",
+    targets: str = "random",
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    limit: int | None = None,
+    device: str = "auto",
+    force: bool = False,
+    progress: Progress = no_progress,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Perturb ``split`` of the model's data (or ``data``) toward targets chosen by ``targets``.
+
+    Method parameters: ``params`` (e.g. ``{"eps": 2.0, "steps": 30}``), then the data spec's defaults for the
+    method, then the solver's defaults. Writes ``out`` batch by batch, so memory is bounded by the batch.
+    """
+    check_output(out, force, (".h5", ".hdf5"))
+    check_seed(seed)
+    check_positive_int("batch-size", batch_size)
+    if limit is not None:
+        check_positive_int("limit", limit)
+    if targets not in TARGET_RULES:
+        raise ConfigError(f"unknown --targets rule '{targets}'; choose one of {', '.join(TARGET_RULES)}")
+    spec = get_solver(method)
+    dev = resolve_device(device)
+    net, meta = load_model(model, dev)
+    ds = resolve(data) if data is not None else resolve_recorded_data(meta["data"]["spec"], model)
+    check_compatible(meta, ds, f"{model} on {data or 'its training data'}")
+    sp = ds.split(split)
+    n = len(sp) if limit is None else min(limit, len(sp))
+    defaults = ds.perturb_defaults.get(method, {})
+    given = {k: v for k, v in (params or {}).items() if v is not None}
+    cfg = make_config(method, {**{k: v for k, v in defaults.items() if k in spec.params()}, **given})
+    gen = torch.Generator().manual_seed(seed)
+    tgt_all = choose_targets(sp.y[:n], ds.num_classes, targets, gen)
+    solver_gen = torch.Generator().manual_seed(seed + 1)
+    run_params = {
+        "method": method, "config": cfg.to_dict(), "targets": targets, "split": split, "data": ds.spec,
+        "seed": seed, "batch_size": batch_size, "limit": limit, "device": device,
+        "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
+    }
+    parents = [parent_entry("model", model, "checkpoint")] + data_parent(ds.spec)
+    sums = {k: [] for k in ("success", "l0", "l2", "linf", "iterations", "grad_evals")}
+    with PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
+        total_batches = math.ceil(n / batch_size)
+        for b, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            x = sp.x[start:stop].to(dev)
+            t = tgt_all[start:stop].to(dev)
+            res = spec.fn(net, x, t, cfg, generator=solver_gen)
+            m = norms(res.x - x)
+            metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations, "grad_evals": res.grad_evals, **m}
+            w.add(res.x, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
+            for k in sums:
+                sums[k].append(metrics[k].detach().cpu())
+            progress(f"{method}", b + 1, total_batches, success=float(torch.cat(sums["success"]).float().mean()))
+        cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
+        y = sp.y[:n]
+        summary = {
+            "n": n,
+            "success_rate": float(cat["success"].float().mean()) if n else None,
+            "target_kept_label_rate": float((tgt_all == y).float().mean()) if n else None,
+            "target_counts": torch.bincount(tgt_all, minlength=ds.num_classes).tolist(),
+            **{k: summarize(cat[k]) for k in ("l0", "l2", "linf", "iterations", "grad_evals")},
+        }
+        w.record = make_record(
+            "perturbed-set",
+            run_params,
+            seeds={"seed": seed, "targets_seed": seed, "solver_seed": seed + 1},
+            parents=parents,
+            device=dev,
+            argv=argv,
+            source={
+                "model": meta["model"],
+                "init": meta.get("init"),
+                "train": {k: v for k, v in (meta.get("train") or {}).items() if k != "history"},
+                "model_params": {k: meta["params"].get(k) for k in ("arch", "arch_args", "weights", "recipe") if k in meta.get("params", {})},
+                "dataset": dataset_meta(ds),
+            },
+            summary=summary,
+        )
+    return {"out": str(out), "kind": "perturbed-set", "method": method, "config": cfg.to_dict(), "targets": targets,
+            "split": split, "device": str(dev), **summary}

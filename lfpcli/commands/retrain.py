@@ -1,0 +1,97 @@
+"""``lfp retrain``: train a *fresh* model on a perturbed set alone, labelled with its target labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lfpcli.artifacts import check_output, parent_entry, parent_warnings
+from lfpcli.artifacts.datasets import load_perturbed_as_dataset, read_perturbed_set
+from lfpcli.artifacts.provenance import locate_parent
+from lfpcli.commands.common import check_seed, resolve_device, warn
+from lfpcli.commands.train import fit_and_save, parse_arch_args
+from lfpcli.data import resolve
+from lfpcli.errors import ConfigError, InputError
+from lfpcli.progress import Progress, no_progress
+from lfpcli.train import TrainConfig
+
+INITS = ("auto", "scratch", "pretrained")
+
+
+def retrain(
+    out: str | Path,
+    *,
+    perturbed: str | Path,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
+    init: str = "auto",
+    weights: str | None = None,
+    recipe: str | None = None,
+    epochs: int | None = None,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    nesterov: bool | None = None,
+    batch_size: int | None = None,
+    schedule: str | None = None,
+    select: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    force: bool = False,
+    progress: Progress = no_progress,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train a new model on ``perturbed`` (inputs = perturbed images, labels = targets).
+
+    Never initialised from the model that made the perturbations: ``init="auto"`` starts from scratch or
+    from the same pretrained weights file the source model started from; ``scratch`` / ``pretrained``
+    force one. Architecture and training settings default to the source model's; model selection
+    (``select``) and the reported metrics use the clean source data with its true labels.
+    """
+    check_output(out, force, (".pt", ".pth", ".ckpt"))
+    check_seed(seed)
+    if init not in INITS:
+        raise ConfigError(f"--init must be one of {', '.join(INITS)}, got '{init}'")
+    dev = resolve_device(device)
+    _, _, record = read_perturbed_set(perturbed)
+    for msg in parent_warnings(record, perturbed):
+        warn(msg)
+    source = record.get("source") or {}
+    src_model = source.get("model") or {}
+    src_init = source.get("init") or {"type": "scratch"}
+    arch = arch or src_model.get("arch")
+    if not arch:
+        raise InputError(f"{perturbed} does not record its source architecture; give --arch")
+    if arch_args is None and arch == src_model.get("arch"):
+        arch_args = {k: v for k, v in (src_model.get("arch_args") or {}).items() if k != "weights"}
+    arch_args = parse_arch_args(arch, arch_args)
+    if weights is None and init in ("auto", "pretrained") and src_init.get("type") == "pretrained":
+        found = locate_parent(src_init, perturbed)
+        if found is None:
+            raise InputError(
+                f"the source model started from pretrained weights {src_init.get('path')}, which are not there; "
+                f"give --weights FILE or --init scratch"
+            )
+        weights = str(found)
+    if init == "pretrained" and weights is None:
+        raise ConfigError("--init pretrained needs --weights FILE (the source model was trained from scratch)")
+    if init == "scratch":
+        weights = None
+    ds = load_perturbed_as_dataset(perturbed)
+    clean = resolve(ds.clean_spec)
+    src_cfg = (source.get("train") or {}).get("config") or {}
+    given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select)
+    cfg = TrainConfig.resolve(given, recipe=recipe, base=src_cfg or ds.train_defaults)
+    params = {"perturbed": str(perturbed), "data": ds.spec, "arch": arch, "arch_args": arch_args, "init": init,
+              "weights": weights, "recipe": recipe, **cfg.to_dict(), "seed": seed, "device": device,
+              "settings_from": "source model" if src_cfg else "data defaults"}
+    parents = [parent_entry("perturbed", perturbed, "perturbed-set")]
+    summary = fit_and_save(
+        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
+        force=force, params=params, parents=parents, clean=clean, progress=progress, argv=argv,
+        extra={"perturbation": {"method": record["params"].get("method"), "targets": record["params"].get("targets"),
+                                "config": record["params"].get("config")}},
+    )
+    return {**summary, "perturbed": str(perturbed), "method": record["params"].get("method")}

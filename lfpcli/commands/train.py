@@ -1,0 +1,156 @@
+"""``lfp train``: fit a classifier on a data spec and write a self-describing checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lfpcli.artifacts import check_output, make_record, parent_entry, save_checkpoint, sha256_file
+from lfpcli.commands.common import (
+    check_seed,
+    clean_metrics,
+    data_parent,
+    model_meta,
+    resolve_device,
+)
+from lfpcli.data import Dataset, resolve
+from lfpcli.errors import ConfigError
+from lfpcli.models import build_model
+from lfpcli.models.registry import arch_defaults
+from lfpcli.progress import Progress, no_progress
+from lfpcli.train import TrainConfig, train_model
+
+
+def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:
+    """Coerce ``--arch-arg key=value`` strings to the types of the builder's defaults."""
+    defaults = arch_defaults(arch)
+    out: dict[str, Any] = {}
+    for k, v in (items or {}).items():
+        if k not in defaults:
+            raise ConfigError(f"architecture '{arch}' has no option '{k}' (it takes: {', '.join(defaults) or 'none'})")
+        d = defaults[k]
+        if isinstance(v, str) and isinstance(d, bool):
+            if v.lower() not in ("true", "false", "1", "0"):
+                raise ConfigError(f"--arch-arg {k} must be true or false")
+            v = v.lower() in ("true", "1")
+        elif isinstance(v, str) and isinstance(d, int):
+            try:
+                v = int(v)
+            except ValueError:
+                raise ConfigError(f"--arch-arg {k} must be an integer") from None
+        out[k] = v
+    return out
+
+
+def fit_and_save(
+    out: str | Path,
+    *,
+    ds: Dataset,
+    arch: str,
+    arch_args: dict[str, Any],
+    weights: str | None,
+    cfg: TrainConfig,
+    recipe: str | None,
+    seed: int,
+    device: torch.device,
+    force: bool,
+    params: dict[str, Any],
+    parents: list[dict[str, Any]],
+    clean: Dataset,
+    progress: Progress,
+    argv: list[str] | None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build a fresh model, train it on ``ds``, score it on the clean data ``clean``, write the checkpoint."""
+    torch.manual_seed(seed)
+    init: dict[str, Any] = {"type": "scratch", "seed": seed}
+    build_args = dict(arch_args)
+    if weights:
+        build_args["weights"] = weights
+    model = build_model(arch, ds.num_classes, ds.input_shape, ds.mean, ds.std, **build_args)
+    if weights:
+        init = {"type": "pretrained", "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
+        parents = parents + [parent_entry("weights", weights, "weights")]
+    gen = torch.Generator().manual_seed(seed)
+    val = ds.splits.get("val")
+    result = train_model(model, ds.splits["train"], cfg, device=device, generator=gen, val=val, group_names=ds.group_names, progress=progress)
+    metrics = clean_metrics(model, clean, device)
+    record = make_record(
+        "checkpoint",
+        params,
+        seeds={"seed": seed},
+        parents=parents,
+        device=device,
+        argv=argv,
+        model=model_meta({
+            "arch": arch,
+            "arch_args": {**arch_defaults(arch), **arch_args, "weights": None},
+            "num_classes": ds.num_classes,
+            "input_shape": list(ds.input_shape),
+            "mean": ds.mean,
+            "std": ds.std,
+        }),
+        init=init,
+        data=ds.info(),
+        train={"config": cfg.to_dict(), "recipe": recipe, "history": result.history, "selected_epoch": result.selected_epoch},
+        metrics=metrics,
+        **(extra or {}),
+    )
+    save_checkpoint(out, model.state_dict(), record, force=force)
+    return {
+        "out": str(out),
+        "kind": "checkpoint",
+        "arch": arch,
+        "data": ds.spec,
+        "epochs": cfg.epochs,
+        "selected_epoch": result.selected_epoch,
+        "history": result.history,
+        "metrics": metrics,
+        "device": str(device),
+    }
+
+
+def train(
+    out: str | Path,
+    *,
+    data: str | dict[str, Any] = "spurious-digits",
+    arch: str = "small-cnn",
+    arch_args: dict[str, Any] | None = None,
+    weights: str | None = None,
+    recipe: str | None = None,
+    epochs: int | None = None,
+    optimizer: str | None = None,
+    lr: float | None = None,
+    momentum: float | None = None,
+    weight_decay: float | None = None,
+    nesterov: bool | None = None,
+    batch_size: int | None = None,
+    schedule: str | None = None,
+    select: str | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    force: bool = False,
+    progress: Progress = no_progress,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train ``arch`` on ``data`` and write the checkpoint ``out``; returns a summary dict.
+
+    Training settings come from the explicit arguments, then ``recipe``, then the data spec's defaults.
+    """
+    check_output(out, force, (".pt", ".pth", ".ckpt"))
+    check_seed(seed)
+    dev = resolve_device(device)
+    arch_args = parse_arch_args(arch, arch_args)
+    ds = resolve(data)
+    given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select)
+    cfg = TrainConfig.resolve(given, recipe=recipe, base=ds.train_defaults)
+    params = {"data": ds.spec, "arch": arch, "arch_args": arch_args, "weights": weights, "recipe": recipe,
+              **cfg.to_dict(), "seed": seed, "device": device}
+    clean = resolve(ds.clean_spec) if ds.clean_spec else ds
+    return fit_and_save(
+        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
+        force=force, params=params, parents=data_parent(ds.spec), clean=clean, progress=progress, argv=argv,
+    )

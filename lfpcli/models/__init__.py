@@ -1,0 +1,12 @@
+"""Model registry. Every model takes pixel-space inputs in [0, 1] and normalises inside ``forward``.
+
+``build_model(arch, num_classes, input_shape, mean, std, **arch_args)`` returns a :class:`PixelModel`;
+``list_models()`` names the architectures; ``register_model(name)`` adds one.
+"""
+
+from lfpcli.models.pixel import PixelModel
+from lfpcli.models.registry import build_model, list_models, model_from_meta, register_model
+
+from lfpcli.models import nets as _nets  # noqa: F401  (registers the built-in architectures)
+
+__all__ = ["PixelModel", "build_model", "list_models", "model_from_meta", "register_model"]

@@ -1,0 +1,105 @@
+"""The built-in architectures: ``small-cnn``, ``mlp``, ``resnet18``, ``resnet50``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lfpcli.errors import ArtifactError, ConfigError, InputError
+from lfpcli.models.registry import register_model
+
+
+class _Net(nn.Module):
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features, self.head = features, head
+
+
+@register_model("small-cnn")
+def small_cnn(num_classes, input_shape, *, width: int = 32, hidden: int = 128) -> nn.Module:
+    """Two 3x3 conv blocks (width, 2*width channels; 2x2 max-pool while the map is >= 14 px), then a
+    (2*width * h * w) -> hidden -> classes MLP; maps larger than 7x7 are average-pooled to 7x7 first."""
+    c, h, w = input_shape
+    layers: list[nn.Module] = []
+    ch = c
+    for k, out in enumerate((width, 2 * width)):
+        layers += [nn.Conv2d(ch, out, 3, padding=1), nn.ReLU(inplace=True)]
+        if min(h, w) >= 14:
+            layers.append(nn.MaxPool2d(2))
+            h, w = h // 2, w // 2
+        ch = out
+    if h > 7 or w > 7:
+        layers.append(nn.AdaptiveAvgPool2d((min(h, 7), min(w, 7))))
+        h, w = min(h, 7), min(w, 7)
+    layers += [nn.Flatten(), nn.Linear(ch * h * w, hidden), nn.ReLU(inplace=True)]
+    return _Net(nn.Sequential(*layers), nn.Linear(hidden, num_classes))
+
+
+@register_model("mlp")
+def mlp(num_classes, input_shape, *, hidden: int = 256, depth: int = 2) -> nn.Module:
+    """Flatten, then ``depth`` hidden layers of width ``hidden`` with ReLU, then a linear head."""
+    if depth < 1 or hidden < 1:
+        raise ConfigError("mlp needs depth >= 1 and hidden >= 1")
+    d = math.prod(input_shape)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for _ in range(depth):
+        layers += [nn.Linear(d, hidden), nn.ReLU(inplace=True)]
+        d = hidden
+    return _Net(nn.Sequential(*layers), nn.Linear(d, num_classes))
+
+
+def load_local_weights(path: str) -> dict[str, torch.Tensor]:
+    """A torchvision state dict from a local file, read with ``weights_only=True`` (no download, no pickle code)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"pretrained weights file {p} does not exist (lfp never downloads weights: give a local file)")
+    try:
+        sd = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:
+        raise ArtifactError(f"{p} is not a loadable state dict of plain tensors") from None
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ArtifactError(f"{p} is not a state dict of tensors")
+    return sd
+
+
+def _resnet(name, num_classes, input_shape, weights, small_input):
+    import torchvision
+
+    net = getattr(torchvision.models, name)(weights=None)
+    if weights:
+        sd = load_local_weights(weights)
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+        bad = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if bad or unexpected:
+            raise ArtifactError(
+                f"{weights} does not match torchvision {name}: {len(bad)} missing, {len(unexpected)} unexpected keys"
+            )
+    if input_shape[0] != 3:
+        net.conv1 = nn.Conv2d(input_shape[0], 64, 7, 2, 3, bias=False)
+    if small_input == "auto":
+        small_input = min(input_shape[1:]) < 64
+    if small_input:
+        # CIFAR-style stem: keep resolution on tiny images (a 7x7/2 conv + max-pool would leave 1x1 maps)
+        net.conv1 = nn.Conv2d(input_shape[0], 64, 3, 1, 1, bias=False)
+        net.maxpool = nn.Identity()
+    feat_dim = net.fc.in_features
+    net.fc = nn.Identity()
+    return _Net(net, nn.Linear(feat_dim, num_classes))
+
+
+@register_model("resnet18")
+def resnet18(num_classes, input_shape, *, weights: str | None = None, small_input: str | bool = "auto") -> nn.Module:
+    """torchvision ResNet-18 with a new linear head; ``weights``: a local torchvision state-dict file."""
+    return _resnet("resnet18", num_classes, input_shape, weights, small_input)
+
+
+@register_model("resnet50")
+def resnet50(num_classes, input_shape, *, weights: str | None = None, small_input: str | bool = "auto") -> nn.Module:
+    """torchvision ResNet-50 with a new linear head; ``weights``: a local torchvision state-dict file
+    (e.g. ``resnet50-0676ba61.pth``, ImageNet V1, as the paper's setup implies)."""
+    return _resnet("resnet50", num_classes, input_shape, weights, small_input)

@@ -1,0 +1,110 @@
+"""Minibatch training with per-epoch validation and best-epoch selection."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lfpcli.data.dataset import Split
+from lfpcli.metrics import predict, split_metrics
+from lfpcli.progress import Progress, no_progress
+from lfpcli.train.config import TrainConfig
+
+
+@dataclass
+class TrainResult:
+    """``state_dict``: the kept model's weights (CPU); ``history``: one dict per epoch; ``selected_epoch``:
+    1-based epoch the weights come from."""
+
+    state_dict: dict[str, torch.Tensor]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    selected_epoch: int = 0
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _score(metrics: dict[str, Any], select: str) -> float:
+    key = "accuracy" if select == "val-accuracy" else "worst_group_accuracy"
+    v = metrics.get(key)
+    return -math.inf if v is None else float(v)
+
+
+def train_model(
+    model: torch.nn.Module,
+    train: Split,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    generator: torch.Generator,
+    val: Split | None = None,
+    group_names: list[str] | None = None,
+    progress: Progress = no_progress,
+) -> TrainResult:
+    """Train ``model`` in place on ``train`` (cross-entropy, minibatches drawn with ``generator``).
+
+    After each epoch the model is scored on ``val`` (accuracy, and worst-group accuracy where groups exist);
+    the returned weights are the last epoch's or the best epoch's by ``cfg.select``. Loss sums stay on the
+    device and are read once per epoch, so CUDA runs without a host sync per batch.
+    """
+    if cfg.select != "last" and (val is None or len(val) == 0):
+        from lfpcli.errors import ConfigError
+
+        raise ConfigError(f"--select {cfg.select} needs a validation split, and this data has none")
+    if cfg.select == "val-worst-group" and not group_names:
+        from lfpcli.errors import ConfigError
+
+        raise ConfigError("--select val-worst-group needs data with groups; use --select val-accuracy")
+    model.to(device)
+    opt = make_optimizer(model, cfg)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
+    train_counts = train.group_counts(len(group_names)) if group_names else None
+    n_batches = math.ceil(len(train) / cfg.batch_size)
+    result = TrainResult(state_dict={})
+    best = -math.inf
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        for b, (x, y, _, _) in enumerate(train.batches(cfg.batch_size, shuffle=True, generator=generator)):
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.detach() * y.shape[0]
+            correct += (logits.detach().argmax(1) == y).sum()
+            progress(f"epoch {epoch}/{cfg.epochs}", b + 1, n_batches)
+        if sched is not None:
+            sched.step()
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "train_loss": float(loss_sum) / max(len(train), 1),
+            "train_accuracy": float(correct) / max(len(train), 1),
+        }
+        if val is not None and len(val):
+            m = split_metrics(predict(model, val, device), val.y, val.group, group_names, train_counts)
+            row["val_accuracy"] = m["accuracy"]
+            row["val_worst_group_accuracy"] = m["worst_group_accuracy"]
+            score = _score(m, cfg.select) if cfg.select != "last" else None
+        else:
+            score = None
+        result.history.append(row)
+        progress(f"epoch {epoch}/{cfg.epochs}", n_batches, n_batches, **{k: v for k, v in row.items() if k != "epoch"})
+        if (cfg.select == "last" and epoch == cfg.epochs) or (score is not None and score > best):
+            best = score if score is not None else best
+            result.selected_epoch = epoch
+            result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    model.load_state_dict(result.state_dict)
+    return result

@@ -1,0 +1,66 @@
+"""Built-in datasets: what they promise (sizes, groups, correlation, determinism, pixel range)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lfpcli.data import list_datasets, parse_spec, resolve
+from lfpcli.errors import ConfigError
+
+
+def test_digits_is_the_real_sklearn_digits_split_60_20_20():
+    ds = resolve("digits")
+    sizes = {k: len(v) for k, v in ds.splits.items()}
+    assert sum(sizes.values()) == 1797 and sizes["train"] == 1078
+    assert ds.input_shape == (1, 8, 8) and ds.num_classes == 10 and ds.group_names is None
+    x = ds.splits["train"].x
+    assert x.min() >= 0 and x.max() <= 1
+
+
+def test_spurious_digits_promises():
+    ds = resolve("spurious-digits")
+    tr, te = ds.splits["train"], ds.splits["test"]
+    assert ds.input_shape[0] == 3 and ds.input_shape[1] >= 28 and len(tr) >= 1000
+    assert ds.num_classes == 2 and len(ds.group_names) == 4
+    assert (tr.group == 2 * tr.y + (tr.group % 2)).all()
+    a = tr.group % 2
+    for c in (0, 1):
+        agree = (a[tr.y == c] == c).float().mean()
+        assert abs(float(agree) - 0.95) < 0.01
+    counts = te.group_counts(4)
+    assert counts.min() >= 80
+    # val/test: background independent of the label (balanced within each class)
+    a_te = te.group % 2
+    for c in (0, 1):
+        assert abs(float(a_te[te.y == c].float().mean()) - 0.5) < 0.02
+    assert tr.x.min() >= 0 and tr.x.max() <= 1 and tr.x.dtype == torch.float32
+
+
+def test_spurious_digits_is_deterministic_and_seeded():
+    a = resolve("spurious-digits:seed=3,train_copies=1", use_cache=False)
+    b = resolve("spurious-digits:seed=3,train_copies=1", use_cache=False)
+    c = resolve("spurious-digits:seed=4,train_copies=1", use_cache=False)
+    assert torch.equal(a.splits["train"].x, b.splits["train"].x)
+    assert not torch.equal(a.splits["train"].x, c.splits["train"].x)
+    assert a.spec["params"]["seed"] == 3
+
+
+def test_cache_returns_identical_data():
+    first = resolve("spurious-digits:train_copies=1")
+    again = resolve("spurious-digits:train_copies=1")
+    fresh = resolve("spurious-digits:train_copies=1", use_cache=False)
+    assert torch.equal(first.splits["test"].x, fresh.splits["test"].x)
+    assert torch.equal(again.splits["train"].x, fresh.splits["train"].x)
+    assert again.spec == fresh.spec and again.perturb_defaults == fresh.perturb_defaults
+
+
+@pytest.mark.parametrize("bad", ["imagenet", "spurious-digits:bogus=1", "spurious-digits:correlation=2", "digits:seed=x", ""])
+def test_bad_specs(bad):
+    with pytest.raises(ConfigError):
+        resolve(bad)
+
+
+def test_registry_lists_builtins():
+    assert {"digits", "spurious-digits"} <= set(list_datasets())
+    assert parse_spec("digits:seed=2") == {"type": "builtin", "name": "digits", "params": {"seed": 2}}
