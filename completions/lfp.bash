@@ -23,17 +23,17 @@ _lfp() {
         --schedule) COMPREPLY=($(compgen -W "constant cosine" -- "$cur")); return ;;
         --select) COMPREPLY=($(compgen -W "last val-accuracy val-worst-group" -- "$cur")); return ;;
         --split) COMPREPLY=($(compgen -W "train val test" -- "$cur")); return ;;
-        --step) COMPREPLY=($(compgen -W "sign max-normalized" -- "$cur")); return ;;
+        --step) COMPREPLY=($(compgen -W "sign max-normalized raw" -- "$cur")); return ;;
         --targets) COMPREPLY=($(compgen -W "random random-other deterministic" -- "$cur")); return ;;
         -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2" -- "$cur")); return ;;
-        --arch-arg|--batch-size|--config|--epochs|--eps|--in|--limit|--lr|--momentum|--out|--param|--seed|--step-size|--steps|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --arch-arg|--batch-size|--config|--epochs|--eps|--in|--lam|--limit|--lr|--max-changed|--momentum|--out|--param|--seed|--step-size|--steps|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
         completion) COMPREPLY=($(compgen -W "--help bash zsh fish" -- "$cur")) ;;
         data) COMPREPLY=($(compgen -W "--force --help --json --out -o" -- "$cur")) ;;
         eval) COMPREPLY=($(compgen -W "--batch-size --config --data --device --force --help --in --json --out --split -i -o" -- "$cur")) ;;
         info) COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
-        perturb) COMPREPLY=($(compgen -W "--batch-size --config --data --device --eps --force --help --in --json --limit --loss --method --no-random-start --out --param --projection --quiet --random-start --seed --split --step --step-size --steps --targets -i -m -o -p -q" -- "$cur")) ;;
+        perturb) COMPREPLY=($(compgen -W "--batch-size --config --data --device --eps --force --help --in --json --lam --limit --loss --lr --max-changed --method --no-random-start --out --param --projection --quiet --random-start --seed --split --step --step-size --steps --targets -i -m -o -p -q" -- "$cur")) ;;
         retrain) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
         saliency) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         synth) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;

@@ -48,6 +48,12 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+def _methods() -> list[str]:
+    from lfpcli.solvers import list_solvers
+
+    return list_solvers()
+
+
 CHAIN = "Chain"
 INSPECT = "Inspect"
 LATER = "Not yet available"
@@ -122,7 +128,7 @@ def train(
 def perturb(
     in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint of the model whose decisions are pushed.", metavar="MODEL.pt")],
     out: Annotated[str, typer.Option("--out", "-o", help="Perturbed set to write (.h5).", metavar="FILE.h5")],
-    method: Annotated[str, typer.Option("--method", "-m", help="pgd-l2 or pgd-linf.")] = "pgd-l2",
+    method: Annotated[str, typer.Option("--method", "-m", help=f"Perturbation method: {', '.join(_methods())}.")] = "pgd-l2",
     targets: Annotated[str, typer.Option("--targets", help="Target rule: random (uniform over all K classes; the paper's code), "
                                           "random-other (uniform over the K-1 others; the paper's Def. 4.1), deterministic (y+1 mod K).")] = "random",
     data: Annotated[Optional[str], typer.Option("--data", help="Data spec to perturb (default: the data the model was trained on).")] = None,
@@ -132,8 +138,11 @@ def perturb(
     step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step alpha (default 2.5*eps/steps).", rich_help_panel=METHOD_PANEL)] = None,
     random_start: Annotated[Optional[bool], typer.Option("--random-start/--no-random-start", help="Start PGD at a random point of the ball.", rich_help_panel=METHOD_PANEL)] = None,
     loss: Annotated[Optional[str], typer.Option("--loss", help="Loss toward the target: ce or margin.", rich_help_panel=METHOD_PANEL)] = None,
-    step: Annotated[Optional[str], typer.Option("--step", help="pgd-linf step: sign (textbook) or max-normalized (the paper's code).", rich_help_panel=METHOD_PANEL)] = None,
+    step: Annotated[Optional[str], typer.Option("--step", help="pgd-linf step: sign (textbook) or max-normalized (the paper's code); pgd-l0 also raw.", rich_help_panel=METHOD_PANEL)] = None,
     projection: Annotated[Optional[str], typer.Option("--projection", help="pgd-linf projection: clip (textbook) or rescale (the paper's code).", rich_help_panel=METHOD_PANEL)] = None,
+    lam: Annotated[Optional[float], typer.Option("--lam", help="cfe-l2: weight of the squared l2 distance.", rich_help_panel=METHOD_PANEL)] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="cfe-l2: Adam step size.", rich_help_panel=METHOD_PANEL)] = None,
+    max_changed: Annotated[Optional[int], typer.Option("--max-changed", help="pgd-l0: most input values changed.", rich_help_panel=METHOD_PANEL)] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Any method parameter as KEY=VALUE (repeatable).", metavar="KEY=VALUE", rich_help_panel=METHOD_PANEL)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Perturb only the first N samples of the split.")] = None,
     batch_size: BatchOpt = 256,
@@ -151,7 +160,8 @@ def perturb(
     from lfpcli.commands import perturb as run
 
     params: dict[str, Any] = dict(key_values(param, "--param"))
-    flags = dict(eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss, step=step, projection=projection)
+    flags = dict(eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss, step=step, projection=projection,
+                 lam=lam, lr=lr, max_changed=max_changed)
     params.update({k: v for k, v in flags.items() if v is not None})
     _run(run, render.show_perturb, json_, quiet, out=out, model=in_, method=method, data=data, split=split,
          targets=targets, params=params, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
@@ -313,6 +323,10 @@ def main(argv: list[str] | None = None) -> None:
             ctx = getattr(e, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             msg = e.format_message() if type(e).__name__ != "Abort" else "aborted"
+            cfg = ctx.meta.get("lfp_config") if ctx is not None else None
+            pname = getattr(getattr(e, "param", None), "name", None)
+            if cfg and pname in cfg[1]:
+                msg += f" (the value comes from {cfg[0]})"
             sys.stderr.write(f"error: {_one_line(msg)}{hint}\n")
             code = 2 if e.exit_code in (1, 2) else e.exit_code
         elif isinstance(e, MemoryError) or "out of memory" in str(e).lower():

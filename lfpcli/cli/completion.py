@@ -26,7 +26,7 @@ def _choices() -> dict[str, list[str]]:
         "--data": list_datasets(), "--optimizer": list(OPTIMIZERS), "--recipe": list(RECIPES),
         "--schedule": list(SCHEDULES), "--select": list(SELECTIONS), "--device": ["auto", "cpu", "cuda"],
         "--split": ["train", "val", "test"], "--init": ["auto", "scratch", "pretrained"], "--loss": ["ce", "margin"],
-        "--step": ["sign", "max-normalized"], "--projection": ["clip", "rescale"],
+        "--step": ["sign", "max-normalized", "raw"], "--projection": ["clip", "rescale"],
     }
 
 

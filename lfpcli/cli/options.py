@@ -40,6 +40,7 @@ def load_config(ctx: typer.Context, param: Any, value: Optional[str]) -> Optiona
             v = [f"{k}={x}" for k, x in v.items()]
         defaults[name] = v
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    ctx.meta["lfp_config"] = (value, set(defaults))  # lets an error about one of these values name the file
     return value
 
 

@@ -37,6 +37,8 @@ def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
         return {"type": "builtin", "name": name, "params": params}
     p = Path(text)
     if p.suffix.lower() in (".h5", ".hdf5") or p.exists():
+        if p.is_dir():
+            raise InputError(f"{p} is a folder, not an lfp .h5 data file")
         if not p.is_file():
             raise InputError(f"data file {p} does not exist")
         return {"type": "file", "path": str(p)}

@@ -208,14 +208,13 @@ def scfe(
     use_plaus = plausibility is not None and cfg.tau > 0
     loss_fn = _loss_fn(cfg)
     k = cfg.k(x[0].numel())
-    prox = make_prox(cfg.prox, x, cfg.lo, cfg.hi, cfg.beta, k=k, mask=mask)
+    prox = make_prox(cfg.prox, x, cfg.lo, cfg.hi, cfg.beta, k=k, mask=None)
     penalty = partial(penalty_value, cfg.prox, weight=cfg.beta, k=k)
     schedule = "backtracking" if cfg.line_search else cfg.schedule
     dtype = x.dtype
 
-    def terms(w: Tensor, with_plaus: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
-        """Per sample at ``x + w``: squared distance, loss toward the target, plausibility (or None), logits."""
-        xp = x + w
+    def terms(xp: Tensor, w: Tensor, with_plaus: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """Per sample at ``xp = x + w``: squared distance, loss toward the target, plausibility (or None), logits."""
         logits = model(xp)
         dist = w.reshape(n, -1).pow(2).sum(1)
         plaus = plausibility(xp, target).reshape(n) if with_plaus else None
@@ -223,7 +222,7 @@ def scfe(
 
     def smooth_for(gamma: Tensor) -> Callable[[Tensor], Tensor]:
         def smooth(w: Tensor) -> Tensor:
-            dist, loss, plaus, _ = terms(w, use_plaus)
+            dist, loss, plaus, _ = terms(x + w, w, use_plaus)
             value = dist + gamma * loss
             return value - cfg.tau * plaus if plaus is not None else value
 
@@ -251,15 +250,17 @@ def scfe(
     init = torch.full((n,), float(cfg.gamma), dtype=torch.float64, device=x.device)
     with frozen_eval(model):
         found = bisection_search(run, n, search_steps=cfg.search_steps, init=init, growth=cfg.growth, device=x.device)
-        w = found.w
+        # The prox keeps x + w in the box; the clamp only guards the last ulp, and everything reported is
+        # evaluated at exactly the returned inputs.
+        x_new = (x + found.w).clamp(cfg.lo, cfg.hi)
+        w = x_new - x
         gamma = found.c.to(dtype)
         with torch.no_grad():
-            dist, loss, plaus, logits = terms(w, plausibility is not None)
+            dist, loss, plaus, logits = terms(x_new, w, plausibility is not None)
             objective = dist + gamma * loss + penalty(w)
             if use_plaus:
                 objective = objective - cfg.tau * plaus
             success = logits.argmax(1) == target
-    x_new = (x + w).clamp(cfg.lo, cfg.hi)
     extras = {
         "gamma": gamma,
         "objective": objective,
