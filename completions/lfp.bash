@@ -8,32 +8,36 @@ _lfp() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completion data eval info perturb retrain saliency synth train --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completion data density eval info perturb retrain saliency synth train --help --version" -- "$cur")); return
     fi
     case "$prev" in
         --arch) COMPREPLY=($(compgen -W "mlp resnet18 resnet50 small-cnn" -- "$cur")); return ;;
         --data) COMPREPLY=($(compgen -W "digits spurious-digits" -- "$cur")); return ;;
         --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
+        --fit-on) COMPREPLY=($(compgen -W "train val group-balanced" -- "$cur")); return ;;
         --init) COMPREPLY=($(compgen -W "auto scratch pretrained" -- "$cur")); return ;;
+        --kind) COMPREPLY=($(compgen -W "gmm kde knn feature-gmm feature-kde feature-knn" -- "$cur")); return ;;
         --loss) COMPREPLY=($(compgen -W "ce margin" -- "$cur")); return ;;
-        --method) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2" -- "$cur")); return ;;
+        --method) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
         --optimizer) COMPREPLY=($(compgen -W "sgd adam" -- "$cur")); return ;;
         --projection) COMPREPLY=($(compgen -W "clip rescale" -- "$cur")); return ;;
+        --prox) COMPREPLY=($(compgen -W "l0 l1 l1/2 l0-ball none" -- "$cur")); return ;;
         --recipe) COMPREPLY=($(compgen -W "paper-text paper-code kumano" -- "$cur")); return ;;
         --schedule) COMPREPLY=($(compgen -W "constant cosine" -- "$cur")); return ;;
         --select) COMPREPLY=($(compgen -W "last val-accuracy val-worst-group" -- "$cur")); return ;;
         --split) COMPREPLY=($(compgen -W "train val test" -- "$cur")); return ;;
         --step) COMPREPLY=($(compgen -W "sign max-normalized raw" -- "$cur")); return ;;
         --targets) COMPREPLY=($(compgen -W "random random-other deterministic" -- "$cur")); return ;;
-        -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2" -- "$cur")); return ;;
-        --arch-arg|--batch-size|--config|--epochs|--eps|--in|--lam|--limit|--lr|--max-changed|--momentum|--out|--param|--seed|--step-size|--steps|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
+        --arch-arg|--batch-size|--beta|--config|--density|--epochs|--eps|--gamma|--in|--lam|--limit|--lipschitz|--lr|--max-changed|--momentum|--out|--param|--search-steps|--seed|--step-size|--steps|--tau|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
         completion) COMPREPLY=($(compgen -W "--help bash zsh fish" -- "$cur")) ;;
         data) COMPREPLY=($(compgen -W "--force --help --json --out -o" -- "$cur")) ;;
+        density) COMPREPLY=($(compgen -W "--config --device --fit-on --force --help --in --json --kind --out --param --seed -i -o -p" -- "$cur")) ;;
         eval) COMPREPLY=($(compgen -W "--batch-size --config --data --device --force --help --in --json --out --split -i -o" -- "$cur")) ;;
         info) COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
-        perturb) COMPREPLY=($(compgen -W "--batch-size --config --data --device --eps --force --help --in --json --lam --limit --loss --lr --max-changed --method --no-random-start --out --param --projection --quiet --random-start --seed --split --step --step-size --steps --targets -i -m -o -p -q" -- "$cur")) ;;
+        perturb) COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --lipschitz --loss --lr --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
         retrain) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
         saliency) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         synth) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;

@@ -108,7 +108,7 @@ def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
             raise ArtifactError(f"{path}: checkpoint metadata has a malformed '{key}' record; the file is damaged")
     cfg = (meta.get("train") or {}).get("config") or {}
     try:
-        from lfpcli.train.config import TrainConfig
+        from lfpcli.training.config import TrainConfig
 
         TrainConfig.resolve({}, base=cfg if isinstance(cfg, dict) else None)
         if not isinstance(cfg, dict):

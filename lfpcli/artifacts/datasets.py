@@ -214,7 +214,7 @@ def read_perturbed_set(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], 
 
 def _check_source(path: str | os.PathLike, source: dict[str, Any]) -> None:
     """What a perturbed set records about its source model (retrain's defaults) must be well formed."""
-    from lfpcli.train.config import TrainConfig
+    from lfpcli.training.config import TrainConfig
 
     for key in ("model", "init", "train", "model_params"):
         if not isinstance(source.get(key) or {}, dict):

@@ -20,7 +20,7 @@ from lfpcli.artifacts.provenance import SCHEMA_VERSION, check_parents, jsonable
 from lfpcli.errors import ArtifactError, InputError
 
 #: The kinds of artifact stored as HDF5 (``lfp_kind``).
-H5_KINDS = ("dataset", "perturbed-set")
+H5_KINDS = ("dataset", "perturbed-set", "density")
 
 
 class H5Writer:

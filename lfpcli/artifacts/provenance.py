@@ -28,7 +28,7 @@ from lfpcli.artifacts.files import sha256_file
 from lfpcli.errors import ArtifactError
 
 SCHEMA_VERSION = 1
-KINDS = ("checkpoint", "perturbed-set", "dataset", "eval")
+KINDS = ("checkpoint", "perturbed-set", "dataset", "eval", "density")
 
 
 def jsonable(obj: Any) -> Any:

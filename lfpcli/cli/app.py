@@ -142,7 +142,15 @@ def perturb(
     projection: Annotated[Optional[str], typer.Option("--projection", help="pgd-linf projection: clip (textbook) or rescale (the paper's code).", rich_help_panel=METHOD_PANEL)] = None,
     lam: Annotated[Optional[float], typer.Option("--lam", help="cfe-l2: weight of the squared l2 distance.", rich_help_panel=METHOD_PANEL)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="cfe-l2: Adam step size.", rich_help_panel=METHOD_PANEL)] = None,
-    max_changed: Annotated[Optional[int], typer.Option("--max-changed", help="pgd-l0: most input values changed.", rich_help_panel=METHOD_PANEL)] = None,
+    max_changed: Annotated[Optional[str], typer.Option("--max-changed", help="pgd-l0, pcfe-l0 (with --prox l0-ball): most input values changed, a count or (pcfe-l0) a ratio in (0, 1).", rich_help_panel=METHOD_PANEL)] = None,
+    search_steps: Annotated[Optional[int], typer.Option("--search-steps", help="pcfe-l0: bisection steps over the weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
+    lipschitz: Annotated[Optional[float], typer.Option("--lipschitz", help="pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search).", rich_help_panel=METHOD_PANEL)] = None,
+    line_search: Annotated[Optional[bool], typer.Option("--line-search/--no-line-search", help="pcfe-l0: backtracking line search per sample.", rich_help_panel=METHOD_PANEL)] = None,
+    gamma: Annotated[Optional[float], typer.Option("--gamma", help="pcfe-l0: initial weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="pcfe-l0: price of each changed input value (l0 weight).", rich_help_panel=METHOD_PANEL)] = None,
+    tau: Annotated[Optional[float], typer.Option("--tau", help="pcfe-l0: weight of the plausibility term -log q(x'|t).", rich_help_panel=METHOD_PANEL)] = None,
+    prox: Annotated[Optional[str], typer.Option("--prox", help="pcfe-l0 sparsity: l0, l1, l1/2, l0-ball or none.", rich_help_panel=METHOD_PANEL)] = None,
+    density: Annotated[Optional[str], typer.Option("--density", help="pcfe-l0 plausibility: a file from 'lfp density', or a kind (kde, gmm, knn, feature-kde, ...) fitted now on the model's clean training split.", metavar="FILE|KIND", rich_help_panel=METHOD_PANEL)] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Any method parameter as KEY=VALUE (repeatable).", metavar="KEY=VALUE", rich_help_panel=METHOD_PANEL)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Perturb only the first N samples of the split.")] = None,
     batch_size: BatchOpt = 256,
@@ -161,10 +169,11 @@ def perturb(
 
     params: dict[str, Any] = dict(key_values(param, "--param"))
     flags = dict(eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss, step=step, projection=projection,
-                 lam=lam, lr=lr, max_changed=max_changed)
+                 lam=lam, lr=lr, max_changed=max_changed, search_steps=search_steps, lipschitz=lipschitz,
+                 line_search=line_search, gamma=gamma, beta=beta, tau=tau, prox=prox)
     params.update({k: v for k, v in flags.items() if v is not None})
     _run(run, render.show_perturb, json_, quiet, out=out, model=in_, method=method, data=data, split=split,
-         targets=targets, params=params, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
+         targets=targets, params=params, density=density, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
 
 
 @app.command(rich_help_panel=CHAIN)
@@ -227,6 +236,44 @@ def eval_(
 
     _run(run, render.show_eval, json_, None, model=in_, data=data, splits=tuple(split or ("train", "val", "test")),
          batch_size=batch_size, device=device, out=out, force=force)
+
+
+@app.command(rich_help_panel=CHAIN)
+def density(
+    in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint whose clean data (and, for feature- kinds, features) the density is fitted on.", metavar="MODEL.pt")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Density file to write (.h5).", metavar="FILE.h5")],
+    kind: Annotated[str, typer.Option("--kind", help="kde, gmm, knn (pixel space) or feature-kde, feature-gmm, feature-knn (the model's penultimate features).")] = "kde",
+    fit_on: Annotated[str, typer.Option("--fit-on", help="train, val, or group-balanced (train subsampled to equal group sizes).")] = "train",
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Estimator parameter KEY=VALUE (repeatable), e.g. bandwidth=0.3, components=4, covariance=diag, k=10.", metavar="KEY=VALUE")] = None,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Fit one density per class, q(x | class), for the plausibility term of pcfe-l0; fit once, share it.
+
+    Example: lfp density --kind kde --in model.pt --out kde.h5, then lfp perturb --method pcfe-l0 --in model.pt --density kde.h5 --out pcfe.h5
+    """
+    from lfpcli.commands import fit_density_file as run
+
+    _run(run, render.show_density, json_, None, out=out, model=in_, kind=kind, fit_on=fit_on,
+         params=_typed(key_values(param, "--param")), seed=seed, device=device, force=force)
+
+
+def _typed(params: dict[str, str]) -> dict[str, Any]:
+    """KEY=VALUE strings to numbers where they parse as numbers."""
+    out: dict[str, Any] = {}
+    for k, v in params.items():
+        for cast in (int, float):
+            try:
+                out[k] = cast(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k] = {"none": None, "true": True, "false": False}.get(v.lower(), v)
+    return out
 
 
 @app.command(rich_help_panel=INSPECT)

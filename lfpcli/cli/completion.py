@@ -16,17 +16,19 @@ SHELLS = {"bash": "lfp.bash", "zsh": "_lfp", "fish": "lfp.fish"}
 
 def _choices() -> dict[str, list[str]]:
     """Values offered for options whose choices come from a registry."""
+    from lfpcli.commands.density import density_kinds
     from lfpcli.data import list_datasets
     from lfpcli.models import list_models
     from lfpcli.solvers import TARGET_RULES, list_solvers
-    from lfpcli.train.config import OPTIMIZERS, RECIPES, SCHEDULES, SELECTIONS
+    from lfpcli.training.config import OPTIMIZERS, RECIPES, SCHEDULES, SELECTIONS
 
     return {
         "--method": list_solvers(), "-m": list_solvers(), "--arch": list_models(), "--targets": list(TARGET_RULES),
         "--data": list_datasets(), "--optimizer": list(OPTIMIZERS), "--recipe": list(RECIPES),
         "--schedule": list(SCHEDULES), "--select": list(SELECTIONS), "--device": ["auto", "cpu", "cuda"],
         "--split": ["train", "val", "test"], "--init": ["auto", "scratch", "pretrained"], "--loss": ["ce", "margin"],
-        "--step": ["sign", "max-normalized", "raw"], "--projection": ["clip", "rescale"],
+        "--step": ["sign", "max-normalized", "raw"], "--prox": ["l0", "l1", "l1/2", "l0-ball", "none"],
+        "--kind": density_kinds(), "--fit-on": ["train", "val", "group-balanced"], "--projection": ["clip", "rescale"],
     }
 
 

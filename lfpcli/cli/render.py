@@ -191,3 +191,8 @@ def show_info(r: dict[str, Any]) -> None:
         n = len(contents["state_dict"])
         tree.add(f"[bold]state_dict[/bold]: {n} tensors")
     out.print(tree)
+
+
+def show_density(s: dict[str, Any]) -> None:
+    out.print(f"[bold]fitted[/bold] {s['kind']} ({s['space']} space, dim {s['dim']}) on {s['num_points']} clean "
+              f"'{s['fit_on']}' samples of {_spec(s['data'])} -> [bold]{s['out']}[/bold]")

@@ -2,10 +2,11 @@
 artifacts, return a JSON-able summary. Nothing here prints."""
 
 from lfpcli.commands.data import describe_data
+from lfpcli.commands.density import fit_density_file
 from lfpcli.commands.evaluate import evaluate
 from lfpcli.commands.info import info
 from lfpcli.commands.perturb import perturb
 from lfpcli.commands.retrain import retrain
 from lfpcli.commands.train import train
 
-__all__ = ["describe_data", "evaluate", "info", "perturb", "retrain", "train"]
+__all__ = ["describe_data", "fit_density_file", "evaluate", "info", "perturb", "retrain", "train"]

@@ -35,6 +35,7 @@ def perturb(
     split: str = "train",
     targets: str = "random",
     params: dict[str, Any] | None = None,
+    density: str | None = None,
     seed: int = 0,
     batch_size: int = 256,
     limit: int | None = None,
@@ -46,7 +47,9 @@ def perturb(
     """Perturb ``split`` of the model's data (or ``data``) toward targets chosen by ``targets``.
 
     Method parameters: ``params`` (e.g. ``{"eps": 2.0, "steps": 30}``), then the data spec's defaults for the
-    method, then the solver's defaults. Writes ``out`` batch by batch, so memory is bounded by the batch.
+    method, then the solver's defaults. ``density`` (pcfe-l0 only): a density file from ``lfp density``, or a
+    kind (``kde``, ``gmm``, ``knn``, ``feature-kde``, ...) fitted now on the model's clean training split; it
+    supplies the plausibility term ``-tau * log q(x' | t)``. Writes ``out`` batch by batch, so memory is bounded by the batch.
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
@@ -65,29 +68,42 @@ def perturb(
     defaults = ds.perturb_defaults.get(method, {})
     given = {k: v for k, v in (params or {}).items() if v is not None}
     cfg = make_config(method, {**{k: v for k, v in defaults.items() if k in spec.params()}, **given})
+    solver_kw: dict[str, Any] = {}
+    density_info = None
+    if density is not None:
+        if method != "pcfe-l0":
+            raise ConfigError(f"--density applies to --method pcfe-l0 only, not {method}")
+        from lfpcli.commands.density import plausibility_from
+
+        fn, density_info, extra_parents = plausibility_from(density, net, meta, model, dev, seed)
+        solver_kw["plausibility"] = fn
+    else:
+        extra_parents = []
     gen = torch.Generator().manual_seed(seed)
     tgt_all = choose_targets(sp.y[:n], ds.num_classes, targets, gen)
     solver_gen = torch.Generator().manual_seed(seed + 1)
     run_params = {
-        "method": method, "config": cfg.to_dict(), "targets": targets, "split": split, "data": ds.spec,
+        "method": method, "config": cfg.to_dict(), "targets": targets, "density": density_info, "split": split, "data": ds.spec,
         "seed": seed, "batch_size": batch_size, "limit": limit, "device": device,
         "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
     }
-    parents = [parent_entry("model", model, "checkpoint")] + data_parent(ds.spec)
+    parents = [parent_entry("model", model, "checkpoint")] + data_parent(ds.spec) + extra_parents
     sums = {k: [] for k in ("success", "l0", "l2", "linf", "iterations", "grad_evals")}
     with PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
         total_batches = math.ceil(n / batch_size)
+        reached = 0
         for b, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             x = sp.x[start:stop].to(dev)
             t = tgt_all[start:stop].to(dev)
-            res = spec.fn(net, x, t, cfg, generator=solver_gen)
+            res = spec.fn(net, x, t, cfg, generator=solver_gen, **solver_kw)
             m = norms(res.x - x)
             metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations, "grad_evals": res.grad_evals, **m}
             w.add(res.x, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
             for k in sums:
                 sums[k].append(metrics[k].detach().cpu())
-            progress(f"{method}", b + 1, total_batches, success=float(torch.cat(sums["success"]).float().mean()))
+            reached += int(sums["success"][-1].sum())
+            progress(f"{method}", b + 1, total_batches, success=reached / stop)
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
         y = sp.y[:n]
         summary = {

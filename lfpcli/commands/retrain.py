@@ -13,7 +13,7 @@ from lfpcli.commands.train import fit_and_save, parse_arch_args
 from lfpcli.data import resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.progress import Progress, no_progress
-from lfpcli.train import TrainConfig
+from lfpcli.training import TrainConfig
 
 INITS = ("auto", "scratch", "pretrained")
 

@@ -20,7 +20,7 @@ from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
 from lfpcli.models.registry import arch_defaults
 from lfpcli.progress import Progress, no_progress
-from lfpcli.train import TrainConfig, train_model
+from lfpcli.training import TrainConfig, train_model
 
 
 def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from lfpcli.data.dataset import Split
 from lfpcli.metrics import predict, split_metrics
 from lfpcli.progress import Progress, no_progress
-from lfpcli.train.config import TrainConfig
+from lfpcli.training.config import TrainConfig
 
 
 @dataclass

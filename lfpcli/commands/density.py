@@ -1,0 +1,132 @@
+"""``lfp density``: fit class-conditional densities q(x | class) once, for every pcfe-l0 run to share."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from lfpcli.artifacts import check_output, make_record, parent_entry, sha256_file
+from lfpcli.artifacts.density import read_density, write_density
+from lfpcli.commands.common import check_seed, load_model, resolve_device, resolve_recorded_data
+from lfpcli.data import Split
+from lfpcli.density import density_from_state, fit_density, list_densities
+from lfpcli.errors import ArtifactError, ConfigError, InputError
+
+FIT_ON = ("train", "val", "group-balanced")
+
+
+def density_kinds() -> list[str]:
+    """Pixel-space kinds and their ``feature-`` twins (the same estimator on the model's penultimate features)."""
+    return list_densities() + [f"feature-{k}" for k in list_densities()]
+
+
+def _split_kind(kind: str) -> tuple[str, str]:
+    if kind not in density_kinds():
+        raise ConfigError(f"unknown density kind '{kind}'; choose one of {', '.join(density_kinds())}")
+    return ("feature", kind[len("feature-"):]) if kind.startswith("feature-") else ("pixel", kind)
+
+
+def _fit_split(ds, fit_on: str, seed: int) -> Split:
+    """The clean samples a density is fitted on. ``group-balanced``: the training split subsampled to the
+    same number of samples in every (label, attribute) group, so a class density is not pulled toward the
+    background that dominates its class."""
+    if fit_on not in FIT_ON:
+        raise ConfigError(f"--fit-on must be one of {', '.join(FIT_ON)}, got '{fit_on}'")
+    if fit_on != "group-balanced":
+        return ds.split(fit_on)
+    tr = ds.split("train")
+    if not ds.group_names:
+        raise ConfigError("--fit-on group-balanced needs data with groups; use train or val")
+    counts = tr.group_counts(ds.num_groups)
+    m = int(counts[counts > 0].min())
+    g = torch.Generator().manual_seed(seed)
+    keep = []
+    for k in range(ds.num_groups):
+        idx = torch.nonzero(tr.group == k).flatten()
+        if len(idx):
+            keep.append(idx[torch.randperm(len(idx), generator=g)[:m]])
+    idx = torch.sort(torch.cat(keep)).values
+    return Split(tr.x[idx], tr.y[idx], tr.group[idx], tr.index[idx])
+
+
+@torch.no_grad()
+def _features(model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
+    return torch.cat([model.features(x[s : s + batch].to(device)).cpu() for s in range(0, len(x), batch)])
+
+
+def fit_density_file(
+    out: str | Path,
+    *,
+    model: str | Path,
+    kind: str = "kde",
+    fit_on: str = "train",
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    force: bool = False,
+    argv: list[str] | None = None,
+) -> dict[str, Any]:
+    """Fit ``kind`` on the clean data behind ``model`` (its ``fit_on`` split) and write a density file.
+
+    ``kind`` is ``kde``, ``gmm``, ``knn`` (in pixel space) or ``feature-kde``, ``feature-gmm``, ``feature-knn``
+    (in the model's penultimate feature space). ``params`` are the estimator's hyper-parameters.
+    """
+    check_output(out, force, (".h5", ".hdf5"))
+    check_seed(seed)
+    space, base = _split_kind(kind)
+    dev = resolve_device(device)
+    net, meta = load_model(model, dev)
+    info = meta["data"]
+    ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model)
+    sp = _fit_split(ds, fit_on, seed)
+    pts = _features(net, sp.x, dev) if space == "feature" else sp.x
+    q = fit_density(base, pts.flatten(1), sp.y, ds.num_classes, seed=seed, **(params or {}))
+    tensors, state = q.state()
+    desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": len(sp), "dim": q.dim,
+            "params": state, "normalized": bool(q.normalized), "data": ds.spec}
+    record = make_record("density", {"model": str(model), "kind": kind, "fit_on": fit_on, "params": params or {},
+                                     "seed": seed, "device": device},
+                         seeds={"seed": seed}, parents=[parent_entry("model", model, "checkpoint")], device=dev, argv=argv)
+    write_density(out, tensors, desc, record, force=force)
+    return {"out": str(out), "kind": "density", **{k: v for k, v in desc.items() if k != "params"}}
+
+
+def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], model_path: str | Path, device: torch.device,
+                      seed: int = 0) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict[str, Any], list]:
+    """Build ``plausibility(x', t) -> (N,)`` for pcfe-l0 from a density file or a kind name (fitted now, with
+    default parameters, on the model's clean training split). Returns ``(fn, description, parents)``."""
+    parents = []
+    if Path(spec).suffix.lower() in (".h5", ".hdf5") or Path(spec).exists():
+        tensors, info, _ = read_density(spec)
+        try:
+            q = density_from_state(info["estimator"], tensors, info["params"])
+        except (KeyError, TypeError, ValueError):
+            raise ArtifactError(f"{spec}: density parameters are malformed") from None
+        desc = {k: v for k, v in info.items() if k != "params"} | {"path": str(spec), "sha256": sha256_file(spec)}
+        parents.append(parent_entry("density", spec, "density"))
+        space = info["space"]
+    else:
+        space, base = _split_kind(spec)
+        ds = resolve_recorded_data(meta["data"].get("clean_spec") or meta["data"]["spec"], model_path)
+        sp = ds.split("train")
+        pts = _features(model, sp.x, device) if space == "feature" else sp.x
+        q = fit_density(base, pts.flatten(1), sp.y, ds.num_classes, seed=seed)
+        desc = {"kind": spec, "estimator": base, "space": space, "fit_on": "train", "num_points": len(sp), "dim": q.dim,
+                "fitted": "on the fly, default parameters"}
+    q = q.to(device)
+    want = math.prod(meta["model"]["input_shape"]) if space == "pixel" else None
+    if space == "pixel" and q.dim != want:
+        raise InputError(f"density {spec} is over {q.dim} pixel values; the model's inputs have {want}")
+    if space == "feature":
+        with torch.no_grad():
+            fdim = model.features(torch.zeros(1, *meta["model"]["input_shape"], device=device)).shape[1]
+        if q.dim != fdim:
+            raise InputError(f"density {spec} is over {q.dim} features; this model's feature space has {fdim}")
+        return (lambda xp, t: q.log_prob(model.features(xp), t)), desc, parents
+    return (lambda xp, t: q.log_prob(xp.flatten(1), t)), desc, parents
+
+
+__all__ = ["FIT_ON", "density_kinds", "fit_density_file", "plausibility_from", "list_densities"]
