@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The standard chain on the embedded spurious-digits data (about 3 minutes on 2 CPU cores):
+# The standard chain on the embedded spurious-digits data (about 2 minutes on 2 CPU cores):
 # a standard model is misled by the background; a fresh model trained only on PGD-perturbed images
 # with (mostly wrong) target labels still classifies clean images.
 set -euo pipefail

@@ -70,16 +70,14 @@ def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.dim() - 1)))
 
 
-def project(delta: torch.Tensor, cfg: PGDConfig) -> torch.Tensor:
-    """Project perturbations (N, ...) onto the eps-ball of ``cfg.norm`` (box handled by the caller)."""
+def project_(delta: torch.Tensor, cfg: PGDConfig) -> torch.Tensor:
+    """Project perturbations (N, ...) onto the eps-ball of ``cfg.norm``, in place (the box is the caller's)."""
     flat = delta.flatten(1)
     if cfg.norm == "l2":
-        n = flat.norm(p=2, dim=1)
-        return delta * _bcast((cfg.eps / n.clamp_min(1e-12)).clamp(max=1.0), delta)
+        return delta.mul_(_bcast((cfg.eps / flat.norm(p=2, dim=1).clamp_min(1e-12)).clamp_(max=1.0), delta))
     if cfg.projection == "rescale":
-        m = flat.abs().amax(1)
-        return delta * _bcast((cfg.eps / m.clamp_min(1e-12)).clamp(max=1.0), delta)
-    return delta.clamp(-cfg.eps, cfg.eps)
+        return delta.mul_(_bcast((cfg.eps / flat.abs().amax(1).clamp_min(1e-12)).clamp_(max=1.0), delta))
+    return delta.clamp_(-cfg.eps, cfg.eps)
 
 
 def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDConfig, *, generator: torch.Generator | None = None) -> SolverResult:
@@ -104,21 +102,26 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDC
             delta = (x + delta).clamp(cfg.lo, cfg.hi) - x
         else:
             delta = torch.zeros_like(x)
+        # iterate on x' itself with in-place updates: on small models the elementwise passes, not the model,
+        # are what separates a PGD step from one forward+backward pass
+        xa = (x + delta).clamp(cfg.lo, cfg.hi)
         for _ in range(cfg.steps):
-            delta.requires_grad_(True)
-            loss = loss_fn(model(x + delta), target)
-            (grad,) = torch.autograd.grad(loss.sum(), delta)
-            delta = delta.detach()
-            if cfg.norm == "l2":
-                step = grad / _bcast(grad.flatten(1).norm(dim=1).clamp_min(1e-12), grad)
-            elif cfg.step == "sign":
-                step = grad.sign()
-            else:
-                step = grad / _bcast(grad.flatten(1).abs().amax(1).clamp_min(1e-12), grad)
-            delta = project(delta - alpha * step, cfg)
-            delta = (x + delta).clamp(cfg.lo, cfg.hi) - x
+            xa.requires_grad_(True)
+            loss = loss_fn(model(xa), target)
+            (grad,) = torch.autograd.grad(loss.sum(), xa)
+            with torch.no_grad():
+                xa = xa.detach()
+                if cfg.norm == "l2":
+                    grad.div_(_bcast(grad.flatten(1).norm(dim=1).clamp_min_(1e-12), grad))
+                elif cfg.step == "sign":
+                    grad.sign_()
+                else:
+                    grad.div_(_bcast(grad.flatten(1).abs().amax(1).clamp_min_(1e-12), grad))
+                delta = xa.sub_(grad, alpha=alpha).sub_(x)  # xa's storage now holds the new delta
+                delta = project_(delta, cfg)
+                xa = delta.add_(x).clamp_(cfg.lo, cfg.hi)
         with torch.no_grad():
-            x_adv = (x + delta).clamp(cfg.lo, cfg.hi)
+            x_adv = xa.detach()
             logits = model(x_adv)
             final_loss = loss_fn(logits, target)
             success = logits.argmax(1) == target
