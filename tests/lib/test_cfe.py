@@ -177,8 +177,7 @@ def test_config_record_and_registry():
     assert d == {"lam": 0.1, "lr": 0.01, "steps": 100, "loss": "ce", "lo": 0.0, "hi": 1.0, "init": "zero"}
     from lfpcli.solvers import get_solver, list_solvers, make_config
 
-    if "cfe-l2" not in list_solvers():
-        pytest.skip("cfe-l2 is not registered")
+    assert "cfe-l2" in list_solvers()
     assert get_solver("cfe-l2").fn is cfe
     cfg = make_config("cfe-l2", {"lam": "0.01", "lr": "0.001", "steps": "7"})
     assert cfg == CFEConfig(lam=0.01, lr=0.001, steps=7)

@@ -215,8 +215,7 @@ def test_config_record_and_registry():
     assert PGDL0Config(steps=9, max_changed=20).budget == 9
     from lfpcli.solvers import get_solver, list_solvers, make_config
 
-    if "pgd-l0" not in list_solvers():
-        pytest.skip("pgd-l0 is not registered")
+    assert "pgd-l0" in list_solvers()
     assert get_solver("pgd-l0").fn is pgd_l0
     cfg = make_config("pgd-l0", {"steps": "12", "max_changed": "none", "step": "sign"})
     assert cfg == PGDL0Config(steps=12, step="sign")
