@@ -171,7 +171,12 @@ def perturb(
     flags = dict(eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss, step=step, projection=projection,
                  lam=lam, lr=lr, max_changed=max_changed, search_steps=search_steps, lipschitz=lipschitz,
                  line_search=line_search, gamma=gamma, beta=beta, tau=tau, prox=prox)
-    params.update({k: v for k, v in flags.items() if v is not None})
+    given = {k: v for k, v in flags.items() if v is not None}
+    both = sorted(set(given) & set(params))
+    if both:
+        raise typer.BadParameter(f"{', '.join(both)} given both as --{both[0].replace('_', '-')} and as -p; give it once",
+                                 param_hint="--param")
+    params.update(given)
     _run(run, render.show_perturb, json_, quiet, out=out, model=in_, method=method, data=data, split=split,
          targets=targets, params=params, density=density, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
 

@@ -146,3 +146,9 @@ def test_installed_entry_point_runs():
     assert r.returncode == 0 and r.stdout.startswith("lfp ")
     r = subprocess.run([exe, "perturb", "--help"], capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
     assert r.returncode == 0 and "--targets" in r.stdout and "random-other" in r.stdout
+
+
+def test_a_parameter_given_twice_is_refused(digits_model, tmp_path, capsys):
+    code, out, err = lfp("perturb", "--in", str(digits_model), "--out", str(tmp_path / "p.h5"), "--eps", "2", "-p", "eps=3",
+                         capsys=capsys)
+    assert code == 2 and "give it once" in err and not (tmp_path / "p.h5").exists()
