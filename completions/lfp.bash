@@ -29,7 +29,7 @@ _lfp() {
         --step) COMPREPLY=($(compgen -W "sign max-normalized raw" -- "$cur")); return ;;
         --targets) COMPREPLY=($(compgen -W "random random-other deterministic" -- "$cur")); return ;;
         -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
-        --arch-arg|--batch-size|--beta|--config|--density|--epochs|--eps|--gamma|--in|--lam|--limit|--lipschitz|--lr|--max-changed|--momentum|--out|--param|--search-steps|--seed|--step-size|--steps|--tau|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --arch-arg|--batch-size|--beta|--config|--density|--epochs|--eps|--gamma|--in|--lam|--limit|--lipschitz|--lr|--mask|--max-changed|--momentum|--out|--param|--search-steps|--seed|--step-size|--steps|--tau|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
         completion) COMPREPLY=($(compgen -W "--help bash zsh fish" -- "$cur")) ;;
@@ -37,7 +37,7 @@ _lfp() {
         density) COMPREPLY=($(compgen -W "--config --device --fit-on --force --help --in --json --kind --out --param --seed -i -o -p" -- "$cur")) ;;
         eval) COMPREPLY=($(compgen -W "--batch-size --config --data --device --force --help --in --json --out --split -i -o" -- "$cur")) ;;
         info) COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
-        perturb) COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --lipschitz --loss --lr --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
+        perturb) COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --lipschitz --loss --lr --mask --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
         retrain) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
         saliency) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         synth) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;

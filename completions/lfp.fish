@@ -65,6 +65,7 @@ complete -c lfp -n '__fish_seen_subcommand_from perturb' -l line-search -d 'pcfe
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l lipschitz -r -F -d 'pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search)'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l loss -x -a 'ce margin' -d 'Loss toward the target: ce or margin'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l lr -r -F -d 'cfe-l2: Adam step size'
+complete -c lfp -n '__fish_seen_subcommand_from perturb' -l mask -r -F -d 'pcfe-l0: '
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l max-changed -r -F -d 'pgd-l0, pcfe-l0 (with --prox l0-ball): most input values changed, a count or (pcfe-l0) a ratio in (0, 1)'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l method -x -a 'pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0' -d 'Perturbation method: pgd-l2, pgd-linf, pgd-l0, cfe-l2, pcfe-l0'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l no-line-search -d 'pcfe-l0: backtracking line search per sample'

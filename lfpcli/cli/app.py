@@ -151,6 +151,7 @@ def perturb(
     tau: Annotated[Optional[float], typer.Option("--tau", help="pcfe-l0: weight of the plausibility term -log q(x'|t).", rich_help_panel=METHOD_PANEL)] = None,
     prox: Annotated[Optional[str], typer.Option("--prox", help="pcfe-l0 sparsity: l0, l1, l1/2, l0-ball or none.", rich_help_panel=METHOD_PANEL)] = None,
     density: Annotated[Optional[str], typer.Option("--density", help="pcfe-l0 plausibility: a file from 'lfp density', or a kind (kde, gmm, knn, feature-kde, ...) fitted now on the model's clean training split.", metavar="FILE|KIND", rich_help_panel=METHOD_PANEL)] = None,
+    mask: Annotated[Optional[str], typer.Option("--mask", help="pcfe-l0: .npy file of 0/1 values (shape broadcastable to one input, C,H,W) marking the input values allowed to change.", metavar="FILE.npy", rich_help_panel=METHOD_PANEL)] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Any method parameter as KEY=VALUE (repeatable).", metavar="KEY=VALUE", rich_help_panel=METHOD_PANEL)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Perturb only the first N samples of the split.")] = None,
     batch_size: BatchOpt = 256,
@@ -178,7 +179,7 @@ def perturb(
                                  param_hint="--param")
     params.update(given)
     _run(run, render.show_perturb, json_, quiet, out=out, model=in_, method=method, data=data, split=split,
-         targets=targets, params=params, density=density, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
+         targets=targets, params=params, density=density, mask=mask, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
 
 
 @app.command(rich_help_panel=CHAIN)

@@ -21,9 +21,32 @@ from lfpcli.commands.common import (
     summarize,
 )
 from lfpcli.data import resolve
-from lfpcli.errors import ConfigError
+from lfpcli.errors import ConfigError, InputError
 from lfpcli.progress import Progress, no_progress
 from lfpcli.solvers import TARGET_RULES, choose_targets, get_solver, make_config, norms
+
+
+def load_mask(path: str | Path, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """A ``.npy`` mask (bool or 0/1, broadcastable to one input) as a bool tensor, read without pickles."""
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"mask file {p} does not exist")
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise InputError(f"{p} is not a .npy array file (save the mask with numpy.save)") from None
+    if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
+        raise InputError(f"mask {p} must hold only 0/1 or True/False values")
+    try:
+        fits = np.broadcast_shapes(arr.shape, tuple(input_shape)) == tuple(input_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise InputError(f"mask {p} has shape {arr.shape}, which does not broadcast to the inputs {tuple(input_shape)}")
+    m = torch.from_numpy(arr.astype(bool))
+    return m, {"path": str(p), "shape": list(arr.shape), "allowed": int(np.broadcast_to(arr, input_shape).sum())}
 
 
 def perturb(
@@ -36,6 +59,7 @@ def perturb(
     targets: str = "random",
     params: dict[str, Any] | None = None,
     density: str | None = None,
+    mask: str | None = None,
     seed: int = 0,
     batch_size: int = 256,
     limit: int | None = None,
@@ -49,7 +73,8 @@ def perturb(
     Method parameters: ``params`` (e.g. ``{"eps": 2.0, "steps": 30}``), then the data spec's defaults for the
     method, then the solver's defaults. ``density`` (pcfe-l0 only): a density file from ``lfp density``, or a
     kind (``kde``, ``gmm``, ``knn``, ``feature-kde``, ...) fitted now on the model's clean training split; it
-    supplies the plausibility term ``-tau * log q(x' | t)``. Writes ``out`` batch by batch, so memory is bounded by the batch.
+    supplies the plausibility term ``-tau * log q(x' | t)``. ``mask`` (pcfe-l0 only): a ``.npy`` file of 0/1 or
+    bool values, shape broadcastable to one input (C, H, W), marking the input values allowed to change. Writes ``out`` batch by batch, so memory is bounded by the batch.
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
@@ -79,11 +104,17 @@ def perturb(
         solver_kw["plausibility"] = fn
     else:
         extra_parents = []
+    mask_info = None
+    if mask is not None:
+        if method != "pcfe-l0":
+            raise ConfigError(f"--mask applies to --method pcfe-l0 only, not {method}")
+        solver_kw["mask"], mask_info = load_mask(mask, ds.input_shape)
+        extra_parents.append(parent_entry("mask", mask, "mask"))
     gen = torch.Generator().manual_seed(seed)
     tgt_all = choose_targets(sp.y[:n], ds.num_classes, targets, gen)
     solver_gen = torch.Generator().manual_seed(seed + 1)
     run_params = {
-        "method": method, "config": cfg.to_dict(), "targets": targets, "density": density_info, "split": split, "data": ds.spec,
+        "method": method, "config": cfg.to_dict(), "targets": targets, "density": density_info, "mask": mask_info, "split": split, "data": ds.spec,
         "seed": seed, "batch_size": batch_size, "limit": limit, "device": device,
         "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
     }

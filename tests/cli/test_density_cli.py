@@ -47,3 +47,31 @@ def test_density_errors(digits_model, digits_pgd, tmp_path, capsys):
     code, _, err = lfp(capsys, "perturb", "--method", "pcfe-l0", "--in", digits_model, "--density", digits_pgd, "--out", tmp_path / "p.h5")
     assert code == 2 and "expected density" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mask_limits_which_pixels_change(digits_model, tmp_path, capsys):
+    import h5py
+    import numpy as np
+
+    from lfpcli.data import resolve
+
+    mask = np.zeros((1, 8, 8), dtype=np.uint8)
+    mask[:, :4, :] = 1  # only the top half may change
+    np.save(tmp_path / "top.npy", mask)
+    out = tmp_path / "pc.h5"
+    code, _, err = lfp(capsys, "perturb", "--method", "pcfe-l0", "--in", digits_model, "--mask", tmp_path / "top.npy",
+                       "--out", out, "--limit", "16", "--steps", "20", "--search-steps", "2", "-q", "--json")
+    assert code == 0, err
+    with h5py.File(out, "r") as f:
+        x, index = f["x"][...], f["index"][...]
+    clean = resolve("digits").splits["train"].x.numpy()[index]
+    changed = np.abs(x - clean) > 0
+    assert changed.any() and not changed[:, :, 4:, :].any()
+    np.save(tmp_path / "bad.npy", np.ones((3, 8, 8)))
+    code, _, err = lfp(capsys, "perturb", "--method", "pcfe-l0", "--in", digits_model, "--mask", tmp_path / "bad.npy",
+                       "--out", tmp_path / "b.h5")
+    assert code == 2 and "does not broadcast" in err
+    code, _, err = lfp(capsys, "perturb", "--method", "pgd-l2", "--in", digits_model, "--mask", tmp_path / "top.npy",
+                       "--out", tmp_path / "b.h5")
+    assert code == 2 and "pcfe-l0 only" in err
+    assert not (tmp_path / "b.h5").exists()
