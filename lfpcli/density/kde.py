@@ -19,7 +19,6 @@ from torch import Tensor
 from lfpcli.density.base import (
     LOG_2PI,
     ClassDensity,
-    check_offsets,
     check_positive_int,
     class_generator,
     pack_by_class,
@@ -56,18 +55,11 @@ class GaussianKDE(ClassDensity):
         chunk_size: int = 4096,
         fit_info: dict[str, Any] | None = None,
     ) -> None:
-        if points.ndim != 2 or not points.dtype.is_floating_point:
-            raise ConfigError(f"kde: points must be a (M, D) float tensor, got {tuple(points.shape)} {points.dtype}")
-        num_classes = int(offsets.numel()) - 1
-        super().__init__(num_classes, int(points.shape[1]))
-        self._offsets = check_offsets(offsets, num_classes, int(points.shape[0]))
+        self._init_packed_points(points, offsets, chunk_size, fit_info)
         bandwidth = bandwidth.to(points.dtype)
-        if bandwidth.shape != (num_classes,) or not bool(torch.isfinite(bandwidth).all() and (bandwidth > 0).all()):
-            raise ConfigError(f"kde: bandwidth must be {num_classes} positive finite values, got {bandwidth.tolist()}")
-        self.chunk_size = check_positive_int("kde", "chunk_size", chunk_size)
-        self.fit_info = dict(fit_info or {})
-        self.register_buffer("points", points)
-        self.register_buffer("offsets", offsets.to(device=points.device, dtype=torch.long))
+        k = self.num_classes
+        if bandwidth.shape != (k,) or not bool(torch.isfinite(bandwidth).all() and (bandwidth > 0).all()):
+            raise ConfigError(f"kde: bandwidth must be {k} positive finite values, got {bandwidth.tolist()}")
         self.register_buffer("bandwidth", bandwidth.to(points.device))
 
     # ------------------------------------------------------------------------------------------------- fit

@@ -23,7 +23,6 @@ from torch import Tensor
 
 from lfpcli.density.base import (
     ClassDensity,
-    check_offsets,
     check_positive_int,
     class_generator,
     pack_by_class,
@@ -57,19 +56,11 @@ class KNNGravity(ClassDensity):
         chunk_size: int = 4096,
         fit_info: dict[str, Any] | None = None,
     ) -> None:
-        if points.ndim != 2 or not points.dtype.is_floating_point:
-            raise ConfigError(f"knn: points must be a (M, D) float tensor, got {tuple(points.shape)} {points.dtype}")
-        num_classes = int(offsets.numel()) - 1
-        super().__init__(num_classes, int(points.shape[1]))
-        self._offsets = check_offsets(offsets, num_classes, int(points.shape[0]))
+        self._init_packed_points(points, offsets, chunk_size, fit_info)
         weights = weights.to(points.dtype)
         if weights.shape != (points.shape[0],) or not bool(torch.isfinite(weights).all() and (weights > 0).all()):
             raise ConfigError(f"knn: weights must be {points.shape[0]} positive finite values")
         self.k = check_positive_int("knn", "k", k)
-        self.chunk_size = check_positive_int("knn", "chunk_size", chunk_size)
-        self.fit_info = dict(fit_info or {})
-        self.register_buffer("points", points)
-        self.register_buffer("offsets", offsets.to(device=points.device, dtype=torch.long))
         self.register_buffer("weights", weights.to(points.device))
 
     # ------------------------------------------------------------------------------------------------- fit

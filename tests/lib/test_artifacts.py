@@ -17,7 +17,6 @@ from lfpcli.artifacts import (
     parent_entry,
     parent_status,
     read_record,
-    save_checkpoint,
     sha256_file,
 )
 from lfpcli.artifacts.datasets import PERTURBED_METRICS, read_dataset, read_perturbed_set, write_dataset
