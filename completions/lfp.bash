@@ -16,10 +16,11 @@ _lfp() {
         --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
         --fit-on) COMPREPLY=($(compgen -W "train val group-balanced" -- "$cur")); return ;;
         --init) COMPREPLY=($(compgen -W "auto scratch pretrained" -- "$cur")); return ;;
-        --kind) COMPREPLY=($(compgen -W "gmm kde knn feature-gmm feature-kde feature-knn" -- "$cur")); return ;;
-        --loss) COMPREPLY=($(compgen -W "ce margin" -- "$cur")); return ;;
+        --kind) COMPREPLY=($(compgen -W "gmm kde knn vae feature-gmm feature-kde feature-knn" -- "$cur")); return ;;
+        --loss) COMPREPLY=($(compgen -W "ce logistic exponential margin" -- "$cur")); return ;;
         --method) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
         --optimizer) COMPREPLY=($(compgen -W "sgd adam" -- "$cur")); return ;;
+        --output) COMPREPLY=($(compgen -W "logits scalar" -- "$cur")); return ;;
         --projection) COMPREPLY=($(compgen -W "clip rescale" -- "$cur")); return ;;
         --prox) COMPREPLY=($(compgen -W "l0 l1 l1/2 l0-ball none" -- "$cur")); return ;;
         --recipe) COMPREPLY=($(compgen -W "paper-text paper-code kumano" -- "$cur")); return ;;
@@ -29,19 +30,19 @@ _lfp() {
         --step) COMPREPLY=($(compgen -W "sign max-normalized raw" -- "$cur")); return ;;
         --targets) COMPREPLY=($(compgen -W "random random-other deterministic" -- "$cur")); return ;;
         -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
-        --arch-arg|--batch-size|--beta|--config|--density|--epochs|--eps|--gamma|--in|--lam|--limit|--lipschitz|--lr|--mask|--max-changed|--momentum|--out|--param|--search-steps|--seed|--step-size|--steps|--tau|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --arch-arg|--batch-size|--beta|--config|--density|--epochs|--eps|--gamma|--in|--lam|--limit|--line-search-iters|--lipschitz|--lr|--mask|--max-changed|--momentum|--out|--param|--search-steps|--seed|--step-size|--steps|--tau|--weight-decay|--weights|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     case "$cmd" in
         completion) COMPREPLY=($(compgen -W "--help bash zsh fish" -- "$cur")) ;;
         data) COMPREPLY=($(compgen -W "--force --help --json --out -o" -- "$cur")) ;;
-        density) COMPREPLY=($(compgen -W "--config --device --fit-on --force --help --in --json --kind --out --param --seed -i -o -p" -- "$cur")) ;;
+        density) COMPREPLY=($(compgen -W "--config --device --fit-on --force --help --in --json --kind --out --param --quiet --seed -i -o -p -q" -- "$cur")) ;;
         eval) COMPREPLY=($(compgen -W "--batch-size --config --data --device --force --help --in --json --out --split -i -o" -- "$cur")) ;;
         info) COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
-        perturb) COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --lipschitz --loss --lr --mask --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
-        retrain) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
+        perturb) COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --lr --mask --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
+        retrain) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
         saliency) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
         synth) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
-        train) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --epochs --force --help --json --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
+        train) COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --quiet --recipe --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
     esac
     if [[ ${#COMPREPLY[@]} -eq 0 && "$cur" != -* ]]; then COMPREPLY=($(compgen -f -- "$cur")); fi
 }

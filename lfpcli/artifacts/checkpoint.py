@@ -89,6 +89,8 @@ def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
         bad = "arch_args (expected a mapping)"
     elif not _int(k) or k < 2:
         bad = f"num_classes {k!r} (expected an integer >= 2)"
+    elif m.get("output", "logits") not in ("logits", "scalar") or (m.get("output") == "scalar" and k != 2):
+        bad = f"output {m.get('output')!r} (expected logits, or scalar for 2 classes)"
     elif not isinstance(shape, list) or len(shape) != 3 or not all(_int(v) and v > 0 for v in shape):
         bad = f"input_shape {shape!r} (expected [C, H, W])"
     else:

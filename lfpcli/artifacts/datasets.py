@@ -18,6 +18,8 @@ Perturbed set::
     /metrics/l0, l2, linf (N,) float32  norms of x' - x (the norms, not squares; l0 counts changed values)
     /metrics/loss   (N,) float32  final loss toward the target
     /metrics/iterations, grad_evals (N,) int64  solver iterations and forward+backward passes spent
+    /metrics/log_density (N,) float32  log q(x' | target) under the data spec's evaluation estimator, named in
+                    the dataset's ``estimator`` attribute and described in the record's ``log_density_estimator``
 
 The record holds the dataset metadata under ``dataset`` (and ``source.dataset`` for perturbed sets).
 """
@@ -44,6 +46,7 @@ PERTURBED_METRICS = {
     "loss": ("float32", "final loss of the source model toward the target"),
     "iterations": ("int64", "solver iterations run on this sample"),
     "grad_evals": ("int64", "forward+backward passes spent on this sample"),
+    "log_density": ("float32", "log q(x' | target) in nats under the data spec's evaluation estimator (attribute 'estimator')"),
 }
 
 

@@ -62,6 +62,10 @@ class H5Writer:
     def write(self, name: str, where: slice, values: Any) -> None:
         self.file[name][where] = _numpy(values)
 
+    def set_attr(self, name: str, key: str, value: str) -> None:
+        """A text attribute on an existing dataset (e.g. which estimator produced it)."""
+        self.file[name].attrs[key] = value
+
     def put(self, name: str, values: Any, description: str) -> None:
         """Create and fill a whole dataset at once."""
         arr = _numpy(values)

@@ -29,6 +29,7 @@ from lfpcli.cli.options import (
     ScheduleOpt,
     SeedOpt,
     SelectOpt,
+    TrainLossOpt,
     TrainBatchOpt,
     WdOpt,
     WeightsOpt,
@@ -95,6 +96,8 @@ def train(
     arch: Annotated[str, typer.Option("--arch", help="Architecture: small-cnn, mlp, resnet18, resnet50.")] = "small-cnn",
     arch_arg: ArchArgOpt = None,
     weights: WeightsOpt = None,
+    output: Annotated[str, typer.Option("--output", help="logits (one per class) or scalar: one logit for a two-class task, "
+                                        "labels read as -1/+1, class 1 when positive (train with --loss logistic or exponential).")] = "logits",
     recipe: RecipeOpt = None,
     epochs: EpochsOpt = None,
     optimizer: OptimizerOpt = None,
@@ -105,6 +108,7 @@ def train(
     batch_size: TrainBatchOpt = None,
     schedule: ScheduleOpt = None,
     select: SelectOpt = None,
+    loss: TrainLossOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -121,7 +125,7 @@ def train(
     _run(run, lambda s: render.show_training(s, "trained"), json_, quiet, out=out, data=data, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg"), weights=weights, recipe=recipe, epochs=epochs, optimizer=optimizer,
          lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, batch_size=batch_size, schedule=schedule,
-         select=select, seed=seed, device=device, force=force)
+         select=select, loss=loss, output=output, seed=seed, device=device, force=force)
 
 
 @app.command(rich_help_panel=CHAIN)
@@ -137,7 +141,7 @@ def perturb(
     steps: Annotated[Optional[int], typer.Option("--steps", help="Iterations.", rich_help_panel=METHOD_PANEL)] = None,
     step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step alpha (default 2.5*eps/steps).", rich_help_panel=METHOD_PANEL)] = None,
     random_start: Annotated[Optional[bool], typer.Option("--random-start/--no-random-start", help="Start PGD at a random point of the ball.", rich_help_panel=METHOD_PANEL)] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="Loss toward the target: ce or margin.", rich_help_panel=METHOD_PANEL)] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help="Loss toward the target: ce, logistic, exponential or margin (binary scalar models: logistic = ce).", rich_help_panel=METHOD_PANEL)] = None,
     step: Annotated[Optional[str], typer.Option("--step", help="pgd-linf step: sign (textbook) or max-normalized (the paper's code); pgd-l0 also raw.", rich_help_panel=METHOD_PANEL)] = None,
     projection: Annotated[Optional[str], typer.Option("--projection", help="pgd-linf projection: clip (textbook) or rescale (the paper's code).", rich_help_panel=METHOD_PANEL)] = None,
     lam: Annotated[Optional[float], typer.Option("--lam", help="cfe-l2: weight of the squared l2 distance.", rich_help_panel=METHOD_PANEL)] = None,
@@ -146,6 +150,7 @@ def perturb(
     search_steps: Annotated[Optional[int], typer.Option("--search-steps", help="pcfe-l0: bisection steps over the weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
     lipschitz: Annotated[Optional[float], typer.Option("--lipschitz", help="pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search).", rich_help_panel=METHOD_PANEL)] = None,
     line_search: Annotated[Optional[bool], typer.Option("--line-search/--no-line-search", help="pcfe-l0: backtracking line search per sample.", rich_help_panel=METHOD_PANEL)] = None,
+    line_search_iters: Annotated[Optional[str], typer.Option("--line-search-iters", help="pcfe-l0: backtrack in the first N iterations of each search step, then keep the step (default 10); none: every iteration.", rich_help_panel=METHOD_PANEL)] = None,
     gamma: Annotated[Optional[float], typer.Option("--gamma", help="pcfe-l0: initial weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
     beta: Annotated[Optional[float], typer.Option("--beta", help="pcfe-l0: price of each changed input value (l0 weight).", rich_help_panel=METHOD_PANEL)] = None,
     tau: Annotated[Optional[float], typer.Option("--tau", help="pcfe-l0: weight of the plausibility term -log q(x'|t).", rich_help_panel=METHOD_PANEL)] = None,
@@ -171,7 +176,7 @@ def perturb(
     params: dict[str, Any] = dict(key_values(param, "--param"))
     flags = dict(eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss, step=step, projection=projection,
                  lam=lam, lr=lr, max_changed=max_changed, search_steps=search_steps, lipschitz=lipschitz,
-                 line_search=line_search, gamma=gamma, beta=beta, tau=tau, prox=prox)
+                 line_search=line_search, line_search_iters=line_search_iters, gamma=gamma, beta=beta, tau=tau, prox=prox)
     given = {k: v for k, v in flags.items() if v is not None}
     both = sorted(set(given) & set(params))
     if both:
@@ -200,6 +205,7 @@ def retrain(
     batch_size: TrainBatchOpt = None,
     schedule: ScheduleOpt = None,
     select: SelectOpt = None,
+    loss: TrainLossOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -216,7 +222,7 @@ def retrain(
     _run(run, lambda s: render.show_training(s, "retrained"), json_, quiet, out=out, perturbed=in_, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg") if arch_arg else None, init=init, weights=weights, recipe=recipe,
          epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-         batch_size=batch_size, schedule=schedule, select=select, seed=seed, device=device, force=force)
+         batch_size=batch_size, schedule=schedule, select=select, loss=loss, seed=seed, device=device, force=force)
 
 
 @app.command("eval", rich_help_panel=CHAIN)
@@ -248,13 +254,15 @@ def eval_(
 def density(
     in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint whose clean data (and, for feature- kinds, features) the density is fitted on.", metavar="MODEL.pt")],
     out: Annotated[str, typer.Option("--out", "-o", help="Density file to write (.h5).", metavar="FILE.h5")],
-    kind: Annotated[str, typer.Option("--kind", help="kde, gmm, knn (pixel space) or feature-kde, feature-gmm, feature-knn (the model's penultimate features).")] = "kde",
+    kind: Annotated[str, typer.Option("--kind", help="kde, gmm, knn, vae (pixel space; vae: one conv VAE per class, score -||x - AE_t(x)||^2) "
+                                      "or feature-kde, feature-gmm, feature-knn (the model's penultimate features).")] = "kde",
     fit_on: Annotated[str, typer.Option("--fit-on", help="train, val, or group-balanced (train subsampled to equal group sizes).")] = "train",
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Estimator parameter KEY=VALUE (repeatable), e.g. bandwidth=0.3, components=4, covariance=diag, k=10.", metavar="KEY=VALUE")] = None,
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Estimator parameter KEY=VALUE (repeatable), e.g. bandwidth=0.3, components=4, covariance=diag, k=10, epochs=30, latent=64.", metavar="KEY=VALUE")] = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Fit one density per class, q(x | class), for the plausibility term of pcfe-l0; fit once, share it.
@@ -263,7 +271,7 @@ def density(
     """
     from lfpcli.commands import fit_density_file as run
 
-    _run(run, render.show_density, json_, None, out=out, model=in_, kind=kind, fit_on=fit_on,
+    _run(run, render.show_density, json_, quiet, out=out, model=in_, kind=kind, fit_on=fit_on,
          params=_typed(key_values(param, "--param")), seed=seed, device=device, force=force)
 
 

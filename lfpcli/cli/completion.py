@@ -26,7 +26,7 @@ def _choices() -> dict[str, list[str]]:
         "--method": list_solvers(), "-m": list_solvers(), "--arch": list_models(), "--targets": list(TARGET_RULES),
         "--data": list_datasets(), "--optimizer": list(OPTIMIZERS), "--recipe": list(RECIPES),
         "--schedule": list(SCHEDULES), "--select": list(SELECTIONS), "--device": ["auto", "cpu", "cuda"],
-        "--split": ["train", "val", "test"], "--init": ["auto", "scratch", "pretrained"], "--loss": ["ce", "margin"],
+        "--split": ["train", "val", "test"], "--init": ["auto", "scratch", "pretrained"], "--loss": ["ce", "logistic", "exponential", "margin"], "--output": ["logits", "scalar"],
         "--step": ["sign", "max-normalized", "raw"], "--prox": ["l0", "l1", "l1/2", "l0-ball", "none"],
         "--kind": density_kinds(), "--fit-on": ["train", "val", "group-balanced"], "--projection": ["clip", "rescale"],
     }

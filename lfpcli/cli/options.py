@@ -81,6 +81,12 @@ SelectOpt = Annotated[
     typer.Option("--select", help="Which epoch to keep: last, val-accuracy or val-worst-group (best on the clean validation split).",
                  rich_help_panel=TRAIN_PANEL),
 ]
+TrainLossOpt = Annotated[
+    Optional[str],
+    typer.Option("--loss", help="Training loss: ce, logistic or exponential (on a --output scalar model ce = logistic = "
+                 "log(1+exp(-s z)), exponential = exp(-s z), s = +-1; default ce, logistic for scalar models).",
+                 rich_help_panel=TRAIN_PANEL),
+]
 
 
 def key_values(items: list[str] | None, flag: str) -> dict[str, str]:

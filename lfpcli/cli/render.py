@@ -98,10 +98,16 @@ def show_perturb(s: dict[str, Any]) -> None:
     for col in ("metric", "mean", "median", "min", "max"):
         t.add_column(col, justify="right" if col != "metric" else "left")
     t.add_row("success (reached target)", fmt(s["success_rate"]), "", "", "")
-    for k in ("l0", "l2", "linf", "grad_evals"):
+    for k in ("l0", "l2", "linf", "loss", "log_density", "grad_evals"):
+        if k not in s:
+            continue
         v = s[k]
-        t.add_row(k, fmt(v["mean"], 4), fmt(v["median"], 4), fmt(v["min"], 4), fmt(v["max"], 4))
+        label = f"log_density ({s['log_density_estimator']})" if k == "log_density" and s.get("log_density_estimator") else k
+        t.add_row(label, fmt(v["mean"], 4), fmt(v["median"], 4), fmt(v["min"], 4), fmt(v["max"], 4))
     out.print(t)
+    if s.get("density"):
+        d = s["density"]
+        out.print(f"  plausibility: {d.get('kind')} ({d.get('space')} space, {d.get('chosen_by', '')}), tau={s['config'].get('tau')}")
     out.print(f"  targets per class: {s['target_counts']}; target equals the original label for "
               f"{fmt(s['target_kept_label_rate'])} of the samples")
 
@@ -118,7 +124,8 @@ def show_eval(r: dict[str, Any]) -> None:
         for col in ("metric", "mean", "median"):
             t.add_column(col, justify="right" if col != "metric" else "left")
         for k, v in p["stored_metrics"].items():
-            t.add_row(k, fmt(v["mean"], 4), fmt(v["median"], 4))
+            label = f"{k} ({p['log_density_estimator']})" if k == "log_density" and p.get("log_density_estimator") else k
+            t.add_row(label, fmt(v["mean"], 4), fmt(v["median"], 4))
         out.print(t)
         return
     out.print(f"[bold]{r['model']}[/bold] on {_spec(r['data'])}")

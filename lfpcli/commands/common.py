@@ -118,7 +118,7 @@ def clean_metrics(model: torch.nn.Module, ds: Dataset, device: torch.device, spl
 
 
 def model_meta(model_info: dict[str, Any]) -> dict[str, Any]:
-    return {**model_info, "output": "logits", "pixel_range": [0.0, 1.0], "normalization": "inside the model"}
+    return {"output": "logits", **model_info, "pixel_range": [0.0, 1.0], "normalization": "inside the model"}
 
 
 def summarize(values: torch.Tensor) -> dict[str, float | None]:

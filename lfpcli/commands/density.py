@@ -14,13 +14,30 @@ from lfpcli.commands.common import check_seed, load_model, resolve_device, resol
 from lfpcli.data import Split
 from lfpcli.density import density_from_state, fit_density, list_densities
 from lfpcli.errors import ArtifactError, ConfigError, InputError
+from lfpcli.progress import Progress, no_progress
 
 FIT_ON = ("train", "val", "group-balanced")
+#: Inputs with at most this many values get a pixel-space default density; larger ones a feature-space one.
+PIXEL_DEFAULT_MAX_VALUES = 4096
+#: Reference points per class of a density fitted on the fly for ``perturb --density KIND`` (kde, knn): enough
+#: for a smooth estimate, few enough that the term costs less than the model's forward+backward pass.
+ON_THE_FLY_MAX_POINTS = 300
+
+
+def default_density(ds) -> str:
+    """pcfe-l0's plausibility term when ``--density`` is left out: a pixel-space KDE for small inputs (up to
+    ``PIXEL_DEFAULT_MAX_VALUES`` values, e.g. 3x28x28), a KDE in the model's feature space for larger images,
+    where pixel distances say little about plausibility."""
+    return "kde" if math.prod(ds.input_shape) <= PIXEL_DEFAULT_MAX_VALUES else "feature-kde"
+
+
+#: Estimators that only make sense on images (a convolutional VAE), so they have no ``feature-`` twin.
+PIXEL_ONLY = ("vae",)
 
 
 def density_kinds() -> list[str]:
     """Pixel-space kinds and their ``feature-`` twins (the same estimator on the model's penultimate features)."""
-    return list_densities() + [f"feature-{k}" for k in list_densities()]
+    return list_densities() + [f"feature-{k}" for k in list_densities() if k not in PIXEL_ONLY]
 
 
 def _split_kind(kind: str) -> tuple[str, str]:
@@ -67,12 +84,15 @@ def fit_density_file(
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
+    progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
     """Fit ``kind`` on the clean data behind ``model`` (its ``fit_on`` split) and write a density file.
 
-    ``kind`` is ``kde``, ``gmm``, ``knn`` (in pixel space) or ``feature-kde``, ``feature-gmm``, ``feature-knn``
-    (in the model's penultimate feature space). ``params`` are the estimator's hyper-parameters.
+    ``kind`` is ``kde``, ``gmm``, ``knn``, ``vae`` (in pixel space) or ``feature-kde``, ``feature-gmm``,
+    ``feature-knn`` (in the model's penultimate feature space). ``params`` are the estimator's hyper-parameters.
+    ``vae`` trains one convolutional VAE per class on ``device`` (seeded, reporting epochs to ``progress``);
+    its plausibility score is ``-||x - AE_t(x)||^2``, so pcfe-l0's ``tau`` is the paper's ``theta``.
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
@@ -83,7 +103,8 @@ def fit_density_file(
     ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model)
     sp = _fit_split(ds, fit_on, seed)
     pts = _features(net, sp.x, dev) if space == "feature" else sp.x
-    q = fit_density(base, pts.flatten(1), sp.y, ds.num_classes, seed=seed, **(params or {}))
+    q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed, device=dev,
+                    progress=progress, **(params or {}))
     tensors, state = q.state()
     desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": len(sp), "dim": q.dim,
             "params": state, "normalized": bool(q.normalized), "data": ds.spec}
@@ -113,10 +134,13 @@ def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], m
         ds = resolve_recorded_data(meta["data"].get("clean_spec") or meta["data"]["spec"], model_path)
         sp = ds.split("train")
         pts = _features(model, sp.x, device) if space == "feature" else sp.x
-        q = fit_density(base, pts.flatten(1), sp.y, ds.num_classes, seed=seed)
+        extra = {"max_points": ON_THE_FLY_MAX_POINTS} if base in ("kde", "knn") else {}
+        q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed, device=device,
+                        **extra)
         desc = {"kind": spec, "estimator": base, "space": space, "fit_on": "train", "num_points": len(sp), "dim": q.dim,
-                "fitted": "on the fly, default parameters"}
+                "fitted": "on the fly", "params": extra}
     q = q.to(device)
+    desc["plausibility_weight"] = q.plausibility_weight()
     want = math.prod(meta["model"]["input_shape"]) if space == "pixel" else None
     if space == "pixel" and q.dim != want:
         raise InputError(f"density {spec} is over {q.dim} pixel values; the model's inputs have {want}")
@@ -125,8 +149,12 @@ def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], m
             fdim = model.features(torch.zeros(1, *meta["model"]["input_shape"], device=device)).shape[1]
         if q.dim != fdim:
             raise InputError(f"density {spec} is over {q.dim} features; this model's feature space has {fdim}")
-        return (lambda xp, t: q.log_prob(model.features(xp), t)), desc, parents
+        def on_features(feats: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return q.log_prob(feats, t)
+
+        on_features.on_features = True  # scfe passes model.features(x') and reuses them for the logits
+        return on_features, desc, parents
     return (lambda xp, t: q.log_prob(xp.flatten(1), t)), desc, parents
 
 
-__all__ = ["FIT_ON", "density_kinds", "fit_density_file", "plausibility_from", "list_densities"]
+__all__ = ["FIT_ON", "default_density", "density_kinds", "fit_density_file", "plausibility_from", "list_densities"]

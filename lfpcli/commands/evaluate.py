@@ -22,6 +22,7 @@ from lfpcli.commands.common import (
 )
 from lfpcli.data import SPLITS, resolve
 from lfpcli.errors import ConfigError, InputError
+from lfpcli.models.outputs import class_logits
 
 
 def _is_perturbed_file(data: str | None) -> bool:
@@ -45,7 +46,7 @@ def _perturbed_report(net, meta, path, device, batch_size) -> dict[str, Any]:
     x = torch.from_numpy(arrays["x"])
     preds = []
     for s in range(0, len(x), batch_size):
-        preds.append(net(x[s : s + batch_size].to(device)).argmax(1).cpu())
+        preds.append(class_logits(net(x[s : s + batch_size].to(device))).argmax(1).cpu())
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     t, y = torch.from_numpy(arrays["target"]), torch.from_numpy(arrays["y"])
     n = len(t)
@@ -56,6 +57,7 @@ def _perturbed_report(net, meta, path, device, batch_size) -> dict[str, Any]:
         "accuracy_original_labels": float((pred == y).float().mean()) if n else None,
         "method": record["params"].get("method"),
         "targets": record["params"].get("targets"),
+        "log_density_estimator": (record.get("log_density_estimator") or {}).get("name"),
     }
     if "success" in stored:
         succ = torch.from_numpy(stored["success"].astype(bool))

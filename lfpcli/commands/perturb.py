@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lfpcli.commands.common import (
     resolve_recorded_data,
     summarize,
 )
+from lfpcli.commands.log_density import evaluation_density
 from lfpcli.data import resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.progress import Progress, no_progress
@@ -73,7 +75,9 @@ def perturb(
     Method parameters: ``params`` (e.g. ``{"eps": 2.0, "steps": 30}``), then the data spec's defaults for the
     method, then the solver's defaults. ``density`` (pcfe-l0 only): a density file from ``lfp density``, or a
     kind (``kde``, ``gmm``, ``knn``, ``feature-kde``, ...) fitted now on the model's clean training split; it
-    supplies the plausibility term ``-tau * log q(x' | t)``. ``mask`` (pcfe-l0 only): a ``.npy`` file of 0/1 or
+    supplies the plausibility term ``-tau * log q(x' | t)``. Left out, pcfe-l0 uses the data's default
+    (``default_density``); ``"none"`` drops the term (plain S-CFE). Every perturbed set also stores
+    ``metrics/log_density`` under the data spec's fixed evaluation estimator (``lfpcli.commands.log_density``). ``mask`` (pcfe-l0 only): a ``.npy`` file of 0/1 or
     bool values, shape broadcastable to one input (C, H, W), marking the input values allowed to change. Writes ``out`` batch by batch, so memory is bounded by the batch.
     """
     check_output(out, force, (".h5", ".hdf5"))
@@ -95,15 +99,23 @@ def perturb(
     cfg = make_config(method, {**{k: v for k, v in defaults.items() if k in spec.params()}, **given})
     solver_kw: dict[str, Any] = {}
     density_info = None
-    if density is not None:
+    extra_parents = []
+    chosen_by = "--density"
+    if density is None and method == "pcfe-l0":
+        from lfpcli.commands.density import default_density
+
+        density, chosen_by = default_density(ds), "default for this data"
+    if density is not None and density != "none":
         if method != "pcfe-l0":
             raise ConfigError(f"--density applies to --method pcfe-l0 only, not {method}")
         from lfpcli.commands.density import plausibility_from
 
         fn, density_info, extra_parents = plausibility_from(density, net, meta, model, dev, seed)
+        density_info["chosen_by"] = chosen_by
         solver_kw["plausibility"] = fn
-    else:
-        extra_parents = []
+        if cfg.tau is None:
+            cfg = dataclasses.replace(cfg, tau=density_info["plausibility_weight"])
+            density_info["tau_from"] = "the density's plausibility_weight (no --tau given)"
     mask_info = None
     if mask is not None:
         if method != "pcfe-l0":
@@ -119,7 +131,8 @@ def perturb(
         "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
     }
     parents = [parent_entry("model", model, "checkpoint")] + data_parent(ds.spec) + extra_parents
-    sums = {k: [] for k in ("success", "l0", "l2", "linf", "iterations", "grad_evals")}
+    log_density, log_density_info = evaluation_density(ds, dev)
+    sums = {k: [] for k in ("success", "l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density")}
     with PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
         total_batches = math.ceil(n / batch_size)
         reached = 0
@@ -129,7 +142,8 @@ def perturb(
             t = tgt_all[start:stop].to(dev)
             res = spec.fn(net, x, t, cfg, generator=solver_gen, **solver_kw)
             m = norms(res.x - x)
-            metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations, "grad_evals": res.grad_evals, **m}
+            metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations, "grad_evals": res.grad_evals,
+                       "log_density": log_density(res.x, t), **m}
             w.add(res.x, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
             for k in sums:
                 sums[k].append(metrics[k].detach().cpu())
@@ -142,8 +156,9 @@ def perturb(
             "success_rate": float(cat["success"].float().mean()) if n else None,
             "target_kept_label_rate": float((tgt_all == y).float().mean()) if n else None,
             "target_counts": torch.bincount(tgt_all, minlength=ds.num_classes).tolist(),
-            **{k: summarize(cat[k]) for k in ("l0", "l2", "linf", "iterations", "grad_evals")},
+            **{k: summarize(cat[k]) for k in ("l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density")},
         }
+        w.set_attr("metrics/log_density", "estimator", log_density_info["name"])
         w.record = make_record(
             "perturbed-set",
             run_params,
@@ -159,6 +174,8 @@ def perturb(
                 "dataset": dataset_meta(ds),
             },
             summary=summary,
+            log_density_estimator=log_density_info,
         )
     return {"out": str(out), "kind": "perturbed-set", "method": method, "config": cfg.to_dict(), "targets": targets,
-            "split": split, "device": str(dev), **summary}
+            "split": split, "device": str(dev), "density": density_info, "mask": mask_info,
+            "log_density_estimator": log_density_info["name"], **summary}

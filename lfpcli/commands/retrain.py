@@ -36,6 +36,7 @@ def retrain(
     batch_size: int | None = None,
     schedule: str | None = None,
     select: str | None = None,
+    loss: str | None = None,
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
@@ -47,7 +48,8 @@ def retrain(
     Never initialised from the model that made the perturbations: ``init="auto"`` starts from scratch or
     from the same pretrained weights file the source model started from; ``scratch`` / ``pretrained``
     force one. Architecture and training settings default to the source model's; model selection
-    (``select``) and the reported metrics use the clean source data with its true labels.
+    (``select``) and the reported metrics use the clean source data with its true labels. A scalar-output
+    source model gives a scalar-output retrained model.
     """
     check_output(out, force, (".pt", ".pth", ".ckpt"))
     check_seed(seed)
@@ -82,7 +84,7 @@ def retrain(
     clean = resolve(ds.clean_spec)
     src_cfg = (source.get("train") or {}).get("config") or {}
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select)
+                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select, loss=loss)
     cfg = TrainConfig.resolve(given, recipe=recipe, base=src_cfg or ds.train_defaults)
     params = {"perturbed": str(perturbed), "data": ds.spec, "arch": arch, "arch_args": arch_args, "init": init,
               "weights": weights, "recipe": recipe, **cfg.to_dict(), "seed": seed, "device": device,
@@ -91,6 +93,7 @@ def retrain(
     summary = fit_and_save(
         out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=parents, clean=clean, progress=progress, argv=argv,
+        output=src_model.get("output", "logits"),
         extra={"perturbation": {"method": record["params"].get("method"), "targets": record["params"].get("targets"),
                                 "config": record["params"].get("config")}},
     )

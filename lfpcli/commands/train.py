@@ -60,6 +60,7 @@ def fit_and_save(
     parents: list[dict[str, Any]],
     clean: Dataset,
     progress: Progress,
+    output: str = "logits",
     argv: list[str] | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def fit_and_save(
     build_args = dict(arch_args)
     if weights:
         build_args["weights"] = weights
-    model = build_model(arch, ds.num_classes, ds.input_shape, ds.mean, ds.std, **build_args)
+    model = build_model(arch, ds.num_classes, ds.input_shape, ds.mean, ds.std, output=output, **build_args)
     if weights:
         init = {"type": "pretrained", "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
         parents = parents + [parent_entry("weights", weights, "weights")]
@@ -91,6 +92,7 @@ def fit_and_save(
             "input_shape": list(ds.input_shape),
             "mean": ds.mean,
             "std": ds.std,
+            "output": output,
         }),
         init=init,
         data=ds.info(),
@@ -129,6 +131,8 @@ def train(
     batch_size: int | None = None,
     schedule: str | None = None,
     select: str | None = None,
+    loss: str | None = None,
+    output: str = "logits",
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
@@ -138,6 +142,8 @@ def train(
     """Train ``arch`` on ``data`` and write the checkpoint ``out``; returns a summary dict.
 
     Training settings come from the explicit arguments, then ``recipe``, then the data spec's defaults.
+    ``output="scalar"`` builds a one-logit model for a two-class task (labels read as -1/+1); its ``loss`` is
+    ``logistic`` (the default for it) or ``exponential``.
     """
     check_output(out, force, (".pt", ".pth", ".ckpt"))
     check_seed(seed)
@@ -145,12 +151,14 @@ def train(
     arch_args = parse_arch_args(arch, arch_args)
     ds = resolve(data)
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select)
+                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select,
+                 loss=loss if loss is not None or output != "scalar" else "logistic")
     cfg = TrainConfig.resolve(given, recipe=recipe, base=ds.train_defaults)
     params = {"data": ds.spec, "arch": arch, "arch_args": arch_args, "weights": weights, "recipe": recipe,
-              **cfg.to_dict(), "seed": seed, "device": device}
+              **cfg.to_dict(), "output": output, "seed": seed, "device": device}
     clean = resolve(ds.clean_spec) if ds.clean_spec else ds
     return fit_and_save(
         out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=data_parent(ds.spec), clean=clean, progress=progress, argv=argv,
+        output=output,
     )

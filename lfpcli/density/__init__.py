@@ -13,6 +13,8 @@ Kinds:
     ``kde``  per-class isotropic Gaussian KDE (normalised).
     ``gmm``  per-class Gaussian mixture fitted by EM, full or diagonal covariance (normalised).
     ``knn``  kNN "density gravity": an unnormalised plausibility score, ``normalized = False``.
+    ``vae``  per-class convolutional VAE, score ``-||x - AE_t(x)||^2`` on images (unnormalised; ``fit`` needs
+             ``(N, C, H, W)`` images or ``input_shape``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from lfpcli.density.base import ClassDensity
 from lfpcli.density.gmm import GaussianMixtureDensity
 from lfpcli.density.kde import GaussianKDE
 from lfpcli.density.knn import KNNGravity
+from lfpcli.density.vae import PerClassVAE
 from lfpcli.errors import ArtifactError, ConfigError
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "GaussianKDE",
     "GaussianMixtureDensity",
     "KNNGravity",
+    "PerClassVAE",
     "list_densities",
     "get_density_class",
     "fit_density",
@@ -45,6 +49,7 @@ _REGISTRY: dict[str, type[ClassDensity]] = {
     GaussianKDE.kind: GaussianKDE,
     GaussianMixtureDensity.kind: GaussianMixtureDensity,
     KNNGravity.kind: KNNGravity,
+    PerClassVAE.kind: PerClassVAE,
 }
 
 
@@ -61,20 +66,30 @@ def get_density_class(kind: str) -> type[ClassDensity]:
         raise ConfigError(f"unknown density kind {kind!r}; choose one of {', '.join(list_densities())}") from None
 
 
+# Keyword arguments of ``fit`` that are run settings rather than hyper-parameters.
+_RUN_SETTINGS = ("seed", "device", "progress")
+
+
 def fit_params(kind: str) -> list[str]:
-    """The keyword parameters ``fit_density(kind, ...)`` accepts besides ``seed``."""
+    """The hyper-parameters ``fit_density(kind, ...)`` accepts: ``fit``'s keyword-only parameters except the run
+    settings ``seed``, ``device`` and ``progress``."""
     sig = inspect.signature(get_density_class(kind).fit)
-    return [n for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "seed"]
+    return [n for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _RUN_SETTINGS]
 
 
-def fit_density(kind: str, x: Tensor, y: Tensor, num_classes: int, *, seed: int = 0, **params: Any) -> ClassDensity:
+def fit_density(kind: str, x: Tensor, y: Tensor, num_classes: int, *, seed: int = 0, device: Any = None,
+                progress: Any = None, **params: Any) -> ClassDensity:
     """Fit a ``kind`` density on ``x`` ``(N, ...)`` with labels ``y`` ``(N,)``; ``params`` are the estimator's
-    hyper-parameters (unknown names raise ConfigError rather than TypeError)."""
+    hyper-parameters (unknown names raise ConfigError rather than TypeError). ``device`` and ``progress`` reach
+    the estimators whose fit takes them (the VAEs train on ``device`` and report epochs); the others ignore them."""
     allowed = fit_params(kind)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"{kind}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(allowed)}")
-    return get_density_class(kind).fit(x, y, num_classes, seed=seed, **params)
+    cls = get_density_class(kind)
+    takes = inspect.signature(cls.fit).parameters
+    run = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None and k in takes}
+    return cls.fit(x, y, num_classes, seed=seed, **run, **params)
 
 
 def density_from_state(kind: str, tensors: Mapping[str, Any], params: Mapping[str, Any]) -> ClassDensity:

@@ -189,6 +189,13 @@ class GaussianMixtureDensity(ClassDensity):
         return self._grouped(x, t, one_class)
 
     # ---------------------------------------------------------------------------------------------- state
+    def plausibility_weight(self) -> float:
+        """The geometric-mean component variance along the axes, ``exp(mean log 1 / L_dd^2)`` from the precision
+        Cholesky factors (exact for diagonal covariances; see ``ClassDensity.plausibility_weight``)."""
+        pc = self.precisions_cholesky.double()
+        diag = pc.diagonal(dim1=-2, dim2=-1) if self.covariance == "full" else pc
+        return float(torch.exp(-2.0 * diag.abs().clamp_min(1e-300).log().mean()))
+
     def _hyper_params(self) -> dict[str, Any]:
         return {"covariance": self.covariance, "components": self.components, "fit_info": self.fit_info}
 

@@ -166,6 +166,10 @@ class GaussianKDE(ClassDensity):
         # Grouping by class: gathering each sample's reference set would need (N, n_t, D) memory.
         return self._grouped(x, t, one_class)
 
+    def plausibility_weight(self) -> float:
+        """The mean squared bandwidth ``mean_t h_t^2`` (see ``ClassDensity.plausibility_weight``)."""
+        return float(self.bandwidth.double().pow(2).mean())
+
     # ---------------------------------------------------------------------------------------------- state
     def _hyper_params(self) -> dict[str, Any]:
         return {"chunk_size": self.chunk_size, "fit_info": self.fit_info}

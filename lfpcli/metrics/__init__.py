@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from lfpcli.data.dataset import Split
+from lfpcli.models.outputs import class_logits
 
 
 @torch.no_grad()
@@ -29,7 +30,7 @@ def predict(model: torch.nn.Module, split: Split, device: torch.device, batch_si
     out = []
     try:
         for x, *_ in split.batches(batch_size):
-            out.append(model(x.to(device, non_blocking=True)).argmax(1))
+            out.append(class_logits(model(x.to(device, non_blocking=True))).argmax(1))
     finally:
         model.train(was_training)
     return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)

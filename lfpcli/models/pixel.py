@@ -26,5 +26,9 @@ class PixelModel(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.features(self.normalize(x))
 
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from ``features(x)``'s output: ``forward(x) == head(features(x))``."""
+        return self.net.head(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.head(self.net.features(self.normalize(x)))

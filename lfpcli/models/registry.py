@@ -1,6 +1,7 @@
 """Architecture registry: name -> builder ``(num_classes, input_shape, **arch_args) -> nn.Module``.
 
-A builder returns a module with ``features(x) -> (N, F)`` and ``head(f) -> (N, K)``.
+A builder returns a module with ``features(x) -> (N, F)`` and ``head(f) -> (N, K)`` (``K = 1`` for a scalar-output
+binary model).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Callable
 from torch import nn
 
 from lfpcli.errors import ConfigError
+from lfpcli.models.outputs import OUTPUTS
 from lfpcli.models.pixel import PixelModel
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
@@ -48,16 +50,23 @@ def build_model(
     input_shape: tuple[int, int, int],
     mean: list[float],
     std: list[float],
+    output: str = "logits",
     **arch_args: Any,
 ) -> PixelModel:
+    """``output="logits"``: a head of ``num_classes`` logits; ``"scalar"``: one logit for a two-class task (labels
+    read as -1/+1, class 1 when it is positive; see ``lfpcli.models.outputs``)."""
     builder = _builder(arch)
+    if output not in OUTPUTS:
+        raise ConfigError(f"--output must be one of {', '.join(OUTPUTS)}, got '{output}'")
+    if output == "scalar" and num_classes != 2:
+        raise ConfigError(f"--output scalar needs a two-class task; this data has {num_classes} classes")
     allowed = arch_defaults(arch)
     unknown = set(arch_args) - set(allowed)
     if unknown:
         raise ConfigError(f"architecture '{arch}' has no option {', '.join(sorted(unknown))} (it takes: {', '.join(allowed) or 'none'})")
     if len(mean) != input_shape[0] or len(std) != input_shape[0]:
         raise ConfigError(f"normalisation has {len(mean)} channels but inputs have {input_shape[0]}")
-    net = builder(num_classes, tuple(input_shape), **arch_args)
+    net = builder(1 if output == "scalar" else num_classes, tuple(input_shape), **arch_args)
     return PixelModel(net, mean, std)
 
 
@@ -65,4 +74,5 @@ def model_from_meta(meta: dict[str, Any]) -> PixelModel:
     """Rebuild the (untrained) model a checkpoint's metadata describes; load the state dict afterwards."""
     m = meta["model"]
     args = {k: v for k, v in m.get("arch_args", {}).items() if k != "weights"}
-    return build_model(m["arch"], m["num_classes"], tuple(m["input_shape"]), m["mean"], m["std"], **args)
+    return build_model(m["arch"], m["num_classes"], tuple(m["input_shape"]), m["mean"], m["std"],
+                       output=m.get("output", "logits"), **args)

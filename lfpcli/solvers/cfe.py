@@ -31,6 +31,7 @@ import torch
 from lfpcli.errors import ConfigError
 from lfpcli.solvers.base import SolverResult, frozen_eval
 from lfpcli.solvers.losses import get_loss
+from lfpcli.models.outputs import class_logits
 
 __all__ = ["ADAM_BETAS", "ADAM_EPS", "CFEConfig", "INITS", "NOISE_SCALE", "cfe", "wachter_objective"]
 
@@ -103,7 +104,7 @@ def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEC
         v = torch.zeros_like(x)
         for k in range(1, cfg.steps + 1):
             xv = xc.requires_grad_(True)
-            (g,) = torch.autograd.grad(wachter_objective(model(xv), target, xv, x, cfg).sum(), xv)
+            (g,) = torch.autograd.grad(wachter_objective(class_logits(model(xv)), target, xv, x, cfg).sum(), xv)
             with torch.no_grad():
                 # Adam, elementwise (same arithmetic as torch.optim.Adam's single-tensor path)
                 m.lerp_(g, 1 - b1)
@@ -111,7 +112,7 @@ def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEC
                 denom = (v.sqrt() / math.sqrt(1 - b2**k)).add_(ADAM_EPS)
                 xc = torch.addcdiv(xc.detach(), m, denom, value=-cfg.lr / (1 - b1**k)).clamp_(cfg.lo, cfg.hi)
         with torch.no_grad():
-            logits = model(xc)
+            logits = class_logits(model(xc))
             final_loss = loss_fn(logits, target)
             objective = wachter_objective(logits, target, xc, x, cfg)
             success = logits.argmax(1) == target

@@ -98,6 +98,7 @@ def fista(
     penalty: Callable[[Tensor], Tensor] | None = None,
     backtrack_factor: float = 0.5,
     max_backtracks: int = 0,
+    line_search_iters: int | None = None,
     callback: Callable[[int, Tensor, Tensor], None] | None = None,
 ) -> FistaResult:
     """Run ``steps`` FISTA iterations on every sample of ``w0`` (N, ...), each with its own state.
@@ -122,6 +123,9 @@ def fista(
       of the batch, counted in ``func_evals`` for the samples that needed it. ``max_backtracks=0`` (the default)
       costs one forward per iteration and wastes one iteration per shrink; larger values shrink faster but pay
       the extra forwards every iteration, because without host syncs the loop cannot skip them.
+      ``line_search_iters=K`` backtracks in the first ``K`` iterations only and then keeps each sample's step:
+      after a few checks the step sits below ``1 / L`` of the region the iterates move in, and the remaining
+      iterations run at the cost of ``"fixed"`` (``None``: check every iteration).
 
     ``restart=True`` adds the gradient-based adaptive restart of O'Donoghue & Candes (2015): when
     ``<y_k - p, p - w_k> > 0`` the momentum of that sample is reset (``t = 1``, ``y = p``). It damps the
@@ -143,6 +147,8 @@ def fista(
         raise ConfigError(f"backtrack_factor must lie in (0, 1), got {backtrack_factor}")
     if max_backtracks < 0:
         raise ConfigError(f"max_backtracks must be non-negative, got {max_backtracks}")
+    if line_search_iters is not None and line_search_iters < 0:
+        raise ConfigError(f"line_search_iters must be non-negative, got {line_search_iters}")
 
     n = w0.shape[0]
     device = w0.device
@@ -171,7 +177,7 @@ def fista(
         s = step / math.sqrt(k + 1) if schedule == "decay" else step
         p = prox(y - _per_sample(s, y) * g, s)
 
-        if schedule == "backtracking":
+        if schedule == "backtracking" and (line_search_iters is None or k < line_search_iters):
             ok = torch.zeros(n, dtype=torch.bool, device=device)
             for attempt in range(max_backtracks + 1):
                 if attempt > 0:

@@ -20,6 +20,7 @@ import torch
 from lfpcli.errors import ConfigError
 from lfpcli.solvers.base import SolverResult, frozen_eval
 from lfpcli.solvers.losses import get_loss
+from lfpcli.models.outputs import class_logits
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDC
         xa = (x + delta).clamp(cfg.lo, cfg.hi)
         for _ in range(cfg.steps):
             xa.requires_grad_(True)
-            loss = loss_fn(model(xa), target)
+            loss = loss_fn(class_logits(model(xa)), target)
             (grad,) = torch.autograd.grad(loss.sum(), xa)
             with torch.no_grad():
                 xa = xa.detach()
@@ -122,7 +123,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDC
                 xa = delta.add_(x).clamp_(cfg.lo, cfg.hi)
         with torch.no_grad():
             x_adv = xa.detach()
-            logits = model(x_adv)
+            logits = class_logits(model(x_adv))
             final_loss = loss_fn(logits, target)
             success = logits.argmax(1) == target
     steps = torch.full((n,), cfg.steps, dtype=torch.long, device=x.device)

@@ -35,6 +35,7 @@ import torch
 from lfpcli.errors import ConfigError
 from lfpcli.solvers.base import SolverResult, frozen_eval
 from lfpcli.solvers.losses import get_loss
+from lfpcli.models.outputs import class_logits
 
 __all__ = ["KEEP", "PGDL0Config", "STEPS", "pgd_l0"]
 
@@ -115,7 +116,7 @@ def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: P
             best_logits = None
         for _ in range(cfg.steps):
             xa.requires_grad_(True)
-            logits = model(xa)
+            logits = class_logits(model(xa))
             loss = loss_fn(logits, target)
             (g,) = torch.autograd.grad(loss.sum(), xa)
             with torch.no_grad():
@@ -137,7 +138,7 @@ def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: P
                 d = _direction(gf * changed, cfg.step)
                 xa = (xa - alpha * d.view_as(xa)).clamp(cfg.lo, cfg.hi)
         with torch.no_grad():
-            logits = model(xa)
+            logits = class_logits(model(xa))
             final_loss = loss_fn(logits, target)
             if keep_best:
                 better = final_loss < best_loss

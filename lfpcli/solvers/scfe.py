@@ -22,7 +22,7 @@ a sample that never succeeds returns its last iterate with ``success = False``.
 
 Cost per sample: ``steps * search_steps`` forward+backward passes (``grad_evals``), plus forward-only passes
 (``extras["func_evals"]``): one per search step for FISTA's final objective, one per search step for the success
-test, one at the end for the reported loss and objective, and, with ``line_search``, one per iteration for the
+test, one at the end for the reported loss and objective, and, with ``line_search``, one per checked iteration (``line_search_iters``) for the
 sufficient-decrease test. No early stopping: every sample runs every iteration (frozen samples would still ride
 along in the batched forward, so stopping would save nothing and only make the counts harder to read).
 Everything is per sample: results do not depend on the other samples of the batch (for a model without batch
@@ -42,8 +42,9 @@ from torch import Tensor
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.solvers.base import SolverResult, frozen_eval, norms
 from lfpcli.solvers.fista import bisection_search, fista
-from lfpcli.solvers.losses import cross_entropy, get_loss, margin
+from lfpcli.solvers.losses import get_loss, margin
 from lfpcli.solvers.proxes import PROXES, k_from_ratio, make_prox, penalty_value
+from lfpcli.models.outputs import class_logits
 
 __all__ = ["SCFEConfig", "scfe"]
 
@@ -73,22 +74,27 @@ class SCFEConfig:
       it is larger than about ``sqrt(2 s beta)``: 0.1 for the default ``beta = 0.01`` at ``s = 1/2``, so changes
       under ~25 grey levels are not worth a pixel. For ``l1`` / ``l1/2`` it weighs those penalties; ``none`` ignores it.
     - ``tau``: weight of the plausibility score (ignored without a plausibility callable). It must suit the
-      score's scale: with a pixel-space KDE (bandwidth 0.3) on digits, ``tau = 1`` raised the target log-density
-      of the results from -7 to +13 nats at unchanged success; a diagonal GMM, whose log-density is far steeper,
-      needed a much smaller weight.
+      score's scale. ``None`` (the default) means 1 here; ``lfp perturb`` replaces it by the density's
+      ``plausibility_weight()`` (a KDE's mean ``h^2``, a GMM's variance, 1 for knn gravity and VAE errors) and
+      records the value. On spurious-digits with a pixel KDE (h = 0.085, so tau = 0.0072), tau = 0.01 kept
+      results sparse (median 122 changed values) and raised the target log-density over cfe-l2's; tau = 0.1
+      made them dense (1270 values), tau = 1 denser still (1964).
     - ``lipschitz``: L, the (initial) step is ``1 / L``. The distance term alone has L = 2, so L must be at least 2.
       With ``line_search`` (the default) 2 is the right start: each sample halves its own step whenever the
       sufficient-decrease test fails, which adapts to ``gamma`` as the search moves it over decades. Without line
       search the step must cover the largest ``gamma`` tried: on [0, 1] digits with a small CNN, L = 16-32 reached
       the target as often as the line search, L = 4-8 missed 5-10 % of the samples. The paper's values (1e-4 to
       1e-5) belong to another scaling of the objective and do not transfer.
-    - ``line_search``: per-sample backtracking (Beck & Teboulle) from ``1 / L``; one extra forward pass per iteration.
+    - ``line_search``: per-sample backtracking (Beck & Teboulle) from ``1 / L``; one extra forward pass per checked
+      iteration. ``line_search_iters``: check only the first that many iterations of each search step, then keep
+      each sample's step (default 10: the checks then cost ~3% instead of ~33% of the run; ``None`` checks every
+      iteration, the textbook method).
       Without it, ``schedule`` is ``fixed`` (``1 / L``) or ``decay`` (``1 / (L sqrt(k + 1))``, k the iteration).
     - ``restart``: O'Donoghue-Candes adaptive momentum restart (off: plain FISTA).
     - ``prox``: ``l0`` (the paper) | ``l1`` | ``l1/2`` | ``l0-ball`` | ``none`` (box only).
     - ``max_changed``: the l0 ball of ``l0-ball``: a fraction of the pixels when in (0, 1) (rounded up), a pixel
       count when a whole number >= 1 (``1`` and ``1.0`` both mean one pixel; a ball of all pixels is plain ``l0``).
-    - ``loss``: ``margin`` (the S-CFE reference) | ``ce``. ``kappa``: the margin's confidence in logits (``ce``
+    - ``loss``: ``margin`` (the S-CFE reference) | ``ce`` | ``logistic`` | ``exponential``. ``kappa``: the margin's confidence in logits (``ce``
       ignores it); a small positive value puts the optimum strictly inside the target's region instead of on the
       decision boundary, where ``argmax`` may still pick the old class.
     - ``growth``: factor on ``gamma`` while a sample has not yet reached its target.
@@ -99,9 +105,10 @@ class SCFEConfig:
     search_steps: int = 5
     gamma: float = 1.0
     beta: float = 0.01
-    tau: float = 1.0
+    tau: float | None = None
     lipschitz: float = 2.0
     line_search: bool = True
+    line_search_iters: int | None = 10
     schedule: str = "fixed"
     restart: bool = False
     prox: str = "l0"
@@ -121,12 +128,17 @@ class SCFEConfig:
             raise ConfigError(f"--gamma must be a positive number, got {self.gamma}")
         for name in ("beta", "tau", "kappa"):
             v = getattr(self, name)
+            if v is None and name == "tau":
+                continue
             if not _finite_number(v) or v < 0:
                 raise ConfigError(f"--{name} must be a non-negative number, got {v}")
         if not _finite_number(self.lipschitz) or self.lipschitz < 2:
             raise ConfigError(
                 f"--lipschitz must be at least 2 (the distance term alone has Lipschitz constant 2), got {self.lipschitz}"
             )
+        v = self.line_search_iters
+        if v is not None and (not _is_int(v) or v < 1):
+            raise ConfigError(f"--line-search-iters must be a whole number >= 1 (or none: every iteration), got {v}")
         for name in ("line_search", "restart"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"--{name.replace('_', '-')} must be true or false, got {getattr(self, name)!r}")
@@ -165,7 +177,7 @@ class SCFEConfig:
 def _loss_fn(cfg: SCFEConfig) -> Callable[[Tensor, Tensor], Tensor]:
     if cfg.loss == "margin":
         return partial(margin, kappa=cfg.kappa)
-    return cross_entropy
+    return get_loss(cfg.loss)
 
 
 def scfe(
@@ -181,7 +193,9 @@ def scfe(
     """S-CFE on a batch: ``x`` (N, ...) in ``[cfg.lo, cfg.hi]``, ``target`` (N,) -> :class:`SolverResult`.
 
     ``plausibility(x', t) -> (N,)`` (higher = more plausible; e.g. a fitted ``lfpcli.density`` estimator) enters
-    with weight ``-cfg.tau``. ``mask`` (bool or 0/1, broadcastable to ``x``) marks the pixels allowed to change.
+    with weight ``-cfg.tau``. A callable with the attribute ``on_features = True`` is called on
+    ``model.features(x')`` instead, and the logits come from ``model.head`` of the same features, so a
+    feature-space density costs no second pass through the model. ``mask`` (bool or 0/1, broadcastable to ``x``) marks the pixels allowed to change.
     ``generator`` is accepted for a uniform solver signature; the method is deterministic.
 
     ``grad_evals`` counts forward+backward passes per sample; ``extras``: ``gamma`` (weight that produced the
@@ -208,7 +222,8 @@ def scfe(
             torch.broadcast_shapes(mask.shape, x.shape)
         except RuntimeError:
             raise InputError(f"mask of shape {tuple(mask.shape)} does not broadcast to inputs {tuple(x.shape)}") from None
-    use_plaus = plausibility is not None and cfg.tau > 0
+    tau = 1.0 if cfg.tau is None else cfg.tau
+    use_plaus = plausibility is not None and tau > 0
     loss_fn = _loss_fn(cfg)
     k = cfg.k(x[0].numel())
     prox = make_prox(cfg.prox, x, cfg.lo, cfg.hi, cfg.beta, k=k, mask=mask)
@@ -216,18 +231,28 @@ def scfe(
     schedule = "backtracking" if cfg.line_search else cfg.schedule
     dtype = x.dtype
 
+    # A feature-space score reuses the model's own pass: logits = head(features(x')), score = P(features, t).
+    on_features = bool(getattr(plausibility, "on_features", False))
+    if on_features and not (hasattr(model, "features") and hasattr(model, "head")):
+        raise InputError("a plausibility term with on_features=True needs a model with features() and head()")
+
     def terms(xp: Tensor, w: Tensor, with_plaus: bool) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
         """Per sample at ``xp = x + w``: squared distance, loss toward the target, plausibility (or None), logits."""
-        logits = model(xp)
+        if on_features:
+            feats = model.features(xp)
+            logits = class_logits(model.head(feats))
+            plaus = plausibility(feats, target).reshape(n) if with_plaus else None
+        else:
+            logits = class_logits(model(xp))
+            plaus = plausibility(xp, target).reshape(n) if with_plaus else None
         dist = w.reshape(n, -1).pow(2).sum(1)
-        plaus = plausibility(xp, target).reshape(n) if with_plaus else None
         return dist, loss_fn(logits, target), plaus, logits
 
     def smooth_for(gamma: Tensor) -> Callable[[Tensor], Tensor]:
         def smooth(w: Tensor) -> Tensor:
             dist, loss, plaus, _ = terms(x + w, w, use_plaus)
             value = dist + gamma * loss
-            return value - cfg.tau * plaus if plaus is not None else value
+            return value - tau * plaus if plaus is not None else value
 
         return smooth
 
@@ -240,11 +265,12 @@ def scfe(
             steps=cfg.steps,
             step_size=1.0 / cfg.lipschitz,
             schedule=schedule,
+            line_search_iters=cfg.line_search_iters,
             restart=cfg.restart,
             penalty=penalty,
         )
         with torch.no_grad():
-            success = model(x + res.w).argmax(1) == target
+            success = class_logits(model(x + res.w)).argmax(1) == target
         nz = norms(res.w)
         score = nz["l0"].to(torch.float64) + nz["l2"].to(torch.float64) / (nz["l2"].to(torch.float64) + 1)
         stats = {"grad_evals": res.grad_evals, "func_evals": res.func_evals + 1, "iterations": res.iterations}
@@ -262,7 +288,7 @@ def scfe(
             dist, loss, plaus, logits = terms(x_new, w, plausibility is not None)
             objective = dist + gamma * loss + penalty(w)
             if use_plaus:
-                objective = objective - cfg.tau * plaus
+                objective = objective - tau * plaus
             success = logits.argmax(1) == target
     extras = {
         "gamma": gamma,

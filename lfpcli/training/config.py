@@ -10,6 +10,9 @@ from lfpcli.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("last", "val-accuracy", "val-worst-group")
+#: Training losses (``lfpcli.solvers.losses``): on a scalar-output binary model ``ce`` and ``logistic`` are both
+#: ``log(1 + exp(-s z))`` and ``exponential`` is ``exp(-s z)``, labels ``s`` in {-1, +1}.
+TRAIN_LOSSES = ("ce", "logistic", "exponential")
 
 #: Named optimizer settings from the literature. ``paper-text``: the seed paper's Section 5 (fine-tuning a
 #: ResNet-50 on WaterBirds/SpuCoAnimals); ``paper-code``: what the paper's public code runs on WaterBirds
@@ -35,6 +38,7 @@ class TrainConfig:
     batch_size: int = 64
     schedule: str = "constant"
     select: str = "last"
+    loss: str = "ce"
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -53,6 +57,8 @@ class TrainConfig:
             raise ConfigError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
         if self.select not in SELECTIONS:
             raise ConfigError(f"--select must be one of {', '.join(SELECTIONS)}, got '{self.select}'")
+        if self.loss not in TRAIN_LOSSES:
+            raise ConfigError(f"--loss must be one of {', '.join(TRAIN_LOSSES)}, got '{self.loss}'")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ConfigError("--nesterov needs --optimizer sgd with a momentum > 0")
 

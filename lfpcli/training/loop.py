@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from lfpcli.data.dataset import Split
 from lfpcli.metrics import predict, split_metrics
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training.config import TrainConfig
+from lfpcli.models.outputs import class_logits
+from lfpcli.solvers.losses import get_loss
 
 
 @dataclass
@@ -49,7 +50,7 @@ def train_model(
     group_names: list[str] | None = None,
     progress: Progress = no_progress,
 ) -> TrainResult:
-    """Train ``model`` in place on ``train`` (cross-entropy, minibatches drawn with ``generator``).
+    """Train ``model`` in place on ``train`` (``cfg.loss``, minibatches drawn with ``generator``).
 
     After each epoch the model is scored on ``val`` (accuracy, and worst-group accuracy where groups exist);
     the returned weights are the last epoch's or the best epoch's by ``cfg.select``. Loss sums stay on the
@@ -63,6 +64,7 @@ def train_model(
         from lfpcli.errors import ConfigError
 
         raise ConfigError("--select val-worst-group needs data with groups; use --select val-accuracy")
+    loss_fn = get_loss(cfg.loss)
     model.to(device)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
@@ -76,8 +78,8 @@ def train_model(
         correct = torch.zeros((), device=device, dtype=torch.long)
         for b, (x, y, _, _) in enumerate(train.batches(cfg.batch_size, shuffle=True, generator=generator)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            logits = class_logits(model(x))
+            loss = loss_fn(logits, y).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

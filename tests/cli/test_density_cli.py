@@ -18,7 +18,8 @@ def lfp(capsys, *args):
     return e.value.code, out, err
 
 
-@pytest.mark.parametrize("kind, params", [("kde", ["-p", "bandwidth=0.3"]), ("feature-gmm", ["-p", "covariance=diag"]), ("knn", ["-p", "k=5"])])
+@pytest.mark.parametrize("kind, params", [("kde", ["-p", "bandwidth=0.3"]), ("feature-gmm", ["-p", "covariance=diag"]), ("knn", ["-p", "k=5"]),
+                                          ("vae", ["-p", "epochs=2", "-p", "latent=8"])])
 def test_fit_save_and_use_a_density(digits_model, tmp_path, capsys, kind, params):
     dens = tmp_path / "q.h5"
     code, out, err = lfp(capsys, "density", "--kind", kind, "--in", digits_model, "--out", dens, *params, "--json")
@@ -42,11 +43,30 @@ def test_density_errors(digits_model, digits_pgd, tmp_path, capsys):
     assert code == 2 and "groups" in err and not (tmp_path / "q.h5").exists()
     code, _, err = lfp(capsys, "density", "--kind", "parzen", "--in", digits_model, "--out", tmp_path / "q.h5")
     assert code == 2 and "unknown density kind" in err
+    code, _, err = lfp(capsys, "density", "--kind", "feature-vae", "--in", digits_model, "--out", tmp_path / "q.h5")
+    assert code == 2 and "unknown density kind" in err  # a convolutional VAE needs images, not feature vectors
     code, _, err = lfp(capsys, "perturb", "--method", "pgd-l2", "--in", digits_model, "--density", "kde", "--out", tmp_path / "p.h5")
     assert code == 2 and "pcfe-l0 only" in err
     code, _, err = lfp(capsys, "perturb", "--method", "pcfe-l0", "--in", digits_model, "--density", digits_pgd, "--out", tmp_path / "p.h5")
     assert code == 2 and "expected density" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pcfe_defaults_to_the_datas_density_and_its_own_tau(digits_model, tmp_path, capsys):
+    pc = tmp_path / "pc.h5"
+    code, out, err = lfp(capsys, "perturb", "--method", "pcfe-l0", "--in", digits_model, "--out", pc, "--limit", "8",
+                         "--steps", "10", "--search-steps", "2", "--json", "-q")
+    assert code == 0, err
+    s = json.loads(out)
+    d = s["density"]
+    assert d["kind"] == "kde" and d["space"] == "pixel" and d["chosen_by"] == "default for this data"
+    assert s["config"]["tau"] == pytest.approx(d["plausibility_weight"]) and 0 < s["config"]["tau"] < 1
+    assert s["log_density_estimator"] == "kde-pixel-v1" and s["log_density"]["median"] is not None
+    code, out, err = lfp(capsys, "perturb", "--method", "pcfe-l0", "--in", digits_model, "--out", pc, "--force", "--limit", "8",
+                         "--steps", "10", "--search-steps", "2", "--density", "none", "--json", "-q")
+    assert code == 0, err
+    s = json.loads(out)
+    assert s["density"] is None and s["config"]["tau"] is None
 
 
 def test_mask_limits_which_pixels_change(digits_model, tmp_path, capsys):

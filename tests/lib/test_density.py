@@ -66,7 +66,7 @@ def queries(n=25, dim=3, seed=1, dtype=F64):
 
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_lists_and_rejects_unknown():
-    assert list_densities() == ["gmm", "kde", "knn"]
+    assert list_densities() == ["gmm", "kde", "knn", "vae"]
     assert get_density_class("kde") is GaussianKDE
     assert get_density_class("gmm") is GaussianMixtureDensity
     assert get_density_class("knn") is KNNGravity

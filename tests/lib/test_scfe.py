@@ -247,7 +247,37 @@ def test_trained_digits_model_sparser_than_pgd(digits):
     assert ok.sum() >= 40
     assert l0[ok].mean() < 0.6 * l0_pgd[ok].mean()
     assert (r.grad_evals == 160).all()
-    assert (r.extras["func_evals"] == 160 + 2 * 4 + 1).all()  # line search: one check per iteration
+    # line search checks the first 10 iterations of each search step; + objective and success per step, + final
+    assert (r.extras["func_evals"] == 4 * 10 + 2 * 4 + 1).all()
+    every = scfe(model, x[:8], t[:8], SCFEConfig(steps=40, search_steps=4, beta=0.03, line_search_iters=None))
+    assert (every.extras["func_evals"] == 160 + 2 * 4 + 1).all()  # textbook: one check per iteration
+    assert every.success.float().mean() >= 0.75
+
+
+def test_a_feature_space_term_shares_the_models_pass_and_gives_the_same_result(digits):
+    from lfpcli.density import fit_density
+
+    model, xs, ys = digits
+    with torch.no_grad():
+        feats = model.features(xs[:400])
+    q = fit_density("kde", feats, ys[:400], 10, max_points=30)
+    x, y = xs[400:416], ys[400:416]
+    t = choose_targets(y, 10, "random-other", torch.Generator().manual_seed(2))
+    calls = []
+
+    def shared(f, tt):
+        calls.append(f.shape)
+        return q.log_prob(f, tt)
+
+    shared.on_features = True
+    cfg = SCFEConfig(steps=15, search_steps=2, tau=q.plausibility_weight())
+    a = scfe(model, x, t, cfg, plausibility=shared)
+    b = scfe(model, x, t, cfg, plausibility=lambda xp, tt: q.log_prob(model.features(xp), tt))
+    torch.testing.assert_close(a.x, b.x, rtol=0, atol=1e-5)
+    assert torch.equal(a.success, b.success)
+    assert calls and all(s == (16, feats.shape[1]) for s in calls)  # it was handed features, not images
+    with pytest.raises(InputError, match="features"):
+        scfe(small_cnn(0), torch.rand(2, 1, 8, 8), torch.tensor([0, 1]), cfg, plausibility=shared)
 
 
 # ------------------------------------------------------------------------------------------ (e) plausibility

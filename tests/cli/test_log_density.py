@@ -1,0 +1,88 @@
+"""metrics/log_density: one evaluation estimator per data spec, the same for every method, cached, summarised."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import pytest
+import torch
+
+from lfpcli.artifacts.datasets import read_perturbed_set
+from lfpcli.cli.app import main
+from lfpcli.commands.log_density import ESTIMATOR, evaluation_density, pool
+from lfpcli.data import resolve
+
+
+def lfp(capsys, *args):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_stored_log_density_is_the_evaluation_estimator_at_the_stored_inputs(digits_pgd):
+    arrays, metrics, record = read_perturbed_set(digits_pgd)
+    with h5py.File(digits_pgd) as f:
+        assert f["metrics/log_density"].attrs["estimator"] == ESTIMATOR
+    assert record["log_density_estimator"]["name"] == ESTIMATOR
+    fn, desc = evaluation_density(resolve("digits"), torch.device("cpu"))
+    want = fn(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["target"]))
+    torch.testing.assert_close(torch.from_numpy(metrics["log_density"]), want.float(), rtol=1e-4, atol=1e-3)
+    assert desc["bandwidth_per_class"] == record["log_density_estimator"]["bandwidth_per_class"]
+
+
+def test_every_method_is_scored_by_the_same_estimator_and_it_ranks_own_class_first(digits_model, tmp_path, capsys):
+    descs = []
+    for method, extra in (("pgd-linf", []), ("cfe-l2", ["--steps", "10"]), ("pcfe-l0", ["--steps", "10", "--search-steps", "2"])):
+        out = tmp_path / f"{method}.h5"
+        code, _, err = lfp(capsys, "perturb", "--method", method, "--in", digits_model, "--out", out, "--limit", "8", *extra, "-q")
+        assert code == 0, err
+        descs.append(read_perturbed_set(out)[2]["log_density_estimator"])
+    assert descs[0] == descs[1] == descs[2]
+    # a sanity property of the estimator itself: held-out test digits score higher under their own class
+    fn, _ = evaluation_density(resolve("digits"), torch.device("cpu"))
+    te = resolve("digits").split("test")
+    own = fn(te.x, te.y)
+    other = fn(te.x, (te.y + 1) % 10)
+    assert (own > other).float().mean() > 0.9
+
+
+def test_eval_and_info_summarise_the_stored_quality(digits_model, digits_pgd, capsys):
+    code, out, err = lfp(capsys, "eval", "--in", digits_model, "--data", digits_pgd, "--json")
+    assert code == 0, err
+    p = json.loads(out)["perturbed"]
+    assert p["log_density_estimator"] == ESTIMATOR
+    assert set(p["stored_metrics"]) >= {"l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density"}
+    assert p["stored_metrics"]["log_density"]["median"] is not None
+    code, out, err = lfp(capsys, "info", digits_pgd, "--json")
+    s = json.loads(out)["summary"]
+    assert {"success_rate", "l0", "log_density"} <= set(s) and set(s["log_density"]) >= {"mean", "median"}
+    code, out, err = lfp(capsys, "eval", "--in", digits_model, "--data", digits_pgd)
+    assert code == 0 and "log_density (kde-pixel-v1)" in out
+
+
+def test_the_estimator_is_fitted_once_and_read_back_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LFP_CACHE_DIR", str(tmp_path))
+    ds = resolve("digits")
+    fn1, d1 = evaluation_density(ds, torch.device("cpu"))
+    files = list((tmp_path / "log-density").iterdir())
+    assert len(files) == 1
+    import lfpcli.commands.log_density as mod
+
+    def refit(*a, **k):
+        raise AssertionError("refitted although cached")
+
+    monkeypatch.setattr(mod, "fit_density", refit)
+    fn2, d2 = evaluation_density(ds, torch.device("cpu"))
+    x, t = ds.split("val").x[:20], ds.split("val").y[:20]
+    torch.testing.assert_close(fn1(x, t), fn2(x, t))
+    assert d1 == d2
+
+
+def test_large_images_are_pooled_to_32_pixels_a_side():
+    x = torch.rand(2, 3, 224, 200)
+    assert pool(x).shape == (2, 3, 32, 32)
+    small = torch.rand(2, 1, 28, 28)
+    assert pool(small) is small
