@@ -116,6 +116,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="lfp's batch size (default min(256, n))")
     ap.add_argument("--density", choices=("kde", "none"), default="kde")
     ap.add_argument("--ref-lipschitz", type=float, default=16.0, help="L of the reference's fixed step 1/L")
+    ap.add_argument("--ref-anneal", action="store_true",
+                    help="the reference's step decays as sqrt(1 - k/steps) / L (the S-CFE authors' code without line search)")
     ap.add_argument("--split", default="test", help="split the explained samples come from (the KDE is fit on train)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-fixed-check", action="store_true", help="skip the lfp row with the reference's step rule")
@@ -169,17 +171,20 @@ def main() -> None:
             out.append(solver(net, x[i:i + batch], t[i:i + batch], cfg_, plausibility=plaus).x)
         return torch.cat(out)
 
+    ref_rule = "annealed" if args.ref_anneal else "fixed"
+
     def run_ref():
         return reference_scfe(net, x, t, steps=args.steps, search_steps=args.search_steps, gamma=c["gamma"],
                               beta=c["beta"], tau=tau, lipschitz=args.ref_lipschitz, kappa=c["kappa"],
-                              growth=c["growth"], plausibility=plaus, lo=c["lo"], hi=c["hi"])[0]
+                              growth=c["growth"], plausibility=plaus, lo=c["lo"], hi=c["hi"], anneal=args.ref_anneal)[0]
 
     runs = [("lfp pcfe-l0 (defaults)",
              f"L={c['lipschitz']:g}, line search first {c['line_search_iters']} it.", lambda: run_lfp(cfg)),
-            ("reference", f"L={args.ref_lipschitz:g}, fixed step", run_ref)]
+            ("reference", f"L={args.ref_lipschitz:g}, {ref_rule} step", run_ref)]
     if not args.no_fixed_check:
-        cfg_fixed = make_config("pcfe-l0", {**params, "line_search": False, "lipschitz": args.ref_lipschitz})
-        runs.append(("lfp pcfe-l0, reference's step", f"L={args.ref_lipschitz:g}, fixed step (--no-line-search)",
+        cfg_fixed = make_config("pcfe-l0", {**params, "line_search": False, "lipschitz": args.ref_lipschitz,
+                                            "schedule": "anneal" if args.ref_anneal else "fixed"})
+        runs.append(("lfp pcfe-l0, reference's step", f"L={args.ref_lipschitz:g}, {ref_rule} step (--no-line-search)",
                      lambda: run_lfp(cfg_fixed)))
 
     with torch.no_grad():

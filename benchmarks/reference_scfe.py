@@ -48,15 +48,19 @@ def prox_l0_box(v: Tensor, a: Tensor, b: Tensor, s: float, beta: float) -> Tenso
     return torch.where(keep, c, torch.zeros_like(c))
 
 
-def _fista_one(model, x, t, gamma, *, steps, s, beta, tau, kappa, lo, hi, plausibility) -> Tensor:
-    """FISTA with fixed step ``s`` for one sample ``x`` (1, ...); returns ``w`` (1, ...)."""
+def _fista_one(model, x, t, gamma, *, steps, s, beta, tau, kappa, lo, hi, plausibility, anneal=False) -> Tensor:
+    """FISTA with step ``s`` (fixed, or ``s * sqrt(1 - k / steps)`` at iteration ``k`` with ``anneal``) for one
+    sample ``x`` (1, ...); returns ``w`` (1, ...)."""
     a = lo - x
     b = hi - x
     t_idx = int(t.item())
     w = torch.zeros_like(x)
     y = w.clone()
     tk = 1.0
-    for _ in range(steps):
+    s0 = s
+    for k in range(steps):
+        if anneal:
+            s = s0 * math.sqrt(1.0 - k / steps)
         y = y.detach().requires_grad_(True)
         xp = x + y
         z = model(xp)[0]
@@ -89,6 +93,7 @@ def reference_scfe(
     plausibility: Optional[Callable[[Tensor, Tensor], Tensor]] = None,
     lo: float = 0.0,
     hi: float = 1.0,
+    anneal: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """S-CFE one sample at a time: ``x`` (N, ...) in ``[lo, hi]``, ``t`` (N,) -> ``(x_cf (N, ...), success (N,))``.
 
@@ -104,7 +109,7 @@ def reference_scfe(
         best_w, best_key, last_w = None, None, None
         for _ in range(search_steps):
             w = _fista_one(model, xi, ti, g, steps=steps, s=s, beta=beta, tau=tau, kappa=kappa, lo=lo, hi=hi,
-                           plausibility=plausibility)
+                           plausibility=plausibility, anneal=anneal)
             with torch.no_grad():
                 ok = int(model(xi + w).argmax(1).item()) == int(ti.item())
             last_w = w

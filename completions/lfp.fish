@@ -65,7 +65,7 @@ complete -c lfp -n '__fish_seen_subcommand_from perturb' -l lam -r -F -d 'cfe-l2
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l limit -r -F -d 'Perturb only the first N samples of the split'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l line-search -d 'pcfe-l0: backtracking line search per sample'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l line-search-iters -r -F -d 'pcfe-l0: backtrack in the first N iterations of each search step, then keep the step (default 10); none: every iteration'
-complete -c lfp -n '__fish_seen_subcommand_from perturb' -l lipschitz -r -F -d 'pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search)'
+complete -c lfp -n '__fish_seen_subcommand_from perturb' -l lipschitz -r -F -d 'pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search); default 32'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l loss -x -a 'ce logistic exponential margin' -d 'Loss toward the target: ce, logistic, exponential or margin (binary scalar models: logistic = ce)'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l lr -r -F -d 'cfe-l2: Adam step size'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l mask -r -F -d 'pcfe-l0: '

@@ -148,7 +148,7 @@ def perturb(
     lr: Annotated[Optional[float], typer.Option("--lr", help="cfe-l2: Adam step size.", rich_help_panel=METHOD_PANEL)] = None,
     max_changed: Annotated[Optional[str], typer.Option("--max-changed", help="pgd-l0, pcfe-l0 (with --prox l0-ball): most input values changed, a count or (pcfe-l0) a ratio in (0, 1).", rich_help_panel=METHOD_PANEL)] = None,
     search_steps: Annotated[Optional[int], typer.Option("--search-steps", help="pcfe-l0: bisection steps over the weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
-    lipschitz: Annotated[Optional[float], typer.Option("--lipschitz", help="pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search).", rich_help_panel=METHOD_PANEL)] = None,
+    lipschitz: Annotated[Optional[float], typer.Option("--lipschitz", help="pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search); default 32. Smaller L (longer steps) finds lower objectives with more changed values and higher plausibility.", rich_help_panel=METHOD_PANEL)] = None,
     line_search: Annotated[Optional[bool], typer.Option("--line-search/--no-line-search", help="pcfe-l0: backtracking line search per sample.", rich_help_panel=METHOD_PANEL)] = None,
     line_search_iters: Annotated[Optional[str], typer.Option("--line-search-iters", help="pcfe-l0: backtrack in the first N iterations of each search step, then keep the step (default 10); none: every iteration.", rich_help_panel=METHOD_PANEL)] = None,
     gamma: Annotated[Optional[float], typer.Option("--gamma", help="pcfe-l0: initial weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,

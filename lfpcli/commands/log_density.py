@@ -9,6 +9,10 @@ method optimised. The estimator is fixed by the data spec alone, never by the me
 - fitted on the clean training split of the data spec, at most ``MAX_POINTS`` seeded points per class, bandwidth
   per class by 5-fold cross-validated likelihood.
 
+Perturbed *training* samples are scored leave-one-out: the kernel of the sample's own clean image (when it is one
+of the reference points) is left out, so an image that barely moved is not credited with the peak of its own
+kernel, which would swamp every difference between methods.
+
 It is fitted once and cached under ``$LFP_CACHE_DIR/log-density/`` keyed by the estimator's name and the data
 (spec, and the file's sha256 for file-backed data); a cache that cannot be written only costs a refit.
 """
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +31,7 @@ from lfpcli.artifacts import make_record, sha256_file
 from lfpcli.artifacts.density import read_density, write_density
 from lfpcli.data import Dataset
 from lfpcli.density import density_from_state, fit_density
+from lfpcli.density.base import LOG_2PI, class_generator, sq_dists, subsample
 from lfpcli.errors import LfpError
 
 ESTIMATOR = "kde-pixel-v1"
@@ -43,7 +49,10 @@ DESCRIPTION = {
     "bandwidth": "per class, 5-fold cross-validated likelihood",
     "seed": SEED,
     "units": "nats, log q(x' | target)",
+    "leave_one_out": "perturbed training samples: the kernel of their own clean image is left out",
 }
+
+LogDensity = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 
 def pool(x: torch.Tensor) -> torch.Tensor:
@@ -61,22 +70,44 @@ def _key(ds: Dataset) -> str:
     return hashlib.sha256(json.dumps([ESTIMATOR, spec], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def evaluation_density(ds: Dataset, device: torch.device) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict[str, Any]]:
-    """``(log_density(x', t) -> (N,), description)`` for the data spec ``ds``; fitted once, then read from the cache."""
+def _reference_index(ds: Dataset) -> list[torch.Tensor]:
+    """Per class, the training-split ``index`` of each reference point, in the KDE's row order (the same seeded
+    subsample ``GaussianKDE.fit`` draws)."""
+    tr = ds.split("train")
+    out = []
+    for k in range(ds.num_classes):
+        members = (tr.y == k).nonzero().flatten()
+        keep = subsample(int(members.numel()), MAX_POINTS, class_generator(SEED, k))
+        out.append(tr.index[members[keep]])
+    return out
+
+
+def evaluation_density(ds: Dataset, device: torch.device) -> tuple[LogDensity, dict[str, Any]]:
+    """``(log_density(x', t, exclude=None) -> (N,), description)`` for the data spec ``ds``; fitted once, then read
+    from the cache. ``exclude`` (N,): the training-split ``index`` of each sample's clean source image, whose own
+    kernel is then left out (pass it for perturbed training samples; None scores against every reference point)."""
     from lfpcli.data.registry import cache_dir
 
     path = cache_dir() / "log-density" / f"{ds.spec.get('name', 'data')}-{_key(ds)}.h5"
+    tr = ds.split("train")
+    ref_index = _reference_index(ds)
     q = None
     if path.is_file():
         try:
             tensors, info, _ = read_density(path)
             if info.get("evaluation_estimator") == ESTIMATOR:
                 q = density_from_state("kde", tensors, info["params"])
-        except (LfpError, OSError, KeyError, TypeError):
+                # the leave-one-out bookkeeping must describe exactly these reference points
+                first = [int(i[0]) for i in ref_index]
+                rows = q.offsets[:-1].tolist()
+                pos = {int(v): j for j, v in enumerate(tr.index.tolist())}
+                if not all(torch.equal(q.points[r], pool(tr.x[pos[i] : pos[i] + 1]).flatten(1)[0].to(q.points.dtype))
+                           for r, i in zip(rows, first)):
+                    q = None
+        except (LfpError, OSError, KeyError, TypeError, ValueError):
             q = None
     if q is None:
-        sp = ds.split("train")
-        q = fit_density("kde", pool(sp.x).flatten(1), sp.y, ds.num_classes, seed=SEED, max_points=MAX_POINTS)
+        q = fit_density("kde", pool(tr.x).flatten(1), tr.y, ds.num_classes, seed=SEED, max_points=MAX_POINTS)
         tensors, state = q.state()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,12 +119,35 @@ def evaluation_density(ds: Dataset, device: torch.device) -> tuple[Callable[[tor
         except (OSError, LfpError):
             pass
     q = q.to(device)
+    off = q.offsets.tolist()
+    points = [q.points[off[k] : off[k + 1]] for k in range(ds.num_classes)]
+    points_sq = [(p * p).sum(1) for p in points]
+    log_h = [float(v) for v in q.bandwidth.double().log().tolist()]
+    ref_index = [i.to(device) for i in ref_index]
+    dim = q.dim
     desc = {**DESCRIPTION, "bandwidth_per_class": [float(b) for b in q.bandwidth.tolist()],
-            "points_per_class": torch.diff(q.offsets).tolist()}
+            "points_per_class": [len(p) for p in points]}
 
     @torch.no_grad()
-    def log_density(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return q.log_prob(pool(x).flatten(1), t)
+    def log_density(x: torch.Tensor, t: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """log q(x'_n | t_n) = logsumexp_i(-||x'_n - x_i||^2 / 2h^2) - log m_n - (D/2) log(2 pi h^2) over the
+        reference points of class t_n (m_n of them: all, or all but the excluded one)."""
+        xf = pool(x).flatten(1).to(device=q.points.device, dtype=q.points.dtype)
+        t = t.to(xf.device)
+        out = torch.empty(xf.shape[0], dtype=xf.dtype, device=xf.device)
+        for k in range(ds.num_classes):
+            sel = (t == k).nonzero().flatten()
+            if sel.numel() == 0:
+                continue
+            logk = sq_dists(xf[sel], points[k], points_sq[k]) * (-0.5 * math.exp(-2 * log_h[k]))
+            count = torch.full((sel.numel(),), float(len(points[k])), dtype=xf.dtype, device=xf.device)
+            if exclude is not None:
+                hit = exclude.to(xf.device)[sel][:, None] == ref_index[k][None, :]
+                logk = logk.masked_fill(hit, float("-inf"))
+                count = count - hit.sum(1)
+            value = torch.logsumexp(logk, 1) - count.log() - 0.5 * dim * (LOG_2PI + 2 * log_h[k])
+            out[sel] = torch.where(count > 0, value, torch.full_like(value, float("-inf")))  # no point left
+        return out
 
     return log_density, desc
 

@@ -143,7 +143,7 @@ def perturb(
             res = spec.fn(net, x, t, cfg, generator=solver_gen, **solver_kw)
             m = norms(res.x - x)
             metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations, "grad_evals": res.grad_evals,
-                       "log_density": log_density(res.x, t), **m}
+                       "log_density": log_density(res.x, t, sp.index[start:stop] if split == "train" else None), **m}
             w.add(res.x, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
             for k in sums:
                 sums[k].append(metrics[k].detach().cpu())

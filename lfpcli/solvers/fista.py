@@ -25,8 +25,8 @@ from lfpcli.errors import ConfigError
 
 __all__ = ["FistaResult", "SearchResult", "bisection_search", "fista", "value_and_grad"]
 
-Schedule = Literal["fixed", "decay", "backtracking"]
-SCHEDULES = ("fixed", "decay", "backtracking")
+Schedule = Literal["fixed", "decay", "anneal", "backtracking"]
+SCHEDULES = ("fixed", "decay", "anneal", "backtracking")
 
 
 @dataclass
@@ -114,6 +114,8 @@ def fista(
 
     - ``"fixed"``: ``s_k = s_0``.
     - ``"decay"``: ``s_k = s_0 / sqrt(k + 1)`` with k the iteration index (0-based).
+    - ``"anneal"``: ``s_k = s_0 * sqrt(1 - k / steps)``, from ``s_0`` down to ``s_0 / sqrt(steps)`` at the last
+      iteration: the schedule of the S-CFE authors' public code when it runs without line search.
     - ``"backtracking"``: accept ``p`` only if ``f(p) <= f(y) + <grad f(y), p - y> + ||p - y||^2 / (2 s)``
       (Beck & Teboulle's sufficient decrease, with a few ulps of slack for rounding). A sample that fails
       multiplies its own step by ``backtrack_factor``, recomputes ``p`` and checks again, up to ``max_backtracks``
@@ -166,6 +168,7 @@ def fista(
     iterations = torch.zeros(n, dtype=torch.long, device=device)
     grad_evals = torch.zeros(n, dtype=torch.long, device=device)
     func_evals = torch.zeros(n, dtype=torch.long, device=device)
+    every_sample_steps = active is None and stop is None
     # Rounding slack for the sufficient-decrease test: near convergence f(p) - f(y) is pure round-off.
     slack = 16 * torch.finfo(w.dtype).eps
 
@@ -174,8 +177,13 @@ def fista(
         iterations += running
         grad_evals += running
 
-        s = step / math.sqrt(k + 1) if schedule == "decay" else step
-        p = prox(y - _per_sample(s, y) * g, s)
+        if schedule == "decay":
+            s = step / math.sqrt(k + 1)
+        elif schedule == "anneal":
+            s = step * math.sqrt(1 - k / steps)
+        else:
+            s = step
+        p = prox(torch.addcmul(y, _per_sample(s, y), g, value=-1.0), s)
 
         if schedule == "backtracking" and (line_search_iters is None or k < line_search_iters):
             ok = torch.zeros(n, dtype=torch.bool, device=device)
@@ -207,15 +215,19 @@ def fista(
                 beta = torch.where(reset, torch.zeros_like(t), (t - 1) / t_next)
             else:
                 beta = (t - 1) / t_next
-            y_next = p + _per_sample(beta, p) * (p - w)
+            y_next = (p - w).mul_(_per_sample(beta, p)).add_(p)
         else:
             t_next = t
             y_next = p
 
-        acc = _per_sample(accept, w)
-        w = torch.where(acc, p, w)
-        y = torch.where(acc, y_next, y)
-        t = torch.where(accept, t_next, t)
+        if every_sample_steps and accept is running:
+            # nobody is frozen or rejected: skip the three selections (a fifth of the elementwise work)
+            w, y, t = p, y_next, t_next
+        else:
+            acc = _per_sample(accept, w)
+            w = torch.where(acc, p, w)
+            y = torch.where(acc, y_next, y)
+            t = torch.where(accept, t_next, t)
 
         if stop is not None:
             # no_grad: a stop test that runs the model must not build a graph through its parameters.

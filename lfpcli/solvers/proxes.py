@@ -62,15 +62,18 @@ def _check_nonneg(name: str, a: ScalarOrTensor, *, positive: bool = False) -> No
         raise ConfigError(f"{name} must be {'positive' if positive else 'non-negative'} and finite, got {a}")
 
 
-def _bounds(v: Tensor, x: Tensor, lo: ScalarOrTensor, hi: ScalarOrTensor) -> tuple[Tensor, Tensor]:
-    """Box for ``w``: ``a = lo - x`` and ``b = hi - x`` as tensors broadcast to ``v``'s shape."""
+def _bounds(v: Tensor, x: Tensor | None, lo: ScalarOrTensor, hi: ScalarOrTensor) -> tuple[Tensor, Tensor]:
+    """Box for ``w``: ``a = lo - x`` and ``b = hi - x`` as tensors broadcast to ``v``'s shape. ``x=None`` means
+    ``lo``/``hi`` already are the bounds of ``w`` (``make_prox`` computes them once, not at every iteration)."""
+    if x is None:
+        return torch.as_tensor(lo).expand_as(v), torch.as_tensor(hi).expand_as(v)
     a = torch.as_tensor(lo, dtype=v.dtype, device=v.device) - x
     b = torch.as_tensor(hi, dtype=v.dtype, device=v.device) - x
     return a.expand_as(v), b.expand_as(v)
 
 
 def _clamp(v: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    return torch.minimum(torch.maximum(v, a), b)
+    return torch.clamp(v, min=a, max=b)  # one pass; a <= b always (x lies in the box)
 
 
 def _apply_mask(w: Tensor, mask: Tensor | None) -> Tensor:
@@ -118,9 +121,9 @@ def prox_l0_box(
     _check_nonneg("weight", weight)
     a, b = _bounds(v, x, lo, hi)
     c = _clamp(v, a, b)
-    gain = v * v - (c - v) ** 2
-    keep = gain > 2 * _per_sample(step, v) * _per_sample(weight, v)
-    return _apply_mask(torch.where(keep, c, torch.zeros_like(c)), mask)
+    gain = (2 * v - c).mul_(c)  # = v^2 - (c - v)^2, in two passes
+    drop = gain <= 2 * _per_sample(step, v) * _per_sample(weight, v)
+    return _apply_mask(c.masked_fill_(drop, 0.0), mask)
 
 
 def prox_l1_box(
@@ -293,19 +296,22 @@ def make_prox(
     This is the form ``fista`` expects. ``k`` is required for "l0-ball" and rejected otherwise.
     """
     fn = get_prox(name)
+    # x is fixed for the whole run: the box of w is computed once here instead of at every iteration
+    a = torch.as_tensor(lo, dtype=x.dtype, device=x.device) - x
+    b = torch.as_tensor(hi, dtype=x.dtype, device=x.device) - x
     if name == "l0-ball":
         if k is None:
             raise ConfigError("the l0-ball prox needs k (the number of coordinates allowed to change)")
 
         def bound(v: Tensor, step: ScalarOrTensor) -> Tensor:
-            return fn(v, x, lo, hi, step, weight, k=k, mask=mask)
+            return fn(v, None, a, b, step, weight, k=k, mask=mask)
 
         return bound
     if k is not None:
         raise ConfigError(f"k only applies to the l0-ball prox, not {name!r}")
 
     def bound(v: Tensor, step: ScalarOrTensor) -> Tensor:
-        return fn(v, x, lo, hi, step, weight, mask=mask)
+        return fn(v, None, a, b, step, weight, mask=mask)
 
     return bound
 

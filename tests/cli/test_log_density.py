@@ -28,9 +28,36 @@ def test_stored_log_density_is_the_evaluation_estimator_at_the_stored_inputs(dig
         assert f["metrics/log_density"].attrs["estimator"] == ESTIMATOR
     assert record["log_density_estimator"]["name"] == ESTIMATOR
     fn, desc = evaluation_density(resolve("digits"), torch.device("cpu"))
-    want = fn(torch.from_numpy(arrays["x"]), torch.from_numpy(arrays["target"]))
+    x, t, index = (torch.from_numpy(arrays[k]) for k in ("x", "target", "index"))
+    want = fn(x, t, index)  # training samples: scored leave-one-out
     torch.testing.assert_close(torch.from_numpy(metrics["log_density"]), want.float(), rtol=1e-4, atol=1e-3)
     assert desc["bandwidth_per_class"] == record["log_density_estimator"]["bandwidth_per_class"]
+
+
+def test_leave_one_out_is_the_kde_of_the_other_reference_points():
+    from lfpcli.commands.log_density import MAX_POINTS, _reference_index
+    from lfpcli.density import GaussianKDE, fit_density
+
+    ds = resolve("digits")
+    tr = ds.split("train")
+    fn, desc = evaluation_density(ds, torch.device("cpu"))
+    q = fit_density("kde", tr.x.flatten(1), tr.y, 10, seed=0, max_points=MAX_POINTS)
+    refs = _reference_index(ds)
+    k = 3
+    i = int(refs[k][5])  # a training image that is one of class 3's reference points
+    row = int((tr.index == i).nonzero())
+    x, t = tr.x[row : row + 1], torch.tensor([k])
+    pts = q.points[q.offsets[k] : q.offsets[k + 1]]
+    keep = torch.ones(len(pts), dtype=torch.bool)
+    keep[5] = False
+    assert torch.equal(pts[5], x.flatten(1)[0])
+    loo = GaussianKDE(pts[keep], torch.tensor([0, int(keep.sum())]), q.bandwidth[k : k + 1])
+    torch.testing.assert_close(fn(x, t, torch.tensor([i])).double(), loo.log_prob(x.flatten(1), torch.tensor([0])).double(),
+                               rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(fn(x, t).double(), q.log_prob(x.flatten(1), t).double(), rtol=1e-5, atol=1e-4)
+    assert fn(x, t) > fn(x, t, torch.tensor([i])) + 10  # the own kernel's peak is what leave-one-out removes
+    other = torch.tensor([int(refs[k][0]) + 10_000])  # an index that is no reference point changes nothing
+    torch.testing.assert_close(fn(x, t, other), fn(x, t))
 
 
 def test_every_method_is_scored_by_the_same_estimator_and_it_ranks_own_class_first(digits_model, tmp_path, capsys):

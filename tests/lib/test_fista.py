@@ -55,13 +55,13 @@ def _scipy_reference(a, b, x, l1: float) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("l1", [0.0, 0.3])
-@pytest.mark.parametrize("schedule", ["fixed", "decay", "backtracking"])
+@pytest.mark.parametrize("schedule", ["fixed", "decay", "anneal", "backtracking"])
 def test_fista_quadratic_matches_scipy(schedule, l1):
     a, b, x, lmax = _problem()
     w_star = _scipy_reference(a, b, x, l1)
     prox = partial(prox_l1_box, x=x, lo=0.0, hi=1.0, weight=l1)
-    step = {"fixed": 1.0 / lmax, "decay": 1.0 / lmax, "backtracking": 100.0 / lmax}[schedule]
-    steps = {"fixed": 150, "decay": 800, "backtracking": 200}[schedule]
+    step = {"fixed": 1.0 / lmax, "decay": 1.0 / lmax, "anneal": 1.0 / lmax, "backtracking": 100.0 / lmax}[schedule]
+    steps = {"fixed": 150, "decay": 800, "anneal": 300, "backtracking": 200}[schedule]
     res = fista(_smooth(a, b), lambda v, s: prox(v, step=s), torch.zeros_like(x), steps=steps,
                 step_size=step, schedule=schedule, penalty=partial(penalty_value, "l1", weight=l1))
     assert (res.w - w_star).abs().max() < 1e-5
@@ -96,7 +96,7 @@ def _reference_fista(a, b, x, l1, step0, steps, schedule):
     y = w.copy()
     t = 1.0
     for k in range(steps):
-        s = step0 / math.sqrt(k + 1) if schedule == "decay" else step0
+        s = {"decay": step0 / math.sqrt(k + 1), "anneal": step0 * math.sqrt(1 - k / steps)}.get(schedule, step0)
         v = y - s * (a @ y - b)
         w_prev, w = w, np.clip(np.sign(v) * np.maximum(np.abs(v) - s * l1, 0.0), lo, hi)
         t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
@@ -105,7 +105,7 @@ def _reference_fista(a, b, x, l1, step0, steps, schedule):
     return w
 
 
-@pytest.mark.parametrize("schedule", ["fixed", "decay"])
+@pytest.mark.parametrize("schedule", ["fixed", "decay", "anneal"])
 def test_fista_trajectory_matches_textbook_loop(schedule):
     a, b, x, lmax = _problem(seed=2)
     for steps in (1, 2, 7, 25):

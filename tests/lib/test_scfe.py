@@ -361,7 +361,8 @@ def test_fixed_and_decay_schedules_run():
     model = small_cnn(3)
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     t = torch.tensor([0, 1, 2, 1])
-    for kw in ({"line_search": False, "lipschitz": 16.0}, {"line_search": False, "schedule": "decay", "lipschitz": 8.0}):
+    for kw in ({"line_search": False, "lipschitz": 16.0}, {"line_search": False, "schedule": "decay", "lipschitz": 8.0},
+               {"line_search": False, "schedule": "anneal", "lipschitz": 8.0}):
         r = scfe(model, x, t, SCFEConfig(steps=10, search_steps=2, **kw))
         assert r.x.min() >= 0 and r.x.max() <= 1
         assert (r.extras["func_evals"] == 2 * 2 + 1).all()  # no line search: no per-iteration forward
