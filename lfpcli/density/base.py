@@ -151,14 +151,7 @@ class ClassDensity(nn.Module, ABC):
         if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
             raise ConfigError(f"{self.kind}: t must hold integer class indices, got dtype {t.dtype}")
         t = t.to(device=xf.device, dtype=torch.long)
-        checked = getattr(self, "_checked_t", None)
-        if checked is not None and checked[0] is t and checked[1] == t._version:
-            pass  # the same targets as the last call (a solver's loop): already checked, and no host sync again
-        elif t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_classes):
-            raise ConfigError(
-                f"{self.kind}: targets must lie in [0, {self.num_classes}), got range [{int(t.min())}, {int(t.max())}]"
-            )
-        self._checked_t = (t, t._version)
+        self._per_targets(t, "range checked", lambda: self._check_range(t))
         if xf.dtype not in (torch.float32, torch.float64):
             # Half precision cannot hold logsumexp of squared distances reliably; integers carry no gradient.
             xf = xf.to(torch.float32)
@@ -186,17 +179,32 @@ class ClassDensity(nn.Module, ABC):
         return values[inverse]
 
     def _grouping(self, t: Tensor) -> tuple[list[int], Tensor, Tensor]:
-        """Class counts (host list), the permutation sorting ``t`` by class and its inverse. Reading the counts
-        is a host sync, so they are kept for the last ``t`` seen: a solver passes the same target tensor at
-        every iteration, and its loop then never waits on the device."""
-        cached = getattr(self, "_group_cache", None)
-        if cached is not None and cached[0] is t and cached[1] == t._version:
-            return cached[2], cached[3], cached[4]
-        counts = torch.bincount(t, minlength=self.num_classes).tolist()
-        perm = torch.argsort(t, stable=True)
-        inverse = torch.argsort(perm)
-        self._group_cache = (t, t._version, counts, perm, inverse)
-        return counts, perm, inverse
+        """Class counts (host list), the permutation sorting ``t`` by class and its inverse."""
+
+        def compute() -> tuple[list[int], Tensor, Tensor]:
+            perm = torch.argsort(t, stable=True)
+            return torch.bincount(t, minlength=self.num_classes).tolist(), perm, torch.argsort(perm)
+
+        return self._per_targets(t, "grouping", compute)
+
+    def _check_range(self, t: Tensor) -> bool:
+        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_classes):
+            raise ConfigError(
+                f"{self.kind}: targets must lie in [0, {self.num_classes}), got range [{int(t.min())}, {int(t.max())}]"
+            )
+        return True
+
+    def _per_targets(self, t: Tensor, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` for the target tensor ``t``, kept while ``t`` is the last one seen and unmodified. Both
+        the range check and the class counts read the device; a solver passes the same target tensor at every
+        iteration, so with this its loop never waits on the device."""
+        cache = getattr(self, "_target_cache", None)
+        if cache is None or cache[0] is not t or cache[1] != t._version:
+            cache = (t, t._version, {})
+            self._target_cache = cache
+        if key not in cache[2]:
+            cache[2][key] = compute()
+        return cache[2][key]
 
     def extra_repr(self) -> str:
         hyper = ", ".join(f"{k}={v!r}" for k, v in self._hyper_params().items() if not isinstance(v, (list, dict)))
