@@ -27,3 +27,9 @@ class ArtifactError(InputError):
 
 class OutputExistsError(InputError):
     """The output file exists and ``--force`` was not given."""
+
+
+class Interrupted(LfpError):
+    """The user pressed Ctrl-C (or the job was sent SIGINT); the message says what was kept for ``--resume``."""
+
+    exit_code = 130

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Mapping
 
 import torch
 
 from lfpcli.artifacts.files import atomic_output
+from lfpcli.artifacts.integrity import CHECKSUM_KEY, checkpoint_checksum, is_hdf5
 from lfpcli.artifacts.provenance import SCHEMA_VERSION, check_parents, jsonable
 from lfpcli.errors import ArtifactError, InputError
 
 
 def save_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, force: bool = False) -> None:
     """Write a checkpoint atomically; tensors are moved to the CPU and made contiguous."""
-    payload = {
-        "state_dict": {k: v.detach().cpu().contiguous() for k, v in state_dict.items()},
-        "meta": jsonable(meta),
-    }
+    sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    meta = jsonable({k: v for k, v in meta.items() if k != CHECKSUM_KEY})
+    meta[CHECKSUM_KEY] = checkpoint_checksum(sd, meta)
+    payload = {"state_dict": sd, "meta": meta}
     with atomic_output(path, force) as tmp:
         torch.save(payload, tmp)
 
@@ -40,14 +42,22 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise InputError(f"{path} is a folder, not a checkpoint file")
     if os.path.getsize(path) == 0:
         raise ArtifactError(f"{path} is empty, not an lfp checkpoint")
+    foreign = describe_non_checkpoint(path)
+    if foreign:
+        raise ArtifactError(f"{path} is {foreign}, not a model checkpoint: give the .pt file that lfp train or lfp retrain wrote")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for foreign files
         if "weights_only" in str(e) or "Unsupported global" in str(e):
             raise ArtifactError(
                 f"{path} holds pickled Python objects that lfp refuses to load (only plain tensors and metadata "
                 f"are accepted); it is not an lfp checkpoint"
             ) from None
+        if "zip" in str(e).lower() or "central directory" in str(e):
+            raise ArtifactError(f"{path} is a damaged or truncated checkpoint (its zip archive cannot be read); "
+                                f"write it again with lfp train or lfp retrain") from None
         raise ArtifactError(f"{path} is not a readable checkpoint ({_first_line(e)})") from None
     if not isinstance(obj, dict) or "state_dict" not in obj or "meta" not in obj:
         raise ArtifactError(f"{path} is a PyTorch file but not an lfp checkpoint (no 'state_dict' and 'meta')")
@@ -65,7 +75,62 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     if not isinstance(sd, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise ArtifactError(f"{path} has a malformed state_dict (expected names mapped to tensors)")
     _check_meta(path, meta)
+    # last, so that a file with a specific fault is named for it; a damaged one that passed is caught here
+    if meta["schema"] >= 2 and meta.get(CHECKSUM_KEY) != checkpoint_checksum(sd, meta):
+        what = "has lost its checksum" if CHECKSUM_KEY not in meta else "does not match the checksum it was written with"
+        raise ArtifactError(f"{path} {what} (its weights or metadata changed); the file is damaged or was edited")
     return sd, meta
+
+
+#: Which command reads each kind of lfp file, for messages about a file given in the wrong place.
+READ_BY = {
+    "perturbed-set": "a perturbed set is read by lfp retrain --in, lfp eval --data and lfp saliency --data",
+    "dataset": "a dataset file is given as --data",
+    "density": "a density file is given to lfp perturb --density",
+    "eval": "an eval report is read by lfp info",
+    "saliency-maps": "saliency maps are read by lfp info",
+    "synth-results": "synth results are read by lfp synth plot and lfp info",
+}
+
+
+def describe_non_checkpoint(path: str | os.PathLike) -> str | None:
+    """What a file that is plainly not a PyTorch checkpoint is (an lfp HDF5 or JSON artifact, some other HDF5, a
+    text file), in words; None when it may be a checkpoint (a zip or legacy pickle) and torch must decide."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if is_hdf5(head):
+        kind = None
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as h:
+                kind = h.attrs.get("lfp_kind")
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+        except Exception:
+            pass
+        if kind:
+            return f"an lfp {kind} file (HDF5; {READ_BY.get(str(kind), 'see lfp info')})"
+        return "an HDF5 file"
+    if head.startswith(b"PK") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+        return None  # a zip (torch.save's format) or a pickle: torch.load with weights_only decides
+    text = head.lstrip()
+    if text[:1] in (b"{", b"["):
+        try:
+            import json
+
+            with open(path, encoding="utf-8") as f:
+                obj = json.load(f)
+            kind = obj.get("kind") if isinstance(obj, dict) else None
+            if kind:
+                return f"an lfp {kind} file (JSON; {READ_BY.get(str(kind), 'see lfp info')})"
+            return "a JSON file"
+        except (ValueError, UnicodeDecodeError, OSError):
+            pass
+    try:
+        head.decode("utf-8")
+        return "a text file" if head.strip() else "a file of blank text"
+    except UnicodeDecodeError:
+        return "a file in no format lfp knows (neither a zip archive, as torch.save writes, nor a pickle)"
 
 
 def _int(v: Any) -> bool:

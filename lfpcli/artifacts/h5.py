@@ -16,11 +16,19 @@ import h5py
 import numpy as np
 
 from lfpcli.artifacts.files import atomic_output
+from lfpcli.artifacts.integrity import (
+    H5_CHECKSUM_ATTR,
+    USERBLOCK_SIZE,
+    h5_checksum,
+    is_hdf5,
+    seal_userblock,
+    userblock_status,
+)
 from lfpcli.artifacts.provenance import SCHEMA_VERSION, check_parents, jsonable
 from lfpcli.errors import ArtifactError, InputError
 
 #: The kinds of artifact stored as HDF5 (``lfp_kind``).
-H5_KINDS = ("dataset", "perturbed-set", "density")
+H5_KINDS = ("dataset", "perturbed-set", "density", "saliency-maps", "synth-results")
 
 
 class H5Writer:
@@ -41,9 +49,9 @@ class H5Writer:
 
     def __enter__(self) -> "H5Writer":
         self._ctx = atomic_output(self.path, self.force)
-        tmp = self._ctx.__enter__()
+        tmp = self._tmp = self._ctx.__enter__()
         try:
-            self.file = h5py.File(tmp, "w")
+            self.file = h5py.File(tmp, "w", userblock_size=USERBLOCK_SIZE)
         except BaseException:
             self._ctx.__exit__(*__import__("sys").exc_info())
             raise
@@ -56,6 +64,8 @@ class H5Writer:
             rows = max(1, min(shape[0], (1 << 18) // max(per_row, 1)))  # ~1 MB chunks of float32
             chunks = (rows, *shape[1:])
         kw = dict(compression="gzip", compression_opts=4, shuffle=True) if compress and chunks else {}
+        if chunks:
+            kw["fletcher32"] = True  # a chunk whose bytes changed fails to read instead of returning them
         ds = self.file.create_dataset(name, shape=shape, dtype=dtype, chunks=chunks, **kw)
         ds.attrs["description"] = description
 
@@ -81,11 +91,18 @@ class H5Writer:
                 self.file.attrs["lfp_kind"] = self.kind
                 self.file.attrs["lfp_schema"] = SCHEMA_VERSION
                 self.file.attrs["lfp_record"] = json.dumps(rec)
+                self.file.attrs[H5_CHECKSUM_ATTR] = h5_checksum(self.file)
         except BaseException:
             self.file.close()
             self._ctx.__exit__(*__import__("sys").exc_info())
             raise
         self.file.close()
+        if exc_type is None:
+            try:
+                seal_userblock(self._tmp)
+            except BaseException:
+                self._ctx.__exit__(*__import__("sys").exc_info())
+                raise
         return bool(self._ctx.__exit__(exc_type, exc, tb))
 
 
@@ -104,10 +121,15 @@ def open_h5(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> tupl
         raise InputError(f"{p} is a folder, not an HDF5 file")
     if p.stat().st_size == 0:
         raise ArtifactError(f"{p} is empty, not an lfp HDF5 file")
+    # before HDF5 parses a byte: damaged HDF5 metadata can crash the HDF5 library itself
+    sealed = userblock_status(p)
+    if sealed == "mismatch":
+        raise ArtifactError(f"{p} does not match the checksum it was written with (truncated, damaged or edited); "
+                            f"write it again")
     try:
         f = h5py.File(p, "r")
     except Exception:
-        raise ArtifactError(f"{p} is not a readable HDF5 file (truncated, or another format)") from None
+        raise ArtifactError(f"{p} {_not_hdf5(p)}") from None
     try:
         kind = f.attrs.get("lfp_kind")
         raw = f.attrs.get("lfp_record")
@@ -137,10 +159,40 @@ def open_h5(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> tupl
         if kinds and kind not in kinds:
             raise ArtifactError(f"{p} is a {kind} file; expected {' or '.join(kinds)}")
         check_parents(record, p)
+        # last, so that a file with a specific fault is named for it; a damaged one that passed is caught here
+        if schema >= 2 and sealed != "ok":
+            raise ArtifactError(f"{p} has lost the checksum lfp writes in front of its HDF5 files; the file is damaged "
+                                f"or was rewritten by another tool")
+        if schema >= 2:
+            stored = f.attrs.get(H5_CHECKSUM_ATTR)
+            stored = stored.decode() if isinstance(stored, bytes) else stored
+            if stored is None:
+                raise ArtifactError(f"{p} has lost its {H5_CHECKSUM_ATTR} attribute; the file is damaged or was edited")
+            if stored != h5_checksum(f):
+                raise ArtifactError(f"{p} does not match the checksum it was written with (a group, dataset or attribute "
+                                    f"was changed, added or removed); the file is damaged or was edited")
         return f, record
     except BaseException:
         f.close()
         raise
+
+
+def _not_hdf5(p: Path) -> str:
+    """Why ``p`` cannot be opened as HDF5, in words (the end of a sentence that starts with its name)."""
+    with open(p, "rb") as f:
+        head = f.read(USERBLOCK_SIZE + 8)
+    if is_hdf5(head):
+        return "is a damaged or truncated HDF5 file; write it again"
+    if head.startswith(b"PK"):
+        return ("is a PyTorch checkpoint (a zip archive), not an lfp .h5 file: a checkpoint is the --in of lfp perturb, "
+                "eval, density and saliency; here a perturbed set, dataset or density file (.h5) is wanted")
+    if head.lstrip()[:1] == b"{":
+        return "is a JSON file, not an HDF5 file: this option wants an lfp .h5 file"
+    try:
+        head.decode("utf-8")
+        return "is a text file, not an HDF5 file: this option wants an lfp .h5 file"
+    except UnicodeDecodeError:
+        return "is not an HDF5 file (another format): this option wants an lfp .h5 file"
 
 
 def read_array(f: h5py.File, name: str, *, path: str | os.PathLike = "", ndim: int | None = None) -> np.ndarray:

@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lfpcli.artifacts.files import atomic_output
+from lfpcli.artifacts.integrity import CHECKSUM_KEY, json_checksum
 from lfpcli.artifacts.provenance import SCHEMA_VERSION, check_parents, jsonable
 from lfpcli.errors import ArtifactError, InputError
 
 
 def save_json_artifact(path: str | os.PathLike, record: Mapping[str, Any], body: Mapping[str, Any], *, force: bool = False) -> None:
-    payload = jsonable({**record, **body})
+    payload = jsonable({k: v for k, v in {**record, **body}.items() if k != CHECKSUM_KEY})
+    payload[CHECKSUM_KEY] = json_checksum(payload)
     with atomic_output(path, force) as tmp:
         Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
 
@@ -36,4 +38,7 @@ def load_json_artifact(path: str | os.PathLike) -> dict[str, Any]:
     if obj["kind"] != "eval":
         raise ArtifactError(f"{p} says it is a {obj['kind']!r} artifact, but lfp writes only eval reports as JSON; the file is damaged")
     check_parents(obj, p)
+    if schema >= 2 and obj.get(CHECKSUM_KEY) != json_checksum(obj):
+        what = "has lost its checksum" if CHECKSUM_KEY not in obj else "does not match the checksum it was written with"
+        raise ArtifactError(f"{p} {what}; the file is damaged or was edited")
     return obj

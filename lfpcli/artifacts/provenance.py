@@ -27,8 +27,9 @@ import lfpcli
 from lfpcli.artifacts.files import sha256_file
 from lfpcli.errors import ArtifactError
 
-SCHEMA_VERSION = 1
-KINDS = ("checkpoint", "perturbed-set", "dataset", "eval", "density")
+#: 2: every artifact carries a checksum of its content (``lfpcli.artifacts.integrity``); 1: before that.
+SCHEMA_VERSION = 2
+KINDS = ("checkpoint", "perturbed-set", "dataset", "eval", "density", "saliency-maps", "synth-results")
 
 
 def jsonable(obj: Any) -> Any:
@@ -144,10 +145,16 @@ def parent_status(record: Mapping[str, Any], artifact_path: str | os.PathLike | 
 
 
 def parent_warnings(record: Mapping[str, Any], artifact_path: str | os.PathLike | None = None) -> list[str]:
-    """Warnings for parents whose content changed since the artifact was made (missing ones are not an error)."""
+    """Warnings for parents whose content changed since the artifact was made, or that can no longer be found
+    (neither is an error: the artifact itself holds what later stages need)."""
     msgs = []
     for p in parent_status(record, artifact_path):
-        if p["status"] == "changed":
+        if p["status"] == "missing":
+            msgs.append(
+                f"{artifact_path} was made from {p.get('role') or 'parent'} {p['path']} (sha256 {p['sha256'][:12]}), "
+                f"which is no longer there: the chain behind it cannot be checked"
+            )
+        elif p["status"] == "changed":
             msgs.append(
                 f"{artifact_path} was made from {p['path']} (sha256 {p['sha256'][:12]}), but {p['found']} now has "
                 f"sha256 {p['sha256_now'][:12]}: it changed since, so results may not match the record"

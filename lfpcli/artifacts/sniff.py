@@ -8,10 +8,10 @@ from typing import Any
 
 from lfpcli.artifacts.checkpoint import load_checkpoint
 from lfpcli.artifacts.h5 import dataset_summary, open_h5
+from lfpcli.artifacts.integrity import USERBLOCK_SIZE, is_hdf5
 from lfpcli.artifacts.jsonfile import load_json_artifact
 from lfpcli.errors import ArtifactError, InputError
 
-_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def read_record(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -25,10 +25,10 @@ def read_record(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
     if p.is_dir():
         raise InputError(f"{p} is a folder, not an lfp artifact")
     with open(p, "rb") as f:
-        head = f.read(8)
+        head = f.read(USERBLOCK_SIZE + 8)
     if not head:
         raise ArtifactError(f"{p} is empty, not an lfp artifact")
-    if head == _HDF5_MAGIC:
+    if is_hdf5(head):
         f, record = open_h5(p)
         with f:
             return record, {"datasets": dataset_summary(f)}

@@ -67,7 +67,7 @@ def get_density_class(kind: str) -> type[ClassDensity]:
 
 
 # Keyword arguments of ``fit`` that are run settings rather than hyper-parameters.
-_RUN_SETTINGS = ("seed", "device", "progress")
+_RUN_SETTINGS = ("seed", "device", "progress", "store")
 
 
 def fit_params(kind: str) -> list[str]:
@@ -78,17 +78,18 @@ def fit_params(kind: str) -> list[str]:
 
 
 def fit_density(kind: str, x: Tensor, y: Tensor, num_classes: int, *, seed: int = 0, device: Any = None,
-                progress: Any = None, **params: Any) -> ClassDensity:
+                progress: Any = None, store: Any = None, **params: Any) -> ClassDensity:
     """Fit a ``kind`` density on ``x`` ``(N, ...)`` with labels ``y`` ``(N,)``; ``params`` are the estimator's
     hyper-parameters (unknown names raise ConfigError rather than TypeError). ``device`` and ``progress`` reach
-    the estimators whose fit takes them (the VAEs train on ``device`` and report epochs); the others ignore them."""
+    the estimators whose fit takes them (the VAEs train on ``device`` and report epochs); the others ignore them.
+    ``store`` keeps finished parts of a long fit for a resumed run (the VAEs: one per class)."""
     allowed = fit_params(kind)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"{kind}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(allowed)}")
     cls = get_density_class(kind)
     takes = inspect.signature(cls.fit).parameters
-    run = {k: v for k, v in (("device", device), ("progress", progress)) if v is not None and k in takes}
+    run = {k: v for k, v in (("device", device), ("progress", progress), ("store", store)) if v is not None and k in takes}
     return cls.fit(x, y, num_classes, seed=seed, **run, **params)
 
 

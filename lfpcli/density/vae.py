@@ -173,6 +173,7 @@ class PerClassVAE(ClassDensity):
         width: int = 32,
         device: str | torch.device | None = None,
         progress: Progress | None = None,
+        store: Any = None,
     ) -> PerClassVAE:
         """Train class ``k``'s VAE on the images with ``y == k`` for ``epochs`` passes of shuffled minibatches.
 
@@ -184,6 +185,9 @@ class PerClassVAE(ClassDensity):
         epoch (``loss``: the epoch's mean loss per image).
         Class ``k``'s initialisation, shuffling and noise come from ``class_generator(seed, k)``-derived seeds, so
         the global RNG is untouched and the same seed gives the same fit.
+        ``store`` (``has(name)``, ``load(name)``, ``save(name, dict)``, e.g. an ``lfpcli.artifacts.resume.Sidecar``)
+        keeps each class's trained VAE as it is finished; classes already there are loaded instead of trained,
+        which gives the same fit, since each class's training depends on its own seed alone.
         """
         x = torch.as_tensor(x).detach()
         if x.ndim < 2:
@@ -236,10 +240,18 @@ class PerClassVAE(ClassDensity):
                 torch.manual_seed(init_seed)
                 vae = ConvVAE(shape, latent, widths)
             vae = vae.to(dev).train()
-            members = (ys == k).nonzero().flatten()
-            loss, recon = _train_one(
-                vae, x, members, gen, epochs, float(lr), batch_size, float(kl_weight), dev, progress, f"vae class {k}"
-            )
+            unit = f"vae-class-{k}"
+            if store is not None and store.has(unit):
+                kept = store.load(unit)
+                vae.load_state_dict(kept["state"])
+                loss, recon = float(kept["loss"]), float(kept["recon"])
+            else:
+                members = (ys == k).nonzero().flatten()
+                loss, recon = _train_one(
+                    vae, x, members, gen, epochs, float(lr), batch_size, float(kl_weight), dev, progress, f"vae class {k}"
+                )
+                if store is not None:
+                    store.save(unit, {"state": vae.state_dict(), "loss": loss, "recon": recon})
             final_loss.append(loss)
             final_recon.append(recon)
             trained.append(vae)

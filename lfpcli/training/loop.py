@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,17 +46,28 @@ def train_model(
     cfg: TrainConfig,
     *,
     device: torch.device,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
+    seed: int | None = None,
     val: Split | None = None,
     group_names: list[str] | None = None,
     progress: Progress = no_progress,
+    sidecar: Any = None,
+    save_every: float = 0.0,
 ) -> TrainResult:
-    """Train ``model`` in place on ``train`` (``cfg.loss``, minibatches drawn with ``generator``).
+    """Train ``model`` in place on ``train`` (``cfg.loss``), minibatches drawn with ``generator``, or, given
+    ``seed``, with one generator per epoch made from ``(seed, epoch)`` alone (what makes a run resumable).
 
     After each epoch the model is scored on ``val`` (accuracy, and worst-group accuracy where groups exist);
     the returned weights are the last epoch's or the best epoch's by ``cfg.select``. Loss sums stay on the
     device and are read once per epoch, so CUDA runs without a host sync per batch.
+
+    ``sidecar`` (an :class:`lfpcli.artifacts.resume.Sidecar`): the training state (weights, optimizer, schedule,
+    history, the best epoch so far) is kept there after an epoch once ``save_every`` seconds have passed since
+    the last save (0: every epoch), and a run whose sidecar holds a state continues after its epoch, with the
+    same result as a run never stopped (given ``seed``).
     """
+    if generator is None and seed is None:
+        raise ValueError("train_model needs a generator or a seed")
     if cfg.select != "last" and (val is None or len(val) == 0):
         from lfpcli.errors import ConfigError
 
@@ -72,10 +84,32 @@ def train_model(
     n_batches = math.ceil(len(train) / cfg.batch_size)
     result = TrainResult(state_dict={})
     best = -math.inf
-    for epoch in range(1, cfg.epochs + 1):
+    first = 1
+    if sidecar is not None and sidecar.has("train-state"):
+        state = sidecar.load("train-state")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(state["scheduler"])
+        result.history = list(state["history"])
+        result.selected_epoch = int(state["selected_epoch"])
+        result.state_dict = state["best_state"]
+        best = float(state["best"])
+        first = int(state["epoch"]) + 1
+    saved_at = time.monotonic()
+    # one bar for the whole run, in batches, so its time estimate covers every epoch; the running loss is a
+    # device tensor that the drawer reads only when it redraws
+    stage = f"training {cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
+    total = cfg.epochs * n_batches
+    last: dict[str, Any] = {}
+    progress(stage, (first - 1) * n_batches, total, unit="batch", epoch=f"{first}/{cfg.epochs}")
+    for epoch in range(first, cfg.epochs + 1):
+        if seed is not None:
+            generator = torch.Generator().manual_seed(epoch_seed(seed, epoch))
         model.train()
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
         for b, (x, y, _, _) in enumerate(train.batches(cfg.batch_size, shuffle=True, generator=generator)):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             logits = class_logits(model(x))
@@ -85,7 +119,9 @@ def train_model(
             opt.step()
             loss_sum += loss.detach() * y.shape[0]
             correct += (logits.detach().argmax(1) == y).sum()
-            progress(f"epoch {epoch}/{cfg.epochs}", b + 1, n_batches)
+            seen += y.shape[0]
+            progress(stage, (epoch - 1) * n_batches + b + 1, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}",
+                     loss=loss_sum / seen, **last)
         if sched is not None:
             sched.step()
         row: dict[str, Any] = {
@@ -102,10 +138,23 @@ def train_model(
         else:
             score = None
         result.history.append(row)
-        progress(f"epoch {epoch}/{cfg.epochs}", n_batches, n_batches, **{k: v for k, v in row.items() if k != "epoch"})
+        last = {"val_acc": row.get("val_accuracy"), "val_wga": row.get("val_worst_group_accuracy")}
+        progress(stage, epoch * n_batches, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}", loss=row["train_loss"], **last)
         if (cfg.select == "last" and epoch == cfg.epochs) or (score is not None and score > best):
             best = score if score is not None else best
             result.selected_epoch = epoch
             result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if sidecar is not None and epoch < cfg.epochs and time.monotonic() - saved_at >= save_every:
+            sidecar.save("train-state", {
+                "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict() if sched is not None else {}, "history": result.history,
+                "selected_epoch": result.selected_epoch, "best_state": result.state_dict, "best": best,
+            })
+            saved_at = time.monotonic()
     model.load_state_dict(result.state_dict)
     return result
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s minibatch order."""
+    return (seed * 1_000_003 + epoch) % (2**63)

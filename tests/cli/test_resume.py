@@ -1,0 +1,160 @@
+"""A killed ``perturb`` or ``train`` loses nothing: whatever the moment of the kill, an earlier output is untouched,
+nothing half-written appears under the final name, and ``--resume`` finishes with the tensors of an uninterrupted
+run. Ctrl-C says what was kept. A ``--resume`` of another command is refused."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+LFP = [sys.executable, "-m", "lfpcli"]
+
+
+def run(*args, check=True) -> subprocess.CompletedProcess:
+    r = subprocess.run([*LFP, *map(str, args)], capture_output=True, text=True, env={**os.environ, "LFP_PROGRESS": "0"})
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def h5_tensors(path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda n, o: out.__setitem__(n, o[...]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def ckpt_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def timed(*args) -> float:
+    """Seconds an uninterrupted run takes here (start-up included)."""
+    t = time.monotonic()
+    run(*args)
+    return time.monotonic() - t
+
+
+def kill_at(argv, delay: float) -> bool:
+    """Start ``lfp ARGV``, SIGKILL it after ``delay`` seconds; whether it was killed (rather than done by then)."""
+    p = subprocess.Popen([*LFP, *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        p.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGKILL)
+    return p.wait() == -signal.SIGKILL
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("resume") / "m.pt"
+    run("train", "--data", "digits", "--arch", "small-cnn", "--epochs", "1", "--out", path, "-q")
+    return path
+
+
+PERTURB = ["perturb", "--method", "pgd-l0", "--limit", "400", "--batch-size", "20", "--steps", "40", "-q"]
+
+
+def test_perturb_killed_at_random_moments_then_resumed_gives_the_same_tensors(model, tmp_path):
+    ref = tmp_path / "ref.h5"
+    seconds = timed(*PERTURB, "--in", model, "--out", ref)
+    want = h5_tensors(ref)
+    out = tmp_path / "out.h5"
+    earlier = b"an earlier output that a killed run must leave alone"
+    out.write_bytes(earlier)
+    rng = random.Random(11)
+    killed = 0
+    for attempt in range(3):
+        # a random moment of a run (start-up included), so kills land in set-up, in a batch, between batches
+        killed += kill_at([*PERTURB, "--in", model, "--out", out, "--force", "--resume"], rng.uniform(0.3, 0.95) * seconds)
+        # the earlier output, or (a run that finished before the kill) a whole and correct new one, never a partial one
+        if out.read_bytes() != earlier:
+            assert all(np.array_equal(h5_tensors(out)[k], v) for k, v in want.items())
+            out.write_bytes(earlier)
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith("out.h5") and p.name not in ("out.h5", "out.h5.resume")]
+    assert killed >= 2
+    run(*PERTURB, "--in", model, "--out", out, "--force", "--resume")
+    got = h5_tensors(out)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert np.array_equal(got[k], want[k]), k
+    assert not (tmp_path / "out.h5.resume").exists()
+
+
+TRAIN = ["train", "--data", "digits", "--arch", "small-cnn", "--epochs", "5", "--save-every", "0", "--seed", "3", "-q"]
+
+
+def test_train_killed_at_random_moments_then_resumed_gives_the_same_weights(tmp_path):
+    ref = tmp_path / "ref.pt"
+    seconds = timed(*TRAIN, "--out", ref)
+    want = ckpt_tensors(ref)
+    out = tmp_path / "out.pt"
+    rng = random.Random(5)
+    killed = 0
+    for attempt in range(2):
+        killed += kill_at([*TRAIN, "--out", out, "--resume"], rng.uniform(0.3, 0.9) * seconds)
+        assert not list(tmp_path.glob(".out.pt.*.part"))
+        if out.exists():  # finished before the kill: whole and correct
+            got = ckpt_tensors(out)
+            assert all(torch.equal(got[k], want[k]) for k in want)
+            out.unlink()
+    assert killed >= 1
+    run(*TRAIN, "--out", out, "--resume")
+    got = ckpt_tensors(out)
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    a, b = (torch.load(p, weights_only=True)["meta"]["train"]["history"] for p in (ref, out))
+    assert a == b
+
+
+def test_ctrl_c_keeps_the_progress_and_says_how_to_finish(model, tmp_path):
+    out = tmp_path / "p.h5"
+    p = subprocess.Popen([*LFP, *map(str, PERTURB), "--in", str(model), "--out", str(out)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    side = tmp_path / "p.h5.resume"
+    deadline = time.monotonic() + 120
+    while not (side.exists() and list(side.glob("batch-*.pt"))) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    lines = err.decode().splitlines()
+    assert p.returncode == 130 and len(lines) == 1, lines
+    assert "--resume" in lines[0] and "p.h5.resume" in lines[0]
+    assert not out.exists() and list(side.glob("batch-*.pt"))
+    r = run(*PERTURB, "--in", model, "--out", out, check=False)
+    assert r.returncode == 2 and "--resume" in r.stderr and r.stderr.count("\n") == 1
+    other = [*PERTURB[:PERTURB.index("--steps") + 1], "41", *PERTURB[PERTURB.index("--steps") + 2:]]
+    r = run(*other, "--in", model, "--out", out, "--resume", check=False)
+    assert r.returncode == 2 and "another command" in r.stderr and "steps" in r.stderr
+    run(*PERTURB, "--in", model, "--out", out, "--resume")
+    assert out.exists() and not side.exists()
+
+
+def test_a_vae_density_fit_interrupted_between_classes_resumes_to_the_same_fit(model, tmp_path):
+    from lfpcli.commands import fit_density_file
+    from lfpcli.errors import Interrupted
+
+    params = {"epochs": 1, "latent": 8, "width": 8}
+    ref = tmp_path / "ref.h5"
+    fit_density_file(ref, model=model, kind="vae", params=params, device="cpu")
+
+    def stop_at_class_3(stage, done, total, **status):
+        if stage == "vae class 3":
+            raise KeyboardInterrupt
+
+    out = tmp_path / "vae.h5"
+    with pytest.raises(Interrupted, match="3 of 10 class VAEs"):
+        fit_density_file(out, model=model, kind="vae", params=params, device="cpu", progress=stop_at_class_3)
+    assert not out.exists()
+    fit_density_file(out, model=model, kind="vae", params=params, device="cpu", resume=True)
+    got, want = h5_tensors(out), h5_tensors(ref)
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
