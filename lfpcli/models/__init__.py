@@ -8,5 +8,6 @@ from lfpcli.models.pixel import PixelModel
 from lfpcli.models.registry import build_model, list_models, model_from_meta, register_model
 
 from lfpcli.models import nets as _nets  # noqa: F401  (registers the built-in architectures)
+from lfpcli.models import synthetic as _synthetic  # noqa: F401  (registers one-hidden, for lfp synth)
 
 __all__ = ["PixelModel", "build_model", "list_models", "model_from_meta", "register_model"]

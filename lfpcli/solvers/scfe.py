@@ -45,6 +45,7 @@ from lfpcli.solvers.fista import bisection_search, fista
 from lfpcli.solvers.losses import get_loss, margin
 from lfpcli.solvers.proxes import PROXES, k_from_ratio, make_prox, penalty_value
 from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Tick
 
 __all__ = ["SCFEConfig", "scfe"]
 
@@ -102,7 +103,7 @@ class SCFEConfig:
       ignores it); a small positive value puts the optimum strictly inside the target's region instead of on the
       decision boundary, where ``argmax`` may still pick the old class.
     - ``growth``: factor on ``gamma`` while a sample has not yet reached its target.
-    - ``lo``/``hi``: the pixel box; inputs must lie inside it.
+    - ``lo``/``hi``: the pixel box; inputs must lie inside it. Either side may be infinite (no bound there).
     """
 
     steps: int = 100
@@ -163,8 +164,10 @@ class SCFEConfig:
         get_loss(self.loss)
         if not _finite_number(self.growth) or self.growth <= 1:
             raise ConfigError(f"--growth must be a number above 1, got {self.growth}")
-        if not (_finite_number(self.lo) and _finite_number(self.hi)) or not self.lo < self.hi:
-            raise ConfigError(f"the box needs finite lo < hi, got [{self.lo}, {self.hi}]")
+        # an infinite side means no bound there (inputs without a box, e.g. Gaussian data in lfp synth)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in (self.lo, self.hi)) \
+                or not self.lo < self.hi:
+            raise ConfigError(f"the box needs lo < hi (either may be infinite), got [{self.lo}, {self.hi}]")
 
     def k(self, d: int) -> int | None:
         """Size of the l0 ball for ``d`` coordinates per sample (None unless ``prox == "l0-ball"``)."""
@@ -193,6 +196,7 @@ def scfe(
     generator: torch.Generator | None = None,
     plausibility: Plausibility | None = None,
     mask: Tensor | None = None,
+    progress: Tick | None = None,
 ) -> SolverResult:
     """S-CFE on a batch: ``x`` (N, ...) in ``[cfg.lo, cfg.hi]``, ``target`` (N,) -> :class:`SolverResult`.
 
@@ -201,6 +205,9 @@ def scfe(
     ``model.features(x')`` instead, and the logits come from ``model.head`` of the same features, so a
     feature-space density costs no second pass through the model. ``mask`` (bool or 0/1, broadcastable to ``x``) marks the pixels allowed to change.
     ``generator`` is accepted for a uniform solver signature; the method is deterministic.
+    ``progress(done, search_steps * steps, search=..., reached=...)`` is called after every FISTA iteration;
+    ``reached`` is ``(count, n)``: the samples that reached their target in an earlier search step, the count a
+    0-dim tensor left on the device.
 
     ``grad_evals`` counts forward+backward passes per sample; ``extras``: ``gamma`` (weight that produced the
     returned result), ``objective`` (Eq. 2 at the result with that weight), ``func_evals`` (forward-only passes),
@@ -261,7 +268,16 @@ def scfe(
 
         return smooth
 
+    total_iters = cfg.search_steps * cfg.steps
+    searched = [0]
+    reached = torch.zeros(n, dtype=torch.bool, device=x.device)
+
+    def tick(k: int, w: Tensor, running: Tensor) -> None:
+        progress(searched[0] * cfg.steps + k + 1, total_iters, search=f"{searched[0] + 1}/{cfg.search_steps}",
+                 reached=(reached.sum(), n))
+
     def run(c: Tensor):
+        nonlocal reached
         gamma = c.to(dtype)
         res = fista(
             smooth_for(gamma),
@@ -273,9 +289,12 @@ def scfe(
             line_search_iters=cfg.line_search_iters,
             restart=cfg.restart,
             penalty=penalty,
+            callback=tick if progress is not None else None,
         )
         with torch.no_grad():
             success = class_logits(model(x + res.w)).argmax(1) == target
+        reached = reached | success
+        searched[0] += 1
         nz = norms(res.w)
         score = nz["l0"].to(torch.float64) + nz["l2"].to(torch.float64) / (nz["l2"].to(torch.float64) + 1)
         stats = {"grad_evals": res.grad_evals, "func_evals": res.func_evals + 1, "iterations": res.iterations}
