@@ -6,6 +6,7 @@ Dataset file::
     /<split>/y      (N,) int64 labels
     /<split>/group  (N,) int64 group (-1 where none)
     /<split>/index  (N,) int64 position in the source split
+    /<split>/mask   (N, H, W) bool foreground mask (the object's pixels), only where the data has one
 
 Perturbed set::
 
@@ -66,6 +67,8 @@ def write_dataset(path: str | os.PathLike, ds: Dataset, record: dict[str, Any], 
             w.put(f"{name}/y", s.y.long(), "class labels")
             w.put(f"{name}/group", s.group.long(), "group index (-1 where the data has no groups)")
             w.put(f"{name}/index", s.index.long(), "position in the source split")
+            if s.mask is not None:
+                w.put(f"{name}/mask", s.mask.bool(), "foreground mask (N, H, W): the object's pixels")
         w.record = {**record, "dataset": dataset_meta(ds)}
 
 
@@ -118,6 +121,29 @@ def _check_split(path, name, x, y, group, index, num_classes, input_shape=None) 
         raise ArtifactError(f"{path}: '{name}' labels are outside 0..{num_classes - 1}")
 
 
+def check_mask(arr: np.ndarray, x_shape: tuple[int, ...], what: str) -> np.ndarray:
+    """A foreground mask for inputs of shape ``x_shape`` (N, C, H, W): (N, H, W) or (N, 1, H, W) of 0/1 or
+    bool values; returned as (N, H, W) bool. ``what`` names the mask in the error message."""
+    n, h, w = x_shape[0], x_shape[2], x_shape[3]
+    if arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if tuple(arr.shape) != (n, h, w):
+        raise InputError(f"{what} has shape {tuple(arr.shape)}; expected ({n}, {h}, {w}) or ({n}, 1, {h}, {w}): "
+                         f"one {h}x{w} mask per sample, in the order of the samples")
+    if arr.dtype.kind not in "biuf" or (arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all()):
+        raise InputError(f"{what} must hold only 0/1 or True/False values")
+    return arr.astype(bool)
+
+
+def read_mask(f, name: str, x_shape: tuple[int, ...], path: str | os.PathLike) -> np.ndarray:
+    """The foreground mask dataset ``name`` of an open lfp file, checked against inputs of shape ``x_shape``."""
+    arr = read_array(f, name, path=path)
+    try:
+        return check_mask(arr, x_shape, f"{path}: dataset '{name}'")
+    except InputError as e:
+        raise ArtifactError(f"{e}; the file is damaged") from None
+
+
 def _dataset_from_meta(meta: dict[str, Any], splits: dict[str, Split], spec: dict[str, Any]) -> Dataset:
     try:
         return Dataset(
@@ -150,7 +176,9 @@ def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None) ->
             g = read_array(f, f"{name}/group", path=path).astype(np.int64)
             i = read_array(f, f"{name}/index", path=path).astype(np.int64)
             _check_split(path, name, x, y, g, i, int(meta["num_classes"]), meta["input_shape"])
-            splits[name] = Split(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(g), torch.from_numpy(i))
+            mask = read_mask(f, f"{name}/mask", x.shape, path) if f"{name}/mask" in f else None
+            splits[name] = Split(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(g), torch.from_numpy(i),
+                                 None if mask is None else torch.from_numpy(mask))
     if "train" not in splits:
         raise ArtifactError(f"{path}: dataset file has no 'train' split")
     return _dataset_from_meta(meta, splits, spec or meta.get("spec") or {"type": "file", "path": str(path)})
@@ -258,17 +286,28 @@ def load_perturbed_as_dataset(path: str | os.PathLike, record_check=None) -> Dat
     if tuple(clean.input_shape) != tuple(src_meta["input_shape"]) or clean.num_classes != int(src_meta["num_classes"]):
         raise ArtifactError(f"{path}: its clean source data ({tuple(clean.input_shape)}, {clean.num_classes} classes) does not "
                             f"match the perturbed inputs ({tuple(src_meta['input_shape'])}, {src_meta['num_classes']} classes)")
+    index = torch.from_numpy(arrays["index"].astype(np.int64))
     train = Split(
         torch.from_numpy(arrays["x"]),
         torch.from_numpy(arrays["target"].astype(np.int64)),
         torch.from_numpy(arrays["group"].astype(np.int64)),
-        torch.from_numpy(arrays["index"].astype(np.int64)),
+        index,
+        clean_masks(clean, record["params"].get("split"), index),
     )
     splits = {"train": train, **{k: v for k, v in clean.splits.items() if k != "train"}}
     spec = {"type": "file", "path": str(path), "abspath": str(Path(path).resolve()), "sha256": sha256_file(path), "kind": "perturbed-set"}
     ds = _dataset_from_meta({**src_meta, "clean_spec": clean_spec}, splits, spec)
     ds.clean_spec = clean_spec
     return ds
+
+
+def clean_masks(clean: Dataset, split: Any, index: torch.Tensor) -> torch.Tensor | None:
+    """The foreground masks of perturbed samples: the clean source split's masks at their ``index`` (a
+    perturbation moves pixels, not the object), or ``None`` where the clean data has none."""
+    src = clean.splits.get(split) if isinstance(split, str) else None
+    if src is None or src.mask is None or (len(index) and (int(index.min()) < 0 or int(index.max()) >= len(src))):
+        return None
+    return src.mask[index]
 
 
 def load_data_file(path: str | os.PathLike, expected_sha256: str | None = None) -> Dataset:

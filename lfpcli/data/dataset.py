@@ -15,18 +15,26 @@ class Split:
     """One split. Shapes: ``x`` (N, C, H, W) float32 in [0, 1]; ``y``, ``group``, ``index`` (N,) int64.
 
     ``group`` is -1 where the data has no groups; ``index`` is each sample's position in the source split,
-    so perturbed and clean samples can be matched.
+    so perturbed and clean samples can be matched. ``mask`` (N, H, W) bool marks each sample's foreground
+    (the object a classifier should look at, e.g. a spurious-digits digit); ``None`` where the data has none.
+    Saliency measures how much attribution falls inside it.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     group: torch.Tensor
     index: torch.Tensor
+    mask: torch.Tensor | None = None
 
     def __post_init__(self):
         n = self.x.shape[0]
         if not (self.y.shape == self.group.shape == self.index.shape == (n,)):
             raise ValueError("x, y, group and index must have the same length")
+        if self.mask is not None:
+            if self.x.ndim != 4 or tuple(self.mask.shape) != (n, *self.x.shape[2:]):
+                raise ValueError(f"mask must have shape (N, H, W) = {(n, *self.x.shape[2:])}, got {tuple(self.mask.shape)}")
+            if self.mask.dtype != torch.bool:
+                self.mask = self.mask.bool()
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
