@@ -9,7 +9,7 @@ from lfpcli.artifacts import check_output, parent_entry, parent_warnings
 from lfpcli.artifacts.datasets import load_perturbed_as_dataset, read_perturbed_set
 from lfpcli.artifacts.provenance import locate_parent
 from lfpcli.commands.common import check_seed, resolve_device, warn
-from lfpcli.commands.train import fit_and_save, parse_arch_args
+from lfpcli.commands.train import check_save_every, fit_and_save, parse_arch_args
 from lfpcli.data import resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.progress import Progress, no_progress
@@ -40,6 +40,8 @@ def retrain(
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
+    save_every: float = 60.0,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -53,6 +55,7 @@ def retrain(
     """
     check_output(out, force, (".pt", ".pth", ".ckpt"))
     check_seed(seed)
+    check_save_every(save_every)
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got '{init}'")
     dev = resolve_device(device)
@@ -65,8 +68,9 @@ def retrain(
     arch = arch or src_model.get("arch")
     if not arch:
         raise InputError(f"{perturbed} does not record its source architecture; give --arch")
-    if arch_args is None and arch == src_model.get("arch"):
-        arch_args = {k: v for k, v in (src_model.get("arch_args") or {}).items() if k != "weights"}
+    if arch == src_model.get("arch"):
+        # the source's architecture options, each --arch-arg overriding its own key only
+        arch_args = {**{k: v for k, v in (src_model.get("arch_args") or {}).items() if k != "weights"}, **(arch_args or {})}
     arch_args = parse_arch_args(arch, arch_args)
     if weights is None and init in ("auto", "pretrained") and src_init.get("type") == "pretrained":
         found = locate_parent(src_init, perturbed)
@@ -81,7 +85,7 @@ def retrain(
     if init == "scratch":
         weights = None
     ds = load_perturbed_as_dataset(perturbed)
-    clean = resolve(ds.clean_spec)
+    clean = resolve(ds.clean_spec, progress=progress)
     src_cfg = (source.get("train") or {}).get("config") or {}
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                  nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select, loss=loss)
@@ -93,7 +97,7 @@ def retrain(
     summary = fit_and_save(
         out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=parents, clean=clean, progress=progress, argv=argv,
-        output=src_model.get("output", "logits"),
+        output=src_model.get("output", "logits"), resume=resume, save_every=save_every,
         extra={"perturbation": {"method": record["params"].get("method"), "targets": record["params"].get("targets"),
                                 "config": record["params"].get("config")}},
     )
