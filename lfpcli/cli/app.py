@@ -26,6 +26,8 @@ from lfpcli.cli.options import (
     OptimizerOpt,
     QuietOpt,
     RecipeOpt,
+    ResumeOpt,
+    SaveEveryOpt,
     ScheduleOpt,
     SeedOpt,
     SelectOpt,
@@ -34,14 +36,16 @@ from lfpcli.cli.options import (
     WdOpt,
     WeightsOpt,
     key_values,
+    method_default,
 )
 
 app = typer.Typer(
     name="lfp",
     help="Learning from perturbations: train, perturb toward wrong labels, retrain on the perturbed data alone, "
     "and evaluate on clean data and its worst group.",
-    epilog="Chain: lfp train --out model.pt | lfp perturb --in model.pt --out pgd.h5 | lfp retrain --in pgd.h5 "
-    "--out model_pgd.pt | lfp eval --in model_pgd.pt.  Every file says how it was made: lfp info FILE.",
+    epilog="The chain, one command after another, each reading the file the last one wrote:  "
+    "(1) lfp train --out model.pt  (2) lfp perturb --in model.pt --out pgd.h5  (3) lfp retrain --in pgd.h5 --out model_pgd.pt  "
+    "(4) lfp eval --in model.pt --in model_pgd.pt.  Every file says how it was made: lfp info FILE.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -57,7 +61,6 @@ def _methods() -> list[str]:
 
 CHAIN = "Chain"
 INSPECT = "Inspect"
-LATER = "Not yet available"
 
 
 def _version(value: bool) -> None:
@@ -112,6 +115,8 @@ def train(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    resume: ResumeOpt = False,
+    save_every: SaveEveryOpt = 60.0,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     config: ConfigOpt = None,
@@ -125,11 +130,36 @@ def train(
     _run(run, lambda s: render.show_training(s, "trained"), json_, quiet, out=out, data=data, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg"), weights=weights, recipe=recipe, epochs=epochs, optimizer=optimizer,
          lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, batch_size=batch_size, schedule=schedule,
-         select=select, loss=loss, output=output, seed=seed, device=device, force=force)
+         select=select, loss=loss, output=output, seed=seed, device=device, force=force, resume=resume, save_every=save_every)
+
+
+def _method_params(ctx: typer.Context, flags: dict[str, Any], param: list[str] | None) -> dict[str, Any]:
+    """Method parameters from their own flags and from ``-p KEY=VALUE``, each given on the command line or in the
+    ``--config`` file: the command line wins over the file, a flag over ``-p``'s entry in the same place, and the
+    file's ``param:`` mapping is merged under the command line's ``-p``. The same key given twice in one place
+    (as its flag and as ``-p``) is refused."""
+    def source(name: str) -> str:
+        src = ctx.get_parameter_source(name) if hasattr(ctx, "get_parameter_source") else None
+        return "command line" if src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT") else "config"
+
+    cfg_list = (ctx.default_map or {}).get("param") if source("param") == "command line" else None
+    layers = {"config": {}, "command line": {}}  # where -> {key: value}
+    layers[source("param")].update(key_values(param, "--param"))
+    layers["config"] = {**key_values(cfg_list, "--param"), **layers["config"]}
+    for where in ("config", "command line"):
+        mine = {k: v for k, v in flags.items() if v is not None and source(k) == where}
+        both = sorted(set(mine) & set(layers[where]))
+        if both:
+            place = "on the command line" if where == "command line" else "in the --config file"
+            raise typer.BadParameter(f"{', '.join(both)} given both as --{both[0].replace('_', '-')} and as -p {place}; "
+                                     f"give it once", param_hint="--param")
+        layers[where].update(mine)
+    return {**layers["config"], **layers["command line"]}
 
 
 @app.command(rich_help_panel=CHAIN)
 def perturb(
+    ctx: typer.Context,
     in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint of the model whose decisions are pushed.", metavar="MODEL.pt")],
     out: Annotated[str, typer.Option("--out", "-o", help="Perturbed set to write (.h5).", metavar="FILE.h5")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Perturbation method: {', '.join(_methods())}.")] = "pgd-l2",
@@ -137,24 +167,23 @@ def perturb(
                                           "random-other (uniform over the K-1 others; the paper's Def. 4.1), deterministic (y+1 mod K).")] = "random",
     data: Annotated[Optional[str], typer.Option("--data", help="Data spec to perturb (default: the data the model was trained on).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split to perturb.")] = "train",
-    eps: Annotated[Optional[float], typer.Option("--eps", help="Budget: radius of the l2/linf ball in pixel units.", rich_help_panel=METHOD_PANEL)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="Iterations.", rich_help_panel=METHOD_PANEL)] = None,
-    step_size: Annotated[Optional[float], typer.Option("--step-size", help="PGD step alpha (default 2.5*eps/steps).", rich_help_panel=METHOD_PANEL)] = None,
-    random_start: Annotated[Optional[bool], typer.Option("--random-start/--no-random-start", help="Start PGD at a random point of the ball.", rich_help_panel=METHOD_PANEL)] = None,
-    loss: Annotated[Optional[str], typer.Option("--loss", help="Loss toward the target: ce, logistic, exponential or margin (binary scalar models: logistic = ce).", rich_help_panel=METHOD_PANEL)] = None,
-    step: Annotated[Optional[str], typer.Option("--step", help="pgd-linf step: sign (textbook) or max-normalized (the paper's code); pgd-l0 also raw.", rich_help_panel=METHOD_PANEL)] = None,
-    projection: Annotated[Optional[str], typer.Option("--projection", help="pgd-linf projection: clip (textbook) or rescale (the paper's code).", rich_help_panel=METHOD_PANEL)] = None,
-    lam: Annotated[Optional[float], typer.Option("--lam", help="cfe-l2: weight of the squared l2 distance.", rich_help_panel=METHOD_PANEL)] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="cfe-l2: Adam step size.", rich_help_panel=METHOD_PANEL)] = None,
-    max_changed: Annotated[Optional[str], typer.Option("--max-changed", help="pgd-l0, pcfe-l0 (with --prox l0-ball): most input values changed, a count or (pcfe-l0) a ratio in (0, 1).", rich_help_panel=METHOD_PANEL)] = None,
-    search_steps: Annotated[Optional[int], typer.Option("--search-steps", help="pcfe-l0: bisection steps over the weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
-    lipschitz: Annotated[Optional[float], typer.Option("--lipschitz", help="pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search); default 32. Smaller L (longer steps) finds lower objectives with more changed values and higher plausibility.", rich_help_panel=METHOD_PANEL)] = None,
-    line_search: Annotated[Optional[bool], typer.Option("--line-search/--no-line-search", help="pcfe-l0: backtracking line search per sample.", rich_help_panel=METHOD_PANEL)] = None,
-    line_search_iters: Annotated[Optional[str], typer.Option("--line-search-iters", help="pcfe-l0: backtrack in the first N iterations of each search step, then keep the step (default 10); none: every iteration.", rich_help_panel=METHOD_PANEL)] = None,
-    gamma: Annotated[Optional[float], typer.Option("--gamma", help="pcfe-l0: initial weight of the classification term.", rich_help_panel=METHOD_PANEL)] = None,
-    beta: Annotated[Optional[float], typer.Option("--beta", help="pcfe-l0: price of each changed input value (l0 weight).", rich_help_panel=METHOD_PANEL)] = None,
+    eps: Annotated[Optional[float], typer.Option("--eps", help=f"pgd-l2, pgd-linf: budget, the radius of the ball in pixel units {method_default('eps')}.", rich_help_panel=METHOD_PANEL)] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help=f"Iterations (per search step for pcfe-l0) {method_default('steps')}.", rich_help_panel=METHOD_PANEL)] = None,
+    step_size: Annotated[Optional[float], typer.Option("--step-size", help=f"Step of the method: PGD's alpha; cfe-l2: Adam's step size (the paper's lambda_CF) {method_default('step_size')}.", rich_help_panel=METHOD_PANEL)] = None,
+    random_start: Annotated[Optional[bool], typer.Option("--random-start/--no-random-start", help="pgd-l2, pgd-linf: start at a random point of the ball (default off).", rich_help_panel=METHOD_PANEL)] = None,
+    loss: Annotated[Optional[str], typer.Option("--loss", help=f"Loss toward the target: ce, logistic, exponential or margin (binary scalar models: logistic = ce) {method_default('loss')}.", rich_help_panel=METHOD_PANEL)] = None,
+    step: Annotated[Optional[str], typer.Option("--step", help=f"pgd-linf step: sign (textbook) or max-normalized (the paper's code); pgd-l0 also raw {method_default('step')}.", rich_help_panel=METHOD_PANEL)] = None,
+    projection: Annotated[Optional[str], typer.Option("--projection", help="pgd-linf projection: clip (textbook; the default) or rescale (the paper's code).", rich_help_panel=METHOD_PANEL)] = None,
+    lam: Annotated[Optional[float], typer.Option("--lam", help=f"cfe-l2: weight of the squared l2 distance {method_default('lam')}.", rich_help_panel=METHOD_PANEL)] = None,
+    max_changed: Annotated[Optional[str], typer.Option("--max-changed", help="pgd-l0, pcfe-l0 (with --prox l0-ball): most input values changed, a count or (pcfe-l0) a ratio in (0, 1) (default: pgd-l0 --steps; pcfe-l0 none).", rich_help_panel=METHOD_PANEL)] = None,
+    search_steps: Annotated[Optional[int], typer.Option("--search-steps", help=f"pcfe-l0: bisection steps over the weight of the classification term {method_default('search_steps')}.", rich_help_panel=METHOD_PANEL)] = None,
+    lipschitz: Annotated[Optional[float], typer.Option("--lipschitz", help=f"pcfe-l0: L, the FISTA step is 1/L (the start value with --line-search) {method_default('lipschitz')}. Smaller L (longer steps) finds lower objectives with more changed values and higher plausibility.", rich_help_panel=METHOD_PANEL)] = None,
+    line_search: Annotated[Optional[bool], typer.Option("--line-search/--no-line-search", help="pcfe-l0: backtracking line search per sample (default on).", rich_help_panel=METHOD_PANEL)] = None,
+    line_search_iters: Annotated[Optional[str], typer.Option("--line-search-iters", help=f"pcfe-l0: backtrack in the first N iterations of each search step, then keep the step; none: every iteration {method_default('line_search_iters')}.", rich_help_panel=METHOD_PANEL)] = None,
+    gamma: Annotated[Optional[float], typer.Option("--gamma", help=f"pcfe-l0: initial weight of the classification term {method_default('gamma')}.", rich_help_panel=METHOD_PANEL)] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help=f"pcfe-l0: price of each changed input value (l0 weight) {method_default('beta')}.", rich_help_panel=METHOD_PANEL)] = None,
     tau: Annotated[Optional[float], typer.Option("--tau", help="pcfe-l0: weight of the plausibility term -log q(x'|t) (default: the density's own scale, e.g. a KDE's mean h^2; recorded).", rich_help_panel=METHOD_PANEL)] = None,
-    prox: Annotated[Optional[str], typer.Option("--prox", help="pcfe-l0 sparsity: l0, l1, l1/2, l0-ball or none.", rich_help_panel=METHOD_PANEL)] = None,
+    prox: Annotated[Optional[str], typer.Option("--prox", help=f"pcfe-l0 sparsity: l0, l1, l1/2, l0-ball or none {method_default('prox')}.", rich_help_panel=METHOD_PANEL)] = None,
     density: Annotated[Optional[str], typer.Option("--density", help="pcfe-l0 plausibility: a file from 'lfp density', a kind (kde, gmm, knn, vae, feature-kde, ...) fitted now on the model's clean training split, or none. Default: kde for inputs of at most 4096 values, feature-kde for larger ones.", metavar="FILE|KIND", rich_help_panel=METHOD_PANEL)] = None,
     mask: Annotated[Optional[str], typer.Option("--mask", help="pcfe-l0: .npy file of 0/1 values (shape broadcastable to one input, C,H,W) marking the input values allowed to change.", metavar="FILE.npy", rich_help_panel=METHOD_PANEL)] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Any method parameter as KEY=VALUE (repeatable).", metavar="KEY=VALUE", rich_help_panel=METHOD_PANEL)] = None,
@@ -163,6 +192,7 @@ def perturb(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    resume: ResumeOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     config: ConfigOpt = None,
@@ -173,18 +203,13 @@ def perturb(
     """
     from lfpcli.commands import perturb as run
 
-    params: dict[str, Any] = dict(key_values(param, "--param"))
     flags = dict(eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss, step=step, projection=projection,
-                 lam=lam, lr=lr, max_changed=max_changed, search_steps=search_steps, lipschitz=lipschitz,
+                 lam=lam, max_changed=max_changed, search_steps=search_steps, lipschitz=lipschitz,
                  line_search=line_search, line_search_iters=line_search_iters, gamma=gamma, beta=beta, tau=tau, prox=prox)
-    given = {k: v for k, v in flags.items() if v is not None}
-    both = sorted(set(given) & set(params))
-    if both:
-        raise typer.BadParameter(f"{', '.join(both)} given both as --{both[0].replace('_', '-')} and as -p; give it once",
-                                 param_hint="--param")
-    params.update(given)
+    params = _method_params(ctx, flags, param)
     _run(run, render.show_perturb, json_, quiet, out=out, model=in_, method=method, data=data, split=split,
-         targets=targets, params=params, density=density, mask=mask, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force)
+         targets=targets, params=params, density=density, mask=mask, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force,
+         resume=resume)
 
 
 @app.command(rich_help_panel=CHAIN)
@@ -209,6 +234,8 @@ def retrain(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    resume: ResumeOpt = False,
+    save_every: SaveEveryOpt = 60.0,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     config: ConfigOpt = None,
@@ -222,32 +249,48 @@ def retrain(
     _run(run, lambda s: render.show_training(s, "retrained"), json_, quiet, out=out, perturbed=in_, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg") if arch_arg else None, init=init, weights=weights, recipe=recipe,
          epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-         batch_size=batch_size, schedule=schedule, select=select, loss=loss, seed=seed, device=device, force=force)
+         batch_size=batch_size, schedule=schedule, select=select, loss=loss, seed=seed, device=device, force=force,
+         resume=resume, save_every=save_every)
 
 
 @app.command("eval", rich_help_panel=CHAIN)
 def eval_(
-    in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint to evaluate.", metavar="MODEL.pt")],
-    data: Annotated[Optional[str], typer.Option("--data", help="Data spec or perturbed set (default: the clean data behind the model).")] = None,
-    split: Annotated[Optional[list[str]], typer.Option("--split", help="Split(s) to evaluate (repeatable; default train, val, test).")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the report as a JSON artifact.", metavar="FILE.json")] = None,
+    in_: Annotated[list[str], typer.Option("--in", "-i", help="Checkpoint to evaluate; repeat to compare models side by side "
+                                           "(e.g. the standard model and one retrained on perturbations).", metavar="MODEL.pt")],
+    data: Annotated[Optional[str], typer.Option("--data", help="Data spec or perturbed set (default: the clean data behind each model).")] = None,
+    split: Annotated[Optional[list[str]], typer.Option("--split", help="Split to evaluate (repeatable; default train, val, test).")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the report as a JSON artifact (one --in).", metavar="FILE.json")] = None,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Clean accuracy, per-group and worst-group accuracy (original labels); or accuracy on a perturbed set.
 
-    Every figure is named for what it is: accuracy over samples, worst-group accuracy, the unweighted mean of
-    group accuracies, and group accuracies weighted by the training group proportions.
+    Every figure is named for what it is: accuracy over samples, worst-group accuracy (and which group), the
+    unweighted mean of group accuracies, and group accuracies weighted by the training group proportions.
+    Several --in compare models side by side (--json: {"models": [report, ...]}).
 
-    Example: lfp eval --in model_pgd.pt --json
+    Example: lfp eval --in model.pt --in model_pgd.pt --split test
     """
     from lfpcli.commands import evaluate as run
 
-    _run(run, render.show_eval, json_, None, model=in_, data=data, splits=tuple(split or ("train", "val", "test")),
-         batch_size=batch_size, device=device, out=out, force=force)
+    if len(in_) > 1 and out is not None:
+        raise typer.BadParameter("--out writes the report of one model; give one --in, or run lfp eval once per model",
+                                 param_hint="--out")
+    splits = tuple(split or ("train", "val", "test"))
+    if len(in_) == 1:
+        _run(run, render.show_eval, json_, quiet, model=in_[0], data=data, splits=splits, batch_size=batch_size,
+             device=device, out=out, force=force)
+        return
+
+    def each(progress: Any = None, argv: Any = None) -> dict[str, Any]:
+        return {"models": [run(model=m, data=data, splits=splits, batch_size=batch_size, device=device, progress=progress)
+                           for m in in_]}
+
+    _run(each, render.show_eval_many, json_, quiet)
 
 
 @app.command(rich_help_panel=CHAIN)
@@ -261,6 +304,7 @@ def density(
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
+    resume: ResumeOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     config: ConfigOpt = None,
@@ -272,7 +316,7 @@ def density(
     from lfpcli.commands import fit_density_file as run
 
     _run(run, render.show_density, json_, quiet, out=out, model=in_, kind=kind, fit_on=fit_on,
-         params=_typed(key_values(param, "--param")), seed=seed, device=device, force=force)
+         params=_typed(key_values(param, "--param")), seed=seed, device=device, force=force, resume=resume)
 
 
 def _typed(params: dict[str, str]) -> dict[str, Any]:
@@ -292,7 +336,8 @@ def _typed(params: dict[str, str]) -> dict[str, Any]:
 
 @app.command(rich_help_panel=INSPECT)
 def info(
-    file: Annotated[str, typer.Argument(help="Any lfp artifact: checkpoint, perturbed set, dataset or eval report.")],
+    file: Annotated[str, typer.Argument(help="Any lfp artifact: checkpoint (.pt), perturbed set, dataset, density, saliency maps "
+                                        "or synth results (.h5), eval report (.json).")],
     json_: JsonOpt = False,
 ) -> None:
     """What an artifact is and how it was made: command, parameters, seeds, versions, parents (sha256 checked).
@@ -309,12 +354,34 @@ def info(
     render.emit_json(r) if json_ else render.show_info(r)
 
 
+@app.command(rich_help_panel=INSPECT)
+def verify(
+    files: Annotated[list[str], typer.Argument(help="lfp artifacts to check, with everything they were made from.")],
+    json_: JsonOpt = False,
+) -> None:
+    """Check a chain of artifacts: recompute each file's sha256 and walk its recorded parents recursively.
+
+    Each ancestor is reported as ok (present, same content), changed (found, other content: its own parents are
+    not followed) or missing. Exit code 0 only when every ancestor of every file holds; 1 when any does not
+    (as sha256sum -c); 2 for a file that is missing or not an lfp artifact.
+
+    Example: lfp verify model_pgd.pt eval_pgd.json
+    """
+    from lfpcli.commands.verify import verify as run
+
+    r = run(files)
+    render.emit_json(r) if json_ else render.show_verify(r)
+    if not r["ok"]:
+        raise typer.Exit(1)
+
+
 @app.command("data", rich_help_panel=INSPECT)
 def data_(
     spec: Annotated[str, typer.Argument(help="Data spec: digits, spurious-digits[:key=value,...], or an lfp .h5 file.")] = "spurious-digits",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file.", metavar="FILE.h5")] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Describe a data spec (splits, classes, groups); with --out, write it as an lfp dataset file.
 
@@ -322,22 +389,16 @@ def data_(
     """
     from lfpcli.commands import describe_data as run
 
-    _run(run, render.show_data, json_, None, data=spec, out=out, force=force)
+    _run(run, render.show_data, json_, quiet, data=spec, out=out, force=force)
 
 
-def _not_yet(name: str) -> Callable[..., None]:
-    def cmd(ctx: typer.Context) -> None:
-        from lfpcli.errors import InputError
+from lfpcli.cli.saliency import register as _register_saliency  # noqa: E402
 
-        raise InputError(f"'lfp {name}' is not available yet in lfp {__version__}; it is planned (see the README)")
+_register_saliency(app)
 
-    cmd.__doc__ = {"saliency": "Saliency maps (Grad-CAM, gradients) of models, as pictures and numbers. (not yet available)",
-                   "synth": "The synthetic learning-from-perturbations experiments. (not yet available)"}[name]
-    return cmd
+from lfpcli.cli.synth import register as _register_synth  # noqa: E402
 
-
-for _name in ("saliency", "synth"):
-    app.command(_name, rich_help_panel=LATER, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_not_yet(_name))
+_register_synth(app)
 
 
 @app.command(rich_help_panel=INSPECT)
@@ -359,6 +420,17 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     sys.stderr.write(f"warning: {_one_line(message)}\n")
 
 
+#: What Ctrl-C leaves behind: outputs are written under a temporary name and renamed only when complete.
+INTERRUPTED = "interrupted; nothing was written (an output appears only when its command completes)"
+
+
+def command() -> Any:
+    """The click command tree of ``lfp``, with the help conventions of :mod:`lfpcli.cli.help` applied."""
+    from lfpcli.cli.help import polish
+
+    return polish(typer.main.get_command(app))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every failure into one line on stderr and an exit code
     (2: bad input or usage, 1: a bug in lfp, 130: interrupted). ``LFP_DEBUG=1`` re-raises with a traceback."""
@@ -366,23 +438,29 @@ def main(argv: list[str] | None = None) -> None:
 
     warnings.showwarning = _show_warning
     debug = os.environ.get("LFP_DEBUG") == "1"
-    cmd = typer.main.get_command(app)
+    cmd = command()
     code = 0
     try:
         rv = cmd.main(args=argv, prog_name="lfp", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
+        if code == 130:  # typer turns Ctrl-C into Exit(130), which reaches us as a return value
+            sys.stderr.write(f"error: {INTERRUPTED}\n")
     except LfpError as e:
         if debug:
             raise
         sys.stderr.write(f"error: {_one_line(e)}\n")
         code = e.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
+        sys.stderr.write(f"error: {INTERRUPTED}\n")
         code = 130
     except Exception as e:  # click's usage errors carry format_message/exit_code; anything else is our bug
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             ctx = getattr(e, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            if type(e).__name__ == "Abort" and isinstance(e.__context__, KeyboardInterrupt):  # click's way of saying Ctrl-C
+                sys.stderr.write(f"error: {INTERRUPTED}\n")
+                sys.stdout.flush()
+                sys.exit(130)
             msg = e.format_message() if type(e).__name__ != "Abort" else "aborted"
             cfg = ctx.meta.get("lfp_config") if ctx is not None else None
             pname = getattr(getattr(e, "param", None), "name", None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from typing import Any
 
 from rich.console import Console
@@ -21,23 +22,38 @@ class TqdmProgress:
     """A :class:`lfpcli.progress.Progress` drawn with tqdm on stderr; one bar per stage, removed when done.
 
     Off with ``--quiet``, and when stderr is not a terminal (logs stay clean) unless ``LFP_PROGRESS=1``.
+    Redraws at most every ``min_interval`` seconds (the last unit of a stage is always drawn), and only then
+    reads the status values, which may be tensors on the device. A bar opened part-way through its stage
+    counts its rate from there, so the first rate shown is never a burst of already-finished work. In a
+    terminal that reports no usable width (a pseudo-terminal of 0 columns) the bar is drawn 80 columns wide.
     """
 
-    def __init__(self, quiet: bool = False):
+    def __init__(self, quiet: bool = False, min_interval: float = 0.2):
         self.enabled = not quiet and (sys.stderr.isatty() or os.environ.get("LFP_PROGRESS") == "1")
+        self.min_interval = min_interval
         self.bar = None
         self.stage = None
+        self._drawn = 0.0
 
     def __call__(self, stage: str, done: int, total: int, **status: Any) -> None:
         if not self.enabled:
             return
+        now = time.monotonic()
         if stage != self.stage:
             self.close()
-            self.bar = tqdm(total=total, desc=stage, leave=False, file=sys.stderr, dynamic_ncols=True)
+            unit = str(status.get("unit") or "it")
+            width = _stderr_columns()
+            self.bar = tqdm(total=total, desc=stage, leave=False, file=sys.stderr, initial=done, unit=unit,
+                            dynamic_ncols=width >= 40, ncols=None if width >= 40 else 80, mininterval=0)
             self.stage = stage
+        elif done < total and now - self._drawn < self.min_interval:
+            return
+        self._drawn = now
+        self.bar.total = total
         self.bar.n = done
-        if status:
-            self.bar.set_postfix({k: (round(v, 4) if isinstance(v, float) else v) for k, v in status.items() if v is not None}, refresh=False)
+        shown = {k: status_text(v) for k, v in status.items() if v is not None and k != "unit"}
+        if shown:
+            self.bar.set_postfix(shown, refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:
@@ -47,6 +63,30 @@ class TqdmProgress:
             self.stage = None
 
 
+def _stderr_columns() -> int:
+    """Width of the terminal stderr is drawn on (``COLUMNS`` wins), 0 when unknown."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def status_text(v: Any) -> str:
+    """One status figure as short text: tensors read as numbers, floats to 4 significant digits, no ``-0``; a pair
+    ``(done, of)`` as ``done/of``."""
+    if isinstance(v, tuple) and len(v) == 2:
+        return f"{status_text(v[0])}/{status_text(v[1])}"
+    if hasattr(v, "detach"):
+        v = v.detach().cpu()
+        v = v.item() if v.numel() == 1 else v.tolist()
+    if isinstance(v, float):
+        text = f"{v:.4g}"
+        return "0" if text in ("-0", "0") else text
+    return str(v)
+
+
 def emit_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=None, default=str) + "\n")
     sys.stdout.flush()
@@ -54,12 +94,32 @@ def emit_json(obj: Any) -> None:
 
 def metrics_table(splits: dict[str, Any], title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("split", "n", "accuracy", "worst-group acc", "mean group acc", "train-weighted acc"):
-        t.add_column(col, justify="right" if col != "split" else "left")
+    for col in ("split", "n", "accuracy", "worst-group\naccuracy", "worst group", "mean group\naccuracy", "train-weighted\naccuracy"):
+        t.add_column(col, justify="left" if col in ("split", "worst group") else "right", min_width=5)
     for name, m in splits.items():
-        t.add_row(name, str(m.get("n", "")), fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]),
+        t.add_row(name, str(m.get("n", "")), fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]), m.get("worst_group") or "-",
                   fmt(m["mean_group_accuracy"]), fmt(m["train_weighted_accuracy"]))
     return t
+
+
+def show_eval_many(r: dict[str, Any]) -> None:
+    """Several models side by side: one row per model and split."""
+    t = Table(title="clean data, original labels", title_justify="left")
+    for col in ("model", "trained on", "split", "n", "accuracy", "worst-group\naccuracy", "worst group"):
+        left = col in ("model", "trained on", "split", "worst group")
+        t.add_column(col, justify="left" if left else "right", overflow="fold", min_width=15 if col == "trained on" else 5)
+    for rep in r["models"]:
+        if "perturbed" in rep:
+            p = rep["perturbed"]
+            t.add_row(rep["model"], rep.get("trained_on", ""), f"{p['path']} (vs targets)", str(p["n"]), fmt(p["accuracy"]),
+                      "-", "-", end_section=True)
+            continue
+        rows = list(rep["splits"].items())
+        for k, (name, m) in enumerate(rows):
+            t.add_row(rep["model"] if k == 0 else "", rep.get("trained_on", "") if k == 0 else "", name, str(m["n"]),
+                      fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]), m.get("worst_group") or "-",
+                      end_section=k == len(rows) - 1)
+    out.print(t)
 
 
 def groups_table(splits: dict[str, Any]) -> Table | None:
@@ -75,9 +135,13 @@ def groups_table(splits: dict[str, Any]) -> Table | None:
     return t
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def show_training(summary: dict[str, Any], verb: str) -> None:
     out.print(f"[bold]{verb}[/bold] {summary['arch']} on {_spec(summary['data'])} -> [bold]{summary['out']}[/bold] "
-              f"({summary['epochs']} epochs on {summary['device']}, kept epoch {summary['selected_epoch']})")
+              f"({plural(summary['epochs'], 'epoch')} on {summary['device']}, kept epoch {summary['selected_epoch']})")
     h = summary["history"]
     t = Table(title="training", title_justify="left")
     for col in ("epoch", "loss", "train acc", "val acc", "val worst-group"):
@@ -92,7 +156,7 @@ def show_training(summary: dict[str, Any], verb: str) -> None:
 def show_perturb(s: dict[str, Any]) -> None:
     out.print(f"[bold]perturbed[/bold] {s['n']} samples of split '{s['split']}' with {s['method']} "
               f"(targets: {s['targets']}) -> [bold]{s['out']}[/bold]")
-    cfg = ", ".join(f"{k}={v}" for k, v in s["config"].items())
+    cfg = ", ".join(f"{k}={_value(v)}" for k, v in s["config"].items() if k not in s.get("fixed", ()))
     out.print(f"  config: {cfg}")
     t = Table(title="per-sample quality", title_justify="left")
     for col in ("metric", "mean", "median", "min", "max"):
@@ -107,7 +171,7 @@ def show_perturb(s: dict[str, Any]) -> None:
     out.print(t)
     if s.get("density"):
         d = s["density"]
-        out.print(f"  plausibility: {d.get('kind')} ({d.get('space')} space, {d.get('chosen_by', '')}), tau={s['config'].get('tau')}")
+        out.print(f"  plausibility: {d.get('kind')} ({d.get('space')} space, {d.get('chosen_by', '')}), tau={_value(s['config'].get('tau'))}")
     out.print(f"  targets per class: {s['target_counts']}; target equals the original label for "
               f"{fmt(s['target_kept_label_rate'])} of the samples")
 
@@ -156,6 +220,11 @@ def show_data(s: dict[str, Any]) -> None:
         out.print(f"written to [bold]{s['out']}[/bold]")
 
 
+def _value(v: Any) -> str:
+    """A parameter value as a person writes it: floats to 6 significant digits."""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
 def _spec(spec: Any) -> str:
     from lfpcli.data import spec_label
 
@@ -197,9 +266,36 @@ def show_info(r: dict[str, Any]) -> None:
     if contents.get("state_dict"):
         n = len(contents["state_dict"])
         tree.add(f"[bold]state_dict[/bold]: {n} tensors")
-    out.print(tree)
+    out.print(tree, soft_wrap=False)  # wrapped by words under its own guides, not cut by the terminal
 
 
 def show_density(s: dict[str, Any]) -> None:
     out.print(f"[bold]fitted[/bold] {s['kind']} ({s['space']} space, dim {s['dim']}) on {s['num_points']} clean "
               f"'{s['fit_on']}' samples of {_spec(s['data'])} -> [bold]{s['out']}[/bold]")
+
+
+def show_verify(r: dict[str, Any]) -> None:
+    mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED[/red]", "missing": "[yellow]MISSING[/yellow]",
+            "unreadable": "[red]UNREADABLE[/red]"}
+
+    def add(tree: Tree, entry: dict[str, Any]) -> None:
+        moved = entry.get("found") and entry["found"] not in (entry["path"], entry.get("abspath"))
+        where = f" (found at {entry['found']})" if moved else ""
+        line = f"{mark.get(entry['status'], entry['status'])} {entry.get('role')}: {entry['path']}{where}"
+        if entry["status"] == "changed":
+            line += f" sha256 {entry['sha256_recorded'][:12]} recorded, {entry['sha256_now'][:12]} now"
+        elif entry["status"] == "unreadable":
+            line += f": {entry.get('error')}"
+        sub = tree.add(line)
+        for p in entry["parents"]:
+            add(sub, p)
+
+    for t in r["files"]:
+        tree = Tree(f"[bold]{t['path']}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…" + ("" if t["parents"] else ", no parents"))
+        for p in t["parents"]:
+            add(tree, p)
+        out.print(tree, soft_wrap=False)
+    c = r["counts"]
+    verdict = "[green]the chain holds[/green]" if r["ok"] else "[red]the chain does not hold[/red]"
+    out.print(f"{verdict}: {c['ok']} ancestor(s) ok, {c['changed']} changed, {c['missing']} missing"
+              + (f", {c['unreadable']} unreadable" if c.get("unreadable") else ""))

@@ -7,6 +7,8 @@ from lfpcli.commands.evaluate import evaluate
 from lfpcli.commands.info import info
 from lfpcli.commands.perturb import perturb
 from lfpcli.commands.retrain import retrain
+from lfpcli.commands.saliency import saliency, saliency_layers
 from lfpcli.commands.train import train
+from lfpcli.commands.verify import verify
 
-__all__ = ["describe_data", "fit_density_file", "evaluate", "info", "perturb", "retrain", "train"]
+__all__ = ["describe_data", "fit_density_file", "evaluate", "info", "perturb", "retrain", "saliency", "saliency_layers", "train", "verify"]

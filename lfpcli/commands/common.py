@@ -15,6 +15,7 @@ from lfpcli.data import Dataset, resolve
 from lfpcli.errors import ArtifactError, ConfigError, InputError
 from lfpcli.metrics import predict, split_metrics
 from lfpcli.models import PixelModel, model_from_meta
+from lfpcli.progress import Progress, no_progress
 
 
 class LfpWarning(UserWarning):
@@ -36,9 +37,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"unknown device '{d}'; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for, but no CUDA GPU is available; use --device cpu or auto")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {d}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise ConfigError(f"--device {d} was asked for, but this machine has no usable CUDA GPU (devices here: cpu); "
+                              f"use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            there = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(count)])
+            raise ConfigError(f"--device {d} was asked for, but this machine has {count} CUDA device"
+                              f"{'s' if count != 1 else ''} (devices here: {there})")
     elif dev.type != "cpu":
         raise ConfigError(f"unsupported device '{d}'; use auto, cpu, cuda or cuda:N")
     return dev
@@ -82,7 +87,7 @@ def data_parent(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [parent_entry("data", spec["path"], spec.get("kind"))]
 
 
-def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path) -> Dataset:
+def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path, progress: Progress = no_progress) -> Dataset:
     """Resolve a data spec recorded in an artifact, finding a recorded file from another working folder too,
     and warning when the file's content changed since."""
     if spec.get("type") == "file":
@@ -92,7 +97,7 @@ def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path) -> Dataset
         if spec.get("sha256") and sha256_file(found) != spec["sha256"]:
             warn(f"data file {found} changed since {artifact} was made from it (sha256 differs)")
         spec = {**spec, "path": str(found)}
-    return resolve(spec)
+    return resolve(spec, progress=progress)
 
 
 def check_compatible(meta: dict[str, Any], ds: Dataset, what: str) -> None:
@@ -106,14 +111,16 @@ def check_compatible(meta: dict[str, Any], ds: Dataset, what: str) -> None:
         raise InputError(f"{what}: the model has {m['num_classes']} classes, the data has {ds.num_classes}")
 
 
-def clean_metrics(model: torch.nn.Module, ds: Dataset, device: torch.device, splits=("train", "val", "test"), batch_size: int = 256) -> dict[str, Any]:
+def clean_metrics(model: torch.nn.Module, ds: Dataset, device: torch.device, splits=("train", "val", "test"), batch_size: int = 256,
+                  progress: Progress = no_progress) -> dict[str, Any]:
     """Clean accuracy figures (see :mod:`lfpcli.metrics`) on each split of ``ds`` that exists."""
     train_counts = ds.splits["train"].group_counts(ds.num_groups) if ds.group_names and "train" in ds.splits else None
     out = {}
     for name in splits:
         if name in ds.splits:
             s = ds.splits[name]
-            out[name] = split_metrics(predict(model, s, device, batch_size), s.y, s.group, ds.group_names, train_counts)
+            pred = predict(model, s, device, batch_size, progress, f"scoring the clean '{name}' split")
+            out[name] = split_metrics(pred, s.y, s.group, ds.group_names, train_counts)
     return out
 
 
@@ -130,4 +137,8 @@ def summarize(values: torch.Tensor) -> dict[str, float | None]:
 
 
 def fmt(x: float | None, digits: int = 3) -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+    """A figure for a table: fixed decimals, ``-`` when absent, never ``-0.000``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    text = f"{x:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text

@@ -9,14 +9,16 @@ from lfpcli.artifacts import check_output, make_record
 from lfpcli.artifacts.datasets import write_dataset
 from lfpcli.commands.common import data_parent
 from lfpcli.data import resolve
+from lfpcli.progress import Progress, no_progress
 
 
-def describe_data(data: str, *, out: str | Path | None = None, force: bool = False, argv: list[str] | None = None) -> dict[str, Any]:
+def describe_data(data: str, *, out: str | Path | None = None, force: bool = False, progress: Progress = no_progress,
+                  argv: list[str] | None = None) -> dict[str, Any]:
     """Summary of the dataset ``data`` names (splits, sizes, classes, group counts); with ``out``, also
     write it as an lfp dataset file that any ``--data`` option accepts."""
     if out is not None:
         check_output(out, force, (".h5", ".hdf5"))
-    ds = resolve(data)
+    ds = resolve(data, progress=progress)
     summary: dict[str, Any] = {**ds.info(), "description": ds.description, "perturb_defaults": ds.perturb_defaults,
                                "train_defaults": ds.train_defaults}
     summary["group_counts"] = {k: s.group_counts(ds.num_groups).tolist() for k, s in ds.splits.items()} if ds.group_names else None

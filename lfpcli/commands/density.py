@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from lfpcli import __version__
 from lfpcli.artifacts import check_output, make_record, parent_entry, sha256_file
 from lfpcli.artifacts.density import read_density, write_density
+from lfpcli.artifacts.resume import Sidecar
 from lfpcli.commands.common import check_seed, load_model, resolve_device, resolve_recorded_data
 from lfpcli.data import Split
 from lfpcli.density import density_from_state, fit_density, list_densities
-from lfpcli.errors import ArtifactError, ConfigError, InputError
+from lfpcli.errors import ArtifactError, ConfigError, InputError, Interrupted
 from lfpcli.progress import Progress, no_progress
 
 FIT_ON = ("train", "val", "group-balanced")
@@ -70,6 +73,7 @@ def _fit_split(ds, fit_on: str, seed: int) -> Split:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def _features(model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
     return torch.cat([model.features(x[s : s + batch].to(device)).cpu() for s in range(0, len(x), batch)])
 
@@ -84,6 +88,7 @@ def fit_density_file(
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -92,7 +97,9 @@ def fit_density_file(
     ``kind`` is ``kde``, ``gmm``, ``knn``, ``vae`` (in pixel space) or ``feature-kde``, ``feature-gmm``,
     ``feature-knn`` (in the model's penultimate feature space). ``params`` are the estimator's hyper-parameters.
     ``vae`` trains one convolutional VAE per class on ``device`` (seeded, reporting epochs to ``progress``);
-    its plausibility score is ``-||x - AE_t(x)||^2``, so pcfe-l0's ``tau`` is the paper's ``theta``.
+    its plausibility score is ``-||x - AE_t(x)||^2``, so pcfe-l0's ``tau`` is the paper's ``theta``. Each
+    class's trained VAE is kept in ``OUT.resume/`` until the file is written; ``resume`` continues an interrupted
+    fit of the same command from there (the same result).
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
@@ -100,23 +107,38 @@ def fit_density_file(
     dev = resolve_device(device)
     net, meta = load_model(model, dev)
     info = meta["data"]
-    ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model)
+    ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model, progress)
     sp = _fit_split(ds, fit_on, seed)
     pts = _features(net, sp.x, dev) if space == "feature" else sp.x
-    q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed, device=dev,
-                    progress=progress, **(params or {}))
+    parents = [parent_entry("model", model, "checkpoint")]
+    run_params = {"model": str(model), "kind": kind, "fit_on": fit_on, "params": params or {}, "seed": seed, "device": device}
+    sidecar = None
+    if base == "vae":  # the one estimator whose fit takes long enough to be worth resuming
+        sidecar = Sidecar(out, {"command": "density", "params": {k: v for k, v in run_params.items() if k != "device"},
+                                "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__},
+                          resume=resume, force=force)
+    try:
+        with sidecar if sidecar is not None else contextlib.nullcontext():
+            q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed,
+                            device=dev, progress=progress, store=sidecar, **(params or {}))
+    except KeyboardInterrupt:
+        if sidecar is None:
+            raise
+        kept = len([u for u in sidecar.units() if u.startswith("vae-class-")])
+        raise Interrupted(f"interrupted; {kept} of {ds.num_classes} class VAEs are kept in {sidecar.dir}: run the same "
+                          f"command with --resume to finish") from None
     tensors, state = q.state()
     desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": len(sp), "dim": q.dim,
             "params": state, "normalized": bool(q.normalized), "data": ds.spec}
-    record = make_record("density", {"model": str(model), "kind": kind, "fit_on": fit_on, "params": params or {},
-                                     "seed": seed, "device": device},
-                         seeds={"seed": seed}, parents=[parent_entry("model", model, "checkpoint")], device=dev, argv=argv)
+    record = make_record("density", run_params, seeds={"seed": seed}, parents=parents, device=dev, argv=argv)
     write_density(out, tensors, desc, record, force=force)
+    if sidecar is not None:
+        sidecar.finish()
     return {"out": str(out), "kind": "density", **{k: v for k, v in desc.items() if k != "params"}}
 
 
 def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], model_path: str | Path, device: torch.device,
-                      seed: int = 0) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict[str, Any], list]:
+                      seed: int = 0, progress: Progress = no_progress) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict[str, Any], list]:
     """Build ``plausibility(x', t) -> (N,)`` for pcfe-l0 from a density file or a kind name (fitted now, with
     default parameters, on the model's clean training split). Returns ``(fn, description, parents)``."""
     parents = []
@@ -131,12 +153,16 @@ def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], m
         space = info["space"]
     else:
         space, base = _split_kind(spec)
-        ds = resolve_recorded_data(meta["data"].get("clean_spec") or meta["data"]["spec"], model_path)
+        ds = resolve_recorded_data(meta["data"].get("clean_spec") or meta["data"]["spec"], model_path, progress)
         sp = ds.split("train")
         pts = _features(model, sp.x, device) if space == "feature" else sp.x
         extra = {"max_points": ON_THE_FLY_MAX_POINTS} if base in ("kde", "knn") else {}
+
+        def told(stage: str, done: int, total: int, **status: Any) -> None:
+            progress(f"fitting the {spec} plausibility term ({stage.split(':')[0]})", done, total, **status)
+
         q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed, device=device,
-                        **extra)
+                        progress=told, **extra)
         desc = {"kind": spec, "estimator": base, "space": space, "fit_on": "train", "num_points": len(sp), "dim": q.dim,
                 "fitted": "on the fly", "params": extra}
     q = q.to(device)

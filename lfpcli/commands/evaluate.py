@@ -23,6 +23,7 @@ from lfpcli.commands.common import (
 from lfpcli.data import SPLITS, resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Progress, no_progress
 
 
 def _is_perturbed_file(data: str | None) -> bool:
@@ -67,6 +68,17 @@ def _perturbed_report(net, meta, path, device, batch_size) -> dict[str, Any]:
     return out
 
 
+def trained_on(meta: dict[str, Any]) -> str:
+    """What a checkpoint was trained on, in a few words: its data spec, or the method of its perturbed set."""
+    from lfpcli.data import spec_label
+
+    pert = meta.get("perturbation") or {}
+    if pert.get("method"):
+        return f"{pert['method']}, {pert.get('targets')} targets"
+    spec = (meta.get("data") or {}).get("spec")
+    return spec_label(spec) if isinstance(spec, dict) else str(spec)
+
+
 def evaluate(
     *,
     model: str | Path,
@@ -76,6 +88,7 @@ def evaluate(
     device: str = "auto",
     out: str | Path | None = None,
     force: bool = False,
+    progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the checkpoint ``model``.
@@ -95,23 +108,23 @@ def evaluate(
     dev = resolve_device(device)
     net, meta = load_model(model, dev)
     parents = [parent_entry("model", model, "checkpoint")]
-    report: dict[str, Any] = {"model": str(model)}
+    report: dict[str, Any] = {"model": str(model), "trained_on": trained_on(meta)}
     if _is_perturbed_file(data):
         report["data"] = {"type": "file", "path": str(data), "kind": "perturbed-set"}
         report["perturbed"] = _perturbed_report(net, meta, data, dev, batch_size)
         parents.append(parent_entry("data", data, "perturbed-set"))
     else:
         if data is not None:
-            ds = resolve(data)
+            ds = resolve(data, progress=progress)
         else:
             info = meta["data"]
-            ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model)
+            ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model, progress)
         check_compatible(meta, ds, f"{model} on {data or 'its clean data'}")
         missing = [s for s in splits if s not in ds.splits]
         if missing:
             raise InputError(f"data {ds.spec.get('name', ds.spec.get('path'))} has no split {', '.join(missing)} (it has {', '.join(ds.splits)})")
         report["data"] = ds.spec
-        report["splits"] = clean_metrics(net, ds, dev, splits, batch_size)
+        report["splits"] = clean_metrics(net, ds, dev, splits, batch_size, progress)
         report["group_names"] = ds.group_names
         parents += data_parent(ds.spec)
     report["device"] = str(dev)

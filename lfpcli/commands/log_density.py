@@ -33,6 +33,7 @@ from lfpcli.data import Dataset
 from lfpcli.density import density_from_state, fit_density
 from lfpcli.density.base import LOG_2PI, class_generator, sq_dists, subsample
 from lfpcli.errors import LfpError
+from lfpcli.progress import Progress, no_progress
 
 ESTIMATOR = "kde-pixel-v1"
 MAX_SIDE = 32
@@ -82,7 +83,7 @@ def _reference_index(ds: Dataset) -> list[torch.Tensor]:
     return out
 
 
-def evaluation_density(ds: Dataset, device: torch.device) -> tuple[LogDensity, dict[str, Any]]:
+def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = no_progress) -> tuple[LogDensity, dict[str, Any]]:
     """``(log_density(x', t, exclude=None) -> (N,), description)`` for the data spec ``ds``; fitted once, then read
     from the cache. ``exclude`` (N,): the training-split ``index`` of each sample's clean source image, whose own
     kernel is then left out (pass it for perturbed training samples; None scores against every reference point)."""
@@ -107,7 +108,11 @@ def evaluation_density(ds: Dataset, device: torch.device) -> tuple[LogDensity, d
         except (LfpError, OSError, KeyError, TypeError, ValueError):
             q = None
     if q is None:
-        q = fit_density("kde", pool(tr.x).flatten(1), tr.y, ds.num_classes, seed=SEED, max_points=MAX_POINTS)
+        def told(stage: str, done: int, total: int, **status: Any) -> None:
+            progress(f"fitting the {ESTIMATOR} log-density estimator (once)", done, total, **status)
+
+        q = fit_density("kde", pool(tr.x).flatten(1), tr.y, ds.num_classes, seed=SEED, max_points=MAX_POINTS,
+                        progress=told)
         tensors, state = q.state()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

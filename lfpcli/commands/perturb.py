@@ -23,8 +23,10 @@ from lfpcli.commands.common import (
 )
 from lfpcli.commands.log_density import evaluation_density
 from lfpcli.data import resolve
-from lfpcli.errors import ConfigError, InputError
-from lfpcli.progress import Progress, no_progress
+from lfpcli.errors import ConfigError, InputError, Interrupted
+from lfpcli.progress import Progress, no_progress, scaled
+from lfpcli.artifacts.resume import Sidecar
+from lfpcli import __version__
 from lfpcli.solvers import TARGET_RULES, choose_targets, get_solver, make_config, norms
 
 
@@ -51,6 +53,11 @@ def load_mask(path: str | Path, input_shape: tuple[int, ...]) -> tuple[torch.Ten
     return m, {"path": str(p), "shape": list(arr.shape), "allowed": int(np.broadcast_to(arr, input_shape).sum())}
 
 
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of batch ``batch``'s solver generator (random starts, noise initialisations)."""
+    return ((seed + 1) * 1_000_003 + batch) % (2**63)
+
+
 def perturb(
     out: str | Path,
     *,
@@ -67,6 +74,7 @@ def perturb(
     limit: int | None = None,
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -79,6 +87,9 @@ def perturb(
     (``default_density``); ``"none"`` drops the term (plain S-CFE). Every perturbed set also stores
     ``metrics/log_density`` under the data spec's fixed evaluation estimator (``lfpcli.commands.log_density``). ``mask`` (pcfe-l0 only): a ``.npy`` file of 0/1 or
     bool values, shape broadcastable to one input (C, H, W), marking the input values allowed to change. Writes ``out`` batch by batch, so memory is bounded by the batch.
+    Each finished batch is also kept in ``OUT.resume/`` until the output is complete; ``resume=True`` finishes
+    an interrupted run of the same command from there (the same tensors as an uninterrupted run), a different
+    command is refused; without it, leftover progress is an error unless ``force`` starts over.
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
@@ -90,7 +101,7 @@ def perturb(
     spec = get_solver(method)
     dev = resolve_device(device)
     net, meta = load_model(model, dev)
-    ds = resolve(data) if data is not None else resolve_recorded_data(meta["data"]["spec"], model)
+    ds = resolve(data, progress=progress) if data is not None else resolve_recorded_data(meta["data"]["spec"], model, progress)
     check_compatible(meta, ds, f"{model} on {data or 'its training data'}")
     sp = ds.split(split)
     n = len(sp) if limit is None else min(limit, len(sp))
@@ -110,7 +121,7 @@ def perturb(
             raise ConfigError(f"--density applies to --method pcfe-l0 only, not {method}")
         from lfpcli.commands.density import plausibility_from
 
-        fn, density_info, extra_parents = plausibility_from(density, net, meta, model, dev, seed)
+        fn, density_info, extra_parents = plausibility_from(density, net, meta, model, dev, seed, progress=progress)
         density_info["chosen_by"] = chosen_by
         solver_kw["plausibility"] = fn
         if cfg.tau is None:
@@ -124,37 +135,61 @@ def perturb(
         extra_parents.append(parent_entry("mask", mask, "mask"))
     gen = torch.Generator().manual_seed(seed)
     tgt_all = choose_targets(sp.y[:n], ds.num_classes, targets, gen)
-    solver_gen = torch.Generator().manual_seed(seed + 1)
     run_params = {
         "method": method, "config": cfg.to_dict(), "targets": targets, "density": density_info, "mask": mask_info, "split": split, "data": ds.spec,
         "seed": seed, "batch_size": batch_size, "limit": limit, "device": device,
         "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
     }
     parents = [parent_entry("model", model, "checkpoint")] + data_parent(ds.spec) + extra_parents
-    log_density, log_density_info = evaluation_density(ds, dev)
+    log_density, log_density_info = evaluation_density(ds, dev, progress)
     sums = {k: [] for k in ("success", "l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density")}
-    with PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
-        total_batches = math.ceil(n / batch_size)
+    # one bar for the whole run, in solver iterations, so its rate and time estimate hold across batches
+    iters = cfg.steps * getattr(cfg, "search_steps", 1)
+    total_batches = math.ceil(n / batch_size)
+    stage = f"{method} on {n} sample{'s' if n != 1 else ''}"
+    progress(stage, 0, total_batches * iters, unit="iter")
+    # finished batches are kept beside the output, so that a killed run finishes with --resume
+    sidecar = Sidecar(out, {"command": "perturb", "params": {k: v for k, v in run_params.items() if k != "device"},
+                            "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__},
+                      resume=resume, force=force)
+    kept = 0
+    with sidecar, PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
         reached = 0
-        for b, start in enumerate(range(0, n, batch_size)):
-            stop = min(start + batch_size, n)
-            x = sp.x[start:stop].to(dev)
-            t = tgt_all[start:stop].to(dev)
-            res = spec.fn(net, x, t, cfg, generator=solver_gen, **solver_kw)
-            m = norms(res.x - x)
-            metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations, "grad_evals": res.grad_evals,
-                       "log_density": log_density(res.x, t, sp.index[start:stop] if split == "train" else None), **m}
-            w.add(res.x, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
-            for k in sums:
-                sums[k].append(metrics[k].detach().cpu())
-            reached += int(sums["success"][-1].sum())
-            progress(f"{method}", b + 1, total_batches, success=reached / stop)
+        try:
+            for b, start in enumerate(range(0, n, batch_size)):
+                stop = min(start + batch_size, n)
+                t = tgt_all[start:stop]
+                unit = f"batch-{b:06d}"
+                if sidecar.has(unit):
+                    done = sidecar.load(unit)
+                    x_new, metrics = done["x"], done["metrics"]
+                else:
+                    x = sp.x[start:stop].to(dev)
+                    tick = scaled(progress, stage, b * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}")
+                    # one generator per batch, a function of the seed and the batch alone: a resumed run draws the same
+                    res = spec.fn(net, x, t.to(dev), cfg, generator=torch.Generator().manual_seed(batch_seed(seed, b)),
+                                  progress=tick, **solver_kw)
+                    x_new = res.x
+                    metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations,
+                               "grad_evals": res.grad_evals, **norms(res.x - x),
+                               "log_density": log_density(res.x, t.to(dev), sp.index[start:stop] if split == "train" else None)}
+                    sidecar.save(unit, {"x": x_new, "metrics": metrics})
+                kept = b + 1
+                w.add(x_new, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
+                for k in sums:
+                    sums[k].append(metrics[k].detach().cpu())
+                reached += int(sums["success"][-1].sum())
+                progress(stage, (b + 1) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}",
+                         reached=f"{reached}/{stop}")
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; {kept} of {total_batches} batches are kept in {sidecar.dir}: run the same "
+                              f"command with --resume to finish") from None
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
         y = sp.y[:n]
         summary = {
             "n": n,
-            "success_rate": float(cat["success"].float().mean()) if n else None,
-            "target_kept_label_rate": float((tgt_all == y).float().mean()) if n else None,
+            "success_rate": float(cat["success"].double().mean()) if n else None,
+            "target_kept_label_rate": float((tgt_all == y).double().mean()) if n else None,
             "target_counts": torch.bincount(tgt_all, minlength=ds.num_classes).tolist(),
             **{k: summarize(cat[k]) for k in ("l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density")},
         }
@@ -162,7 +197,7 @@ def perturb(
         w.record = make_record(
             "perturbed-set",
             run_params,
-            seeds={"seed": seed, "targets_seed": seed, "solver_seed": seed + 1},
+            seeds={"seed": seed, "targets_seed": seed, "solver_seeds": "batch b: (seed + 1) * 1000003 + b"},
             parents=parents,
             device=dev,
             argv=argv,
@@ -176,6 +211,7 @@ def perturb(
             summary=summary,
             log_density_estimator=log_density_info,
         )
-    return {"out": str(out), "kind": "perturbed-set", "method": method, "config": cfg.to_dict(), "targets": targets,
+    sidecar.finish()
+    return {"out": str(out), "kind": "perturbed-set", "method": method, "config": cfg.to_dict(), "fixed": sorted(spec.fixed), "targets": targets,
             "split": split, "device": str(dev), "density": density_info, "mask": mask_info,
             "log_density_estimator": log_density_info["name"], **summary}

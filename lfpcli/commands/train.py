@@ -19,8 +19,16 @@ from lfpcli.data import Dataset, resolve
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
 from lfpcli.models.registry import arch_defaults
+from lfpcli import __version__
+from lfpcli.artifacts.resume import Sidecar
+from lfpcli.errors import Interrupted
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training import TrainConfig, train_model
+
+
+def check_save_every(seconds: float) -> None:
+    if not (seconds >= 0) or seconds == float("inf"):
+        raise ConfigError(f"--save-every must be a number of seconds >= 0, got {seconds}")
 
 
 def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:
@@ -63,8 +71,13 @@ def fit_and_save(
     output: str = "logits",
     argv: list[str] | None,
     extra: dict[str, Any] | None = None,
+    resume: bool = False,
+    save_every: float = 60.0,
 ) -> dict[str, Any]:
-    """Build a fresh model, train it on ``ds``, score it on the clean data ``clean``, write the checkpoint."""
+    """Build a fresh model, train it on ``ds``, score it on the clean data ``clean``, write the checkpoint.
+
+    The training state is kept in ``OUT.resume/`` (after an epoch, at most every ``save_every`` seconds) until the
+    checkpoint is written; ``resume`` continues an interrupted run of the same command from there."""
     torch.manual_seed(seed)
     init: dict[str, Any] = {"type": "scratch", "seed": seed}
     build_args = dict(arch_args)
@@ -74,10 +87,19 @@ def fit_and_save(
     if weights:
         init = {"type": "pretrained", "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
         parents = parents + [parent_entry("weights", weights, "weights")]
-    gen = torch.Generator().manual_seed(seed)
     val = ds.splits.get("val")
-    result = train_model(model, ds.splits["train"], cfg, device=device, generator=gen, val=val, group_names=ds.group_names, progress=progress)
-    metrics = clean_metrics(model, clean, device)
+    sidecar = Sidecar(out, {"command": "train", "params": {k: v for k, v in params.items() if k != "device"},
+                            "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__},
+                      resume=resume, force=force)
+    try:
+        with sidecar:
+            result = train_model(model, ds.splits["train"], cfg, device=device, seed=seed, val=val, group_names=ds.group_names,
+                                 progress=progress, sidecar=sidecar, save_every=save_every)
+    except KeyboardInterrupt:
+        state = f"the state after epoch {sidecar.load('train-state')['epoch']} is kept in {sidecar.dir}: run the same command " \
+                f"with --resume to continue" if sidecar.has("train-state") else "no epoch was finished, so nothing was kept"
+        raise Interrupted(f"interrupted; {state}") from None
+    metrics = clean_metrics(model, clean, device, progress=progress)
     record = make_record(
         "checkpoint",
         params,
@@ -96,11 +118,13 @@ def fit_and_save(
         }),
         init=init,
         data=ds.info(),
-        train={"config": cfg.to_dict(), "recipe": recipe, "history": result.history, "selected_epoch": result.selected_epoch},
+        train={"config": cfg.to_dict(), "recipe": recipe, "history": result.history, "selected_epoch": result.selected_epoch,
+               "minibatch_order": "epoch e: a generator seeded (seed * 1000003 + e)"},
         metrics=metrics,
         **(extra or {}),
     )
     save_checkpoint(out, model.state_dict(), record, force=force)
+    sidecar.finish()
     return {
         "out": str(out),
         "kind": "checkpoint",
@@ -136,6 +160,8 @@ def train(
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
+    save_every: float = 60.0,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -147,18 +173,19 @@ def train(
     """
     check_output(out, force, (".pt", ".pth", ".ckpt"))
     check_seed(seed)
+    check_save_every(save_every)
     dev = resolve_device(device)
     arch_args = parse_arch_args(arch, arch_args)
-    ds = resolve(data)
+    ds = resolve(data, progress=progress)
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                  nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select,
                  loss=loss if loss is not None or output != "scalar" else "logistic")
     cfg = TrainConfig.resolve(given, recipe=recipe, base=ds.train_defaults)
     params = {"data": ds.spec, "arch": arch, "arch_args": arch_args, "weights": weights, "recipe": recipe,
               **cfg.to_dict(), "output": output, "seed": seed, "device": device}
-    clean = resolve(ds.clean_spec) if ds.clean_spec else ds
+    clean = resolve(ds.clean_spec, progress=progress) if ds.clean_spec else ds
     return fit_and_save(
         out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=data_parent(ds.spec), clean=clean, progress=progress, argv=argv,
-        output=output,
+        output=output, resume=resume, save_every=save_every,
     )

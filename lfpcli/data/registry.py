@@ -9,6 +9,7 @@ from typing import Any
 from lfpcli.data.builtin import BUILTINS
 from lfpcli.data.dataset import Dataset
 from lfpcli.errors import ConfigError, InputError
+from lfpcli.progress import Progress, no_progress
 
 
 def list_datasets() -> list[str]:
@@ -52,8 +53,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lfp"
 
 
-def resolve(spec: str | dict[str, Any], *, use_cache: bool = True) -> Dataset:
-    """Build or load the dataset a spec names."""
+def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, progress: Progress = no_progress) -> Dataset:
+    """Build or load the dataset a spec names; ``progress`` hears about a built-in being generated."""
     spec = parse_spec(spec)
     if spec.get("type") == "builtin":
         name = spec.get("name")
@@ -64,8 +65,8 @@ def resolve(spec: str | dict[str, Any], *, use_cache: bool = True) -> Dataset:
         if use_cache:
             from lfpcli.data.files import cached_builtin
 
-            return cached_builtin(name, params, entry, cache_dir())
-        return entry.builder(**params)
+            return cached_builtin(name, params, entry, cache_dir(), progress)
+        return entry.build(params, progress)
     if spec.get("type") == "file":
         from lfpcli.data.files import load_data_file
 

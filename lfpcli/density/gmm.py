@@ -27,6 +27,7 @@ from lfpcli.density.base import (
     sq_dists,
 )
 from lfpcli.errors import ConfigError
+from lfpcli.progress import Progress
 
 __all__ = ["GaussianMixtureDensity", "COVARIANCE_TYPES"]
 
@@ -105,12 +106,14 @@ class GaussianMixtureDensity(ClassDensity):
         tol: float = 1e-3,
         n_init: int = 1,
         init: str = "kmeans",
+        progress: Progress | None = None,
     ) -> GaussianMixtureDensity:
         """EM per class (in float64), as sklearn: stop when the mean log-likelihood changes by less than ``tol``;
         ``reg_covar`` is added to every covariance diagonal; ``n_init`` seeded restarts keep the best fit.
 
         ``init="kmeans"``: k-means++ seeding then Lloyd iterations, hard responsibilities; ``"kmeans++"``: the
-        seeds only, each point assigned to its nearest seed.
+        seeds only, each point assigned to its nearest seed. ``progress(stage, classes_done, num_classes)`` is
+        told as each class is fitted.
         """
         xs, ys, store_dtype = prepare_fit_data("gmm", x, y, num_classes)
         check_positive_int("gmm", "components", components)
@@ -134,7 +137,10 @@ class GaussianMixtureDensity(ClassDensity):
         else:
             prec = torch.ones(num_classes, components, dim, dtype=torch.float64, device=dev)
         used, converged, lower_bounds, iters = [], [], [], []
+        stage = f"gmm: EM, {components} component(s) per class"
         for k in range(num_classes):
+            if progress is not None:
+                progress(stage, k, num_classes, unit="class")
             xk = xs[ys == k]
             ck = min(components, xk.shape[0])
             fit = _fit_em(
@@ -147,6 +153,8 @@ class GaussianMixtureDensity(ClassDensity):
             converged.append(fit["converged"])
             lower_bounds.append(fit["lower_bound"])
             iters.append(fit["n_iter"])
+        if progress is not None:
+            progress(stage, num_classes, num_classes, unit="class")
         if not all(converged):
             bad = [k for k, c in enumerate(converged) if not c]
             warnings.warn(

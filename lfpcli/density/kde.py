@@ -27,6 +27,7 @@ from lfpcli.density.base import (
     subsample,
 )
 from lfpcli.errors import ConfigError
+from lfpcli.progress import Progress
 
 __all__ = ["GaussianKDE", "kfold_splits", "cv_log_likelihood", "default_bandwidth_grid"]
 
@@ -77,12 +78,14 @@ class GaussianKDE(ClassDensity):
         cv_folds: int = 5,
         max_points: int | None = None,
         chunk_size: int = 4096,
+        progress: Progress | None = None,
     ) -> GaussianKDE:
         """Store each class's points (a seeded subsample of at most ``max_points``) and pick its bandwidth.
 
         ``bandwidth``: one value for all classes or one per class; when ``None`` it is chosen per class by
         ``cv_folds``-fold cross-validation over ``bandwidth_grid`` (default: ``num_bandwidths`` log-spaced values
         from ``default_bandwidth_grid``). Classes with a single point take the geometric mean of the others.
+        ``progress(stage, classes_done, num_classes)`` is told as each class's bandwidth is chosen.
         """
         xs, ys, store_dtype = prepare_fit_data("kde", x, y, num_classes)
         check_positive_int("kde", "max_points", max_points, allow_none=True)
@@ -123,7 +126,12 @@ class GaussianKDE(ClassDensity):
                 fixed_grid = None
             chosen: list[float | None] = []
             edge: list[bool] = []
+            stage = f"kde: bandwidth by {cv_folds}-fold cross-validation"
+            if progress is not None:
+                progress(stage, 0, num_classes, unit="class")
             for k in range(num_classes):
+                if progress is not None and k:
+                    progress(stage, k, num_classes, unit="class")
                 pk = points[off[k] : off[k + 1]]
                 if pk.shape[0] < 2:
                     chosen.append(None)
@@ -135,6 +143,8 @@ class GaussianKDE(ClassDensity):
                 best = int(torch.argmax(scores))
                 chosen.append(float(grid[best]))
                 edge.append(grid.numel() > 1 and best in (0, grid.numel() - 1))
+            if progress is not None:
+                progress(stage, num_classes, num_classes, unit="class")
             known = [v for v in chosen if v is not None]
             if not known:
                 raise ConfigError(

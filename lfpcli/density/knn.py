@@ -31,6 +31,7 @@ from lfpcli.density.base import (
     subsample,
 )
 from lfpcli.errors import ConfigError
+from lfpcli.progress import Progress
 
 __all__ = ["KNNGravity"]
 
@@ -76,9 +77,11 @@ class KNNGravity(ClassDensity):
         density_k: int | None = None,
         max_points: int | None = None,
         chunk_size: int = 4096,
+        progress: Progress | None = None,
     ) -> KNNGravity:
         """Keep each class's points (a seeded subsample of at most ``max_points``) and weight each by the inverse
-        mean distance to its ``density_k`` (default ``k``) nearest same-class neighbours."""
+        mean distance to its ``density_k`` (default ``k``) nearest same-class neighbours; ``progress(stage,
+        classes_done, num_classes)`` is told as each class is weighted."""
         xs, ys, store_dtype = prepare_fit_data("knn", x, y, num_classes)
         check_positive_int("knn", "k", k)
         density_k = check_positive_int("knn", "density_k", density_k if density_k is not None else k)
@@ -88,9 +91,14 @@ class KNNGravity(ClassDensity):
         keep = [subsample(counts[c], max_points, class_generator(seed, c)) for c in range(num_classes)]
         points, offsets = pack_by_class(xs, ys, keep)
         off = offsets.tolist()
-        weights = torch.cat(
-            [_local_density(points[off[c] : off[c + 1]], density_k, chunk_size) for c in range(num_classes)]
-        )
+        parts = []
+        for c in range(num_classes):
+            if progress is not None:
+                progress("knn: local densities", c, num_classes, unit="class")
+            parts.append(_local_density(points[off[c] : off[c + 1]], density_k, chunk_size))
+        if progress is not None:
+            progress("knn: local densities", num_classes, num_classes, unit="class")
+        weights = torch.cat(parts)
         info = {"seed": int(seed), "density_k": density_k, "max_points": max_points}
         return cls(points.to(store_dtype), offsets, weights.to(store_dtype), k=k, chunk_size=chunk_size, fit_info=info)
 

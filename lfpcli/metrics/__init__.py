@@ -4,7 +4,8 @@ For predictions ``pred``, labels ``y`` and groups ``g`` of one split:
 
 - ``accuracy``: fraction of samples classified correctly;
 - ``groups[name]``: accuracy and sample count within each group;
-- ``worst_group_accuracy``: the lowest group accuracy (groups with no samples in the split are skipped);
+- ``worst_group_accuracy``: the lowest group accuracy (groups with no samples in the split are skipped), and
+  ``worst_group`` its name (the first such group on a tie);
 - ``mean_group_accuracy``: the unweighted mean of group accuracies;
 - ``train_weighted_accuracy``: group accuracies averaged with weights = the *training* group proportions
   (how WaterBirds results are usually reported).
@@ -20,17 +21,23 @@ import torch
 
 from lfpcli.data.dataset import Split
 from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Progress, no_progress
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes (N,) on the CPU, computed batch by batch in eval mode (mode restored after)."""
+def predict(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int = 256,
+            progress: Progress = no_progress, stage: str = "predicting") -> torch.Tensor:
+    """Predicted classes (N,) on the CPU, computed batch by batch in eval mode (mode restored after);
+    ``progress(stage, samples_done, N)`` after each batch."""
     was_training = model.training
     model.eval()
     out = []
+    n = len(split)
     try:
-        for x, *_ in split.batches(batch_size):
+        progress(stage, 0, n, unit="sample")
+        for b, (x, *_) in enumerate(split.batches(batch_size)):
             out.append(class_logits(model(x.to(device, non_blocking=True))).argmax(1))
+            progress(stage, min((b + 1) * batch_size, n), n, unit="sample")
     finally:
         model.train(was_training)
     return torch.cat(out).cpu() if out else torch.zeros(0, dtype=torch.long)
@@ -50,6 +57,7 @@ def split_metrics(
         "accuracy": float(correct.mean()) if n else None,
         "n": n,
         "worst_group_accuracy": None,
+        "worst_group": None,
         "mean_group_accuracy": None,
         "train_weighted_accuracy": None,
         "groups": None,
@@ -67,6 +75,7 @@ def split_metrics(
     }
     if present.any():
         res["worst_group_accuracy"] = float(acc[present].min())
+        res["worst_group"] = group_names[int(torch.where(present, acc, torch.full_like(acc, float("inf"))).argmin())]
         res["mean_group_accuracy"] = float(acc[present].mean())
         if train_group_counts is not None and train_group_counts.sum() > 0:
             w = train_group_counts.double()[:k] * present

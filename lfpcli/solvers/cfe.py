@@ -32,6 +32,7 @@ from lfpcli.errors import ConfigError
 from lfpcli.solvers.base import SolverResult, frozen_eval
 from lfpcli.solvers.losses import get_loss
 from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Tick
 
 __all__ = ["ADAM_BETAS", "ADAM_EPS", "CFEConfig", "INITS", "NOISE_SCALE", "cfe", "wachter_objective"]
 
@@ -47,13 +48,13 @@ def _finite_positive(v: float) -> bool:
 
 @dataclass(frozen=True)
 class CFEConfig:
-    """``lam``: weight of the squared l2 distance (Wachter's lambda; the paper uses 0.1 or 0.01); ``lr``: Adam's
-    learning rate (the paper's lambda_CF: 0.01 or 0.001); ``steps``: Adam iterations (the paper: 100);
+    """``lam``: weight of the squared l2 distance (Wachter's lambda; the paper uses 0.1 or 0.01); ``step_size``:
+    Adam's step size (its learning rate; the paper's lambda_CF: 0.01 or 0.001); ``steps``: Adam iterations (the paper: 100);
     ``loss``: ``ce`` or ``margin``; ``lo``/``hi``: the pixel box; ``init``: ``zero`` (start at x) or ``noise``
     (x + 0.01 * U[0, 1), as the paper's public code)."""
 
     lam: float = 0.1
-    lr: float = 0.01
+    step_size: float = 0.01
     steps: int = 100
     loss: str = "ce"
     lo: float = 0.0
@@ -63,8 +64,8 @@ class CFEConfig:
     def __post_init__(self):
         if not (self.lam >= 0) or self.lam == float("inf"):
             raise ConfigError(f"--lam must be a non-negative number, got {self.lam}")
-        if not _finite_positive(self.lr):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
+        if not _finite_positive(self.step_size):
+            raise ConfigError(f"--step-size must be a positive number, got {self.step_size}")
         if self.steps < 1:
             raise ConfigError(f"--steps must be at least 1, got {self.steps}")
         get_loss(self.loss)
@@ -84,11 +85,13 @@ def wachter_objective(logits: torch.Tensor, target: torch.Tensor, x_cf: torch.Te
     return get_loss(cfg.loss)(logits, target) + cfg.lam * (x_cf - x).flatten(1).pow(2).sum(1)
 
 
-def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEConfig, *, generator: torch.Generator | None = None) -> SolverResult:
+def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEConfig, *, generator: torch.Generator | None = None,
+        progress: Tick | None = None) -> SolverResult:
     """Wachter counterfactuals for a batch: ``x`` (N, C, H, W) in the box, ``target`` (N,) -> :class:`SolverResult`.
 
     ``extras["objective"]`` holds J at the returned x'. The loop keeps everything on the device (no host sync per
-    step); the model is left in the mode it had, and its parameters receive no gradients.
+    step); the model is left in the mode it had, and its parameters receive no gradients. ``progress(k, steps)``
+    is called after every step.
     """
     loss_fn = get_loss(cfg.loss)
     x = x.detach()
@@ -110,7 +113,9 @@ def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEC
                 m.lerp_(g, 1 - b1)
                 v.mul_(b2).addcmul_(g, g, value=1 - b2)
                 denom = (v.sqrt() / math.sqrt(1 - b2**k)).add_(ADAM_EPS)
-                xc = torch.addcdiv(xc.detach(), m, denom, value=-cfg.lr / (1 - b1**k)).clamp_(cfg.lo, cfg.hi)
+                xc = torch.addcdiv(xc.detach(), m, denom, value=-cfg.step_size / (1 - b1**k)).clamp_(cfg.lo, cfg.hi)
+            if progress is not None:
+                progress(k, cfg.steps)
         with torch.no_grad():
             logits = class_logits(model(xc))
             final_loss = loss_fn(logits, target)

@@ -21,6 +21,7 @@ from lfpcli.errors import ConfigError
 from lfpcli.solvers.base import SolverResult, frozen_eval
 from lfpcli.solvers.losses import get_loss
 from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Tick
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,12 @@ def project_(delta: torch.Tensor, cfg: PGDConfig) -> torch.Tensor:
     return delta.clamp_(-cfg.eps, cfg.eps)
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDConfig, *, generator: torch.Generator | None = None) -> SolverResult:
+def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDConfig, *, generator: torch.Generator | None = None,
+        progress: Tick | None = None) -> SolverResult:
     """Targeted PGD on a batch: ``x`` (N, C, H, W) in the box, ``target`` (N,) -> :class:`SolverResult`.
 
     The loop keeps all bookkeeping on the device (no host sync per step); the model is left in the mode it
-    had, and its parameters receive no gradients.
+    had, and its parameters receive no gradients. ``progress(k, steps)`` is called after every step.
     """
     loss_fn = get_loss(cfg.loss)
     x = x.detach()
@@ -106,7 +108,7 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDC
         # iterate on x' itself with in-place updates: on small models the elementwise passes, not the model,
         # are what separates a PGD step from one forward+backward pass
         xa = (x + delta).clamp(cfg.lo, cfg.hi)
-        for _ in range(cfg.steps):
+        for k in range(cfg.steps):
             xa.requires_grad_(True)
             loss = loss_fn(class_logits(model(xa)), target)
             (grad,) = torch.autograd.grad(loss.sum(), xa)
@@ -121,6 +123,8 @@ def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDC
                 delta = xa.sub_(grad, alpha=alpha).sub_(x)  # xa's storage now holds the new delta
                 delta = project_(delta, cfg)
                 xa = delta.add_(x).clamp_(cfg.lo, cfg.hi)
+            if progress is not None:
+                progress(k + 1, cfg.steps)
         with torch.no_grad():
             x_adv = xa.detach()
             logits = class_logits(model(x_adv))

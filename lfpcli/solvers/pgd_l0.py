@@ -36,6 +36,7 @@ from lfpcli.errors import ConfigError
 from lfpcli.solvers.base import SolverResult, frozen_eval
 from lfpcli.solvers.losses import get_loss
 from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Tick
 
 __all__ = ["KEEP", "PGDL0Config", "STEPS", "pgd_l0"]
 
@@ -93,12 +94,14 @@ def _direction(gm: torch.Tensor, step: str) -> torch.Tensor:
     return gm
 
 
-def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDL0Config, *, generator: torch.Generator | None = None) -> SolverResult:
+def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDL0Config, *, generator: torch.Generator | None = None,
+           progress: Tick | None = None) -> SolverResult:
     """Targeted sparse PGD on a batch: ``x`` (N, C, H, W) in the box, ``target`` (N,) -> :class:`SolverResult`.
 
     ``extras["changed"]`` (N,) int64 is the size of each sample's changed set (>= its l0). Deterministic:
     ``generator`` is accepted for the common signature and unused. The loop keeps all bookkeeping on the device
     (no host sync per step); the model is left in the mode it had, and its parameters receive no gradients.
+    ``progress(k, steps)`` is called after every step.
     """
     loss_fn = get_loss(cfg.loss)
     x = x.detach()
@@ -114,7 +117,7 @@ def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: P
             best_x = x.clone()
             best_loss = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
             best_logits = None
-        for _ in range(cfg.steps):
+        for k in range(cfg.steps):
             xa.requires_grad_(True)
             logits = class_logits(model(xa))
             loss = loss_fn(logits, target)
@@ -137,6 +140,8 @@ def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: P
                 count += add.long()
                 d = _direction(gf * changed, cfg.step)
                 xa = (xa - alpha * d.view_as(xa)).clamp(cfg.lo, cfg.hi)
+            if progress is not None:
+                progress(k + 1, cfg.steps)
         with torch.no_grad():
             logits = class_logits(model(xa))
             final_loss = loss_fn(logits, target)

@@ -7,16 +7,9 @@ import json
 import pytest
 import torch
 
-from lfpcli.cli.app import main
+from clirun import lfp
 from lfpcli.solvers import list_solvers
 
-
-def lfp(*args: str, capsys) -> tuple[int, str, str]:
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +29,7 @@ def test_scalar_checkpoint_records_its_output_and_loss(scalar_model):
     assert ck["meta"]["metrics"]["train"]["accuracy"] > 0.9  # one epoch: the background is learnt, not yet the digit
 
 
-PARAMS = {"pgd-l2": ["--eps", "4"], "pgd-linf": ["--eps", "0.2"], "pgd-l0": ["--steps", "200"], "cfe-l2": [],
+PARAMS = {"pgd-l2": ["--eps", "4"], "pgd-linf": ["--eps", "0.2"], "pgd-l0": ["--steps", "200"], "cfe-l2": ["--lam", "0.01"],
           "pcfe-l0": ["--steps", "30", "--search-steps", "3", "--density", "none"]}
 
 

@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 import torch
 
+from lfpcli.artifacts.integrity import CHECKSUM_KEY, checkpoint_checksum, json_checksum, reseal
 from lfpcli.cli.app import main as lfp_main
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -213,6 +214,8 @@ MODEL_SLOTS: dict[str, tuple[str, Callable]] = {
     "perturb --in": (".pt", lambda ws, p: ["perturb", "--in", p, "--out", ws.out / "p.h5", "--limit", "5"]),
     "eval --in": (".pt", lambda ws, p: ["eval", "--in", p, "--out", ws.out / "e.json"]),
     "info .pt": (".pt", lambda ws, p: ["info", p]),
+    "density --in": (".pt", lambda ws, p: ["density", "--in", p, "--out", ws.out / "q.h5", "-p", "max_points=20"]),
+    "verify .pt": (".pt", lambda ws, p: ["verify", p]),
 }
 H5_SLOTS: dict[str, tuple[str, Callable]] = {
     "retrain --in": (".h5", lambda ws, p: ["retrain", "--in", p, "--out", ws.out / "r.pt", "--epochs", "1"]),
@@ -221,8 +224,12 @@ H5_SLOTS: dict[str, tuple[str, Callable]] = {
     "eval --data": (".h5", lambda ws, p: ["eval", "--in", ws.art.model, "--data", p, "--out", ws.out / "e.json"]),
     "data SPEC": (".h5", lambda ws, p: ["data", p, "--out", ws.out / "d.h5"]),
     "info .h5": (".h5", lambda ws, p: ["info", p]),
+    "verify .h5": (".h5", lambda ws, p: ["verify", p]),
+    "perturb --density": (".h5", lambda ws, p: ["perturb", "--in", ws.art.model, "--method", "pcfe-l0", "--density", p,
+                                                "--out", ws.out / "p.h5", "--limit", "5"]),
 }
-ALL_SLOTS = {**MODEL_SLOTS, **H5_SLOTS, "info .json": (".json", lambda ws, p: ["info", p])}
+ALL_SLOTS = {**MODEL_SLOTS, **H5_SLOTS, "info .json": (".json", lambda ws, p: ["info", p]),
+             "verify .json": (".json", lambda ws, p: ["verify", p])}
 
 
 def _bad_file_cases():
@@ -420,9 +427,12 @@ DATASET_TAMPER = {
 
 
 def _tampered(src: Path, dst: Path, edit: Callable[[h5py.File], None]) -> Path:
+    """``src`` copied to ``dst`` and edited, its checksums recomputed so that the readers' own checks meet the
+    edit (an unsealed edit is caught by the checksum first: tests/lib/test_integrity.py)."""
     shutil.copyfile(src, dst)
     with h5py.File(dst, "r+") as f:
         edit(f)
+    reseal(dst)
     return dst
 
 
@@ -462,9 +472,15 @@ def test_tampered_h5(err_ws, capsys, src, name, edit, slot):
 
 
 def _ckpt(edit):
+    """A checkpoint edited, its checksum recomputed where it still has the fields to compute it from, so that
+    the reader's own checks meet the edit."""
+
     def write(ws, path):
         obj = torch.load(ws.art.model, weights_only=True)
         edit(obj)
+        meta, sd = (obj.get("meta"), obj.get("state_dict")) if isinstance(obj, dict) else (None, None)
+        if isinstance(meta, dict) and isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values()):
+            meta[CHECKSUM_KEY] = checkpoint_checksum(sd, meta)
         torch.save(obj, path)
 
     return write
@@ -535,6 +551,7 @@ JSON_TAMPER = {
 def test_tampered_eval_report(err_ws, capsys, name):
     rec = json.loads(err_ws.art.report.read_text())
     JSON_TAMPER[name](rec)
+    rec[CHECKSUM_KEY] = json_checksum(rec)  # sealed again: the reader's own checks must find the edit
     path = err_ws.inp / "report.json"
     path.write_text(json.dumps(rec))
     err_expect_failure(err_ws, ["info", path], capsys, expect=("report.json",))
@@ -567,6 +584,7 @@ def test_class_count_mismatch(err_ws, capsys):
             y = f[f"{split}/y"][...] % 2
             del f[f"{split}/y"]
             f.create_dataset(f"{split}/y", data=y)
+    reseal(path)
     for argv in (["eval", "--in", err_ws.art.model, "--data", path],
                  ["perturb", "--in", err_ws.art.model, "--data", path, "--out", err_ws.out / "p.h5"]):
         err_expect_failure(err_ws, argv, capsys, expect=("classes",))
@@ -597,6 +615,10 @@ def _eval(*extra):
 
 def _data(spec, *extra):
     return lambda a, o: ["data", spec, "--out", o / "d.h5", *extra]
+
+
+def _density(*extra):
+    return lambda a, o: ["density", "--in", a.model, "--out", o / "q.h5", *extra]
 
 
 # id -> (argv builder, words the message must contain)
@@ -710,11 +732,38 @@ BAD_OPTIONS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "unknown command": (lambda a, o: ["bogus"], ("bogus",)),
     "unknown top-level option": (lambda a, o: ["--bogus"], ("--bogus",)),
     "completion bogus shell": (lambda a, o: ["completion", "bogus"], ("bogus",)),
-    # not yet available
-    "saliency": (lambda a, o: ["saliency"], ("saliency", "not available")),
-    "saliency with options": (lambda a, o: ["saliency", "--in", a.model, "--out", o / "s.png"], ("saliency", "not available")),
-    "synth": (lambda a, o: ["synth"], ("synth", "not available")),
-    "synth with arguments": (lambda a, o: ["synth", "run", "--bogus", "1"], ("synth", "not available")),
+    # density
+    "density --kind bogus": (_density("--kind", "bogus"), ("bogus",)),
+    "density --kind feature-vae": (_density("--kind", "feature-vae"), ("vae",)),
+    "density --fit-on bogus": (_density("--fit-on", "bogus"), ("--fit-on", "bogus")),
+    "density -p bogus=1": (_density("-p", "bogus=1"), ("bogus",)),
+    "density -p without =": (_density("-p", "bandwidth"), ("KEY=VALUE",)),
+    "density kde -p bandwidth=-1": (_density("-p", "bandwidth=-1"), ("bandwidth",)),
+    "density kde -p max_points=0": (_density("-p", "max_points=0"), ("max_points",)),
+    "density gmm -p components=0": (_density("--kind", "gmm", "-p", "components=0"), ("components",)),
+    "density gmm -p covariance=bogus": (_density("--kind", "gmm", "-p", "covariance=bogus"), ("covariance",)),
+    "density knn -p k=0": (_density("--kind", "knn", "-p", "k=0"), ("k",)),
+    "density vae -p epochs=0": (_density("--kind", "vae", "-p", "epochs=0"), ("epochs",)),
+    "density vae -p lr=-1": (_density("--kind", "vae", "-p", "lr=-1"), ("lr",)),
+    "density --seed -1": (_density("--seed", "-1"), ("--seed",)),
+    "density --device bogus": (_density("--device", "bogus"), ("device", "bogus")),
+    "density --out .pt": (lambda a, o: ["density", "--in", a.model, "--out", o / "q.pt"], (".h5",)),
+    "density missing --in": (lambda a, o: ["density", "--out", o / "q.h5"], ("--in",)),
+    "density missing --out": (lambda a, o: ["density", "--in", a.model], ("--out",)),
+    # resume
+    "train --save-every -1": (_train("--save-every", "-1"), ("--save-every",)),
+    "train --save-every nan": (_train("--save-every", "nan"), ("--save-every",)),
+    "retrain --save-every -5": (_retrain("--save-every", "-5"), ("--save-every",)),
+    # data, more
+    "data --out .pt": (lambda a, o: ["data", "digits", "--out", o / "d.pt"], (".h5",)),
+    "data empty spec": (_data(""), ("data",)),
+    "data folder": (lambda a, o: ["data", str(o)], ("folder",)),
+    "data spurious-digits:size=abc": (_data("spurious-digits:size=abc"), ("size",)),
+    "data spurious-digits:train_copies=0": (_data("spurious-digits:train_copies=0"), ("train_copies",)),
+    # info, verify
+    "info two files": (lambda a, o: ["info", a.model, a.pgd], ("extra argument",)),
+    "verify without a file": (lambda a, o: ["verify"], ("FILE",)),
+    "verify --bogus": (lambda a, o: ["verify", "--bogus", a.model], ("--bogus",)),
 }
 
 # --device cuda is only bad input where there is no GPU.

@@ -4,11 +4,13 @@ test accuracy), and a fresh model trained only on its pgd-l2 perturbations still
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import lfpcli
 
 
+@pytest.mark.slow
 def test_standard_chain_shows_the_spurious_effect_and_learns_from_perturbations(tmp_path):
     """About 3 minutes on 2 cores: the one test that runs the chain at full size, as a user would."""
     threads = torch.get_num_threads()

@@ -80,7 +80,7 @@ SMALL = {
     "pgd-l2": {"eps": 3.0, "steps": 20},
     "pgd-linf": {"eps": 0.3, "steps": 20},
     "pgd-l0": {"max_changed": 36, "steps": 36},
-    "cfe-l2": {"lam": 0.01, "lr": 0.05, "steps": 100},
+    "cfe-l2": {"lam": 0.01, "step_size": 0.05, "steps": 100},
     "pcfe-l0": {"steps": 40, "search_steps": 4, "beta": 0.001},
 }
 

@@ -39,7 +39,7 @@ def test_matches_lbfgsb_on_linear_binary_model():
     x[0] = 0.0
     x[1] = 1.0
     t = torch.tensor([0, 1, 0, 1, 1, 0])
-    r = cfe(model, x, t, CFEConfig(lam=lam, lr=0.02, steps=300))
+    r = cfe(model, x, t, CFEConfig(lam=lam, step_size=0.02, steps=300))
 
     w = model[1].weight.detach().double().numpy()
     b = model[1].bias.detach().double().numpy()
@@ -82,7 +82,7 @@ def test_same_arithmetic_as_torch_optim_adam(init):
     x = torch.rand(5, 1, 8, 8, generator=g)
     x[0, 0, :4] = 1.0  # some pixels on the box edge
     t = torch.tensor([0, 1, 2, 0, 1])
-    cfg = CFEConfig(lam=0.05, lr=0.03, steps=15, init=init)
+    cfg = CFEConfig(lam=0.05, step_size=0.03, steps=15, init=init)
     r = cfe(model, x, t, cfg, generator=torch.Generator().manual_seed(7))
     if init == "noise":
         x0 = (x + 0.01 * torch.rand(x.shape, generator=torch.Generator().manual_seed(7))).clamp(0, 1)
@@ -102,7 +102,7 @@ def test_box_counters_and_result_fields():
     x[:3] = 0.0
     x[3:6] = 1.0
     t = torch.randint(0, 3, (12,), generator=g)
-    cfg = CFEConfig(lam=0.01, lr=0.1, steps=20)
+    cfg = CFEConfig(lam=0.01, step_size=0.1, steps=20)
     r = cfe(model, x, t, cfg)
     assert r.x.shape == x.shape and r.x.dtype == x.dtype
     assert r.x.min() >= 0 and r.x.max() <= 1
@@ -114,7 +114,7 @@ def test_box_counters_and_result_fields():
     for c in (r.iterations, r.grad_evals):
         assert c.dtype == torch.int64 and c.shape == (12,) and (c == 20).all()
     # a narrower box is respected too
-    r = cfe(model, x.clamp(0.2, 0.8), t, CFEConfig(lam=0.01, lr=0.1, steps=10, lo=0.2, hi=0.8))
+    r = cfe(model, x.clamp(0.2, 0.8), t, CFEConfig(lam=0.01, step_size=0.1, steps=10, lo=0.2, hi=0.8))
     assert r.x.min() >= 0.2 and r.x.max() <= 0.8
 
 
@@ -122,8 +122,8 @@ def test_lam_trades_distance_for_loss():
     model = small_cnn(2)
     x = torch.rand(8, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     t = torch.arange(8) % 3
-    strong = cfe(model, x, t, CFEConfig(lam=1.0, lr=0.05, steps=40))
-    weak = cfe(model, x, t, CFEConfig(lam=0.001, lr=0.05, steps=40))
+    strong = cfe(model, x, t, CFEConfig(lam=1.0, step_size=0.05, steps=40))
+    weak = cfe(model, x, t, CFEConfig(lam=0.001, step_size=0.05, steps=40))
     assert norms(strong.x - x)["l2"].mean() < norms(weak.x - x)["l2"].mean()
     assert strong.loss.mean() > weak.loss.mean()
 
@@ -136,7 +136,7 @@ def test_batch_invariance_and_no_side_effects():
     x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(5))
     x0 = x.clone()
     t = torch.tensor([0, 1, 2, 0, 1, 2])
-    cfg = CFEConfig(lam=0.1, lr=0.05, steps=10)
+    cfg = CFEConfig(lam=0.1, step_size=0.05, steps=10)
     r = cfe(model, x, t, cfg)
     assert torch.equal(x, x0)
     assert model.training
@@ -156,14 +156,14 @@ def test_paper_hyperparameters_succeed_on_a_trained_model(digits_model):
     ds = resolve("digits")
     x, y = ds.splits["train"].x[:40], ds.splits["train"].y[:40]
     t = choose_targets(y, 10, "random-other", torch.Generator().manual_seed(0))
-    r = cfe(model, x, t, CFEConfig(lam=0.1, lr=0.01, steps=100))
+    r = cfe(model, x, t, CFEConfig(lam=0.1, step_size=0.01, steps=100))
     assert r.success.float().mean() > 0.8
     assert (norms(r.x - x)["l2"] > 0).all()
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"lam": -0.1}, {"lam": float("nan")}, {"lam": float("inf")}, {"lr": 0}, {"lr": -1}, {"lr": float("nan")},
+    [{"lam": -0.1}, {"lam": float("nan")}, {"lam": float("inf")}, {"step_size": 0}, {"step_size": -1}, {"step_size": float("nan")},
      {"steps": 0}, {"loss": "hinge"}, {"lo": 1.0, "hi": 0.0}, {"init": "random"}],
 )
 def test_bad_config_is_refused(bad):
@@ -174,13 +174,13 @@ def test_bad_config_is_refused(bad):
 def test_config_record_and_registry():
     cfg = CFEConfig()
     d = cfg.to_dict()
-    assert d == {"lam": 0.1, "lr": 0.01, "steps": 100, "loss": "ce", "lo": 0.0, "hi": 1.0, "init": "zero"}
+    assert d == {"lam": 0.1, "step_size": 0.01, "steps": 100, "loss": "ce", "lo": 0.0, "hi": 1.0, "init": "zero"}
     from lfpcli.solvers import get_solver, list_solvers, make_config
 
     assert "cfe-l2" in list_solvers()
     assert get_solver("cfe-l2").fn is cfe
-    cfg = make_config("cfe-l2", {"lam": "0.01", "lr": "0.001", "steps": "7"})
-    assert cfg == CFEConfig(lam=0.01, lr=0.001, steps=7)
+    cfg = make_config("cfe-l2", {"lam": "0.01", "step_size": "0.001", "steps": "7"})
+    assert cfg == CFEConfig(lam=0.01, step_size=0.001, steps=7)
     assert make_config("cfe-l2", cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="does not apply"):
         make_config("cfe-l2", {"eps": 1.0})

@@ -15,7 +15,7 @@ PARAMS = {
     "pgd-l2": {"eps": 2.0, "steps": 20},
     "pgd-linf": {"eps": 0.2, "steps": 20},
     "pgd-l0": {"steps": 40},
-    "cfe-l2": {"steps": 60, "lr": 0.05},
+    "cfe-l2": {"steps": 60, "step_size": 0.05},
     "pcfe-l0": {"steps": 30, "search_steps": 3},
 }
 
