@@ -197,6 +197,7 @@ def scfe(
     plausibility: Plausibility | None = None,
     mask: Tensor | None = None,
     progress: Tick | None = None,
+    skip: bool = True,
 ) -> SolverResult:
     """S-CFE on a batch: ``x`` (N, ...) in ``[cfg.lo, cfg.hi]``, ``target`` (N,) -> :class:`SolverResult`.
 
@@ -205,6 +206,15 @@ def scfe(
     ``model.features(x')`` instead, and the logits come from ``model.head`` of the same features, so a
     feature-space density costs no second pass through the model. ``mask`` (bool or 0/1, broadcastable to ``x``) marks the pixels allowed to change.
     ``generator`` is accepted for a uniform solver signature; the method is deterministic.
+    ``skip`` (default on): a sample whose optimum is provably no change is not searched at all (``extras["skipped"]``),
+    and the search runs on the other samples alone, so its cost follows the samples that need one. With the margin
+    loss, a sample that its target already leads by more than ``kappa`` has zero loss and zero loss gradient near
+    ``x``; if, in addition, the first proximal-gradient step from ``w = 0`` at the largest step ``1 / L`` keeps
+    every value at 0 (the plausibility pull is too weak to pay for one changed value), then every later step does
+    too (steps never grow, and the l0/l1/l1/2 proxes and the box keep less at shorter steps) for every weight of
+    the classification term, so S-CFE returns ``x`` itself, with the initial weight. That check costs one
+    forward (and, with a plausibility term, one backward) pass on those samples instead of
+    ``search_steps * steps`` of them. ``skip=False`` runs the search on every sample (the same result).
     ``progress(done, search_steps * steps, search=..., reached=...)`` is called after every FISTA iteration;
     ``reached`` is ``(count, n)``: the samples that reached their target in an earlier search step, the count a
     0-dim tensor left on the device.
@@ -300,6 +310,13 @@ def scfe(
         stats = {"grad_evals": res.grad_evals, "func_evals": res.func_evals + 1, "iterations": res.iterations}
         return res.w, success, score, stats
 
+    checked = skip and cfg.loss == "margin"  # the check's passes are counted for every sample it ran on
+    if checked:
+        with frozen_eval(model):
+            done = _unmoved(x, target, cfg, terms, prox, use_plaus, tau)
+        if bool(done.any()):  # one host read per batch, before the loops
+            return _with_skipped(model, x, target, cfg, done, plausibility, mask, progress, terms, tau, use_plaus)
+
     init = torch.full((n,), float(cfg.gamma), dtype=torch.float64, device=x.device)
     with frozen_eval(model):
         found = bisection_search(run, n, search_steps=cfg.search_steps, init=init, growth=cfg.growth, device=x.device)
@@ -317,8 +334,9 @@ def scfe(
     extras = {
         "gamma": gamma,
         "objective": objective,
-        "func_evals": found.totals["func_evals"] + 1,
+        "func_evals": found.totals["func_evals"] + 1 + int(checked),
         "l0": norms(w)["l0"],
+        "skipped": torch.zeros(n, dtype=torch.bool, device=x.device),
     }
     if plaus is not None:
         extras["plausibility"] = plaus
@@ -327,6 +345,66 @@ def scfe(
         success=success,
         loss=loss,
         iterations=found.totals["iterations"],
-        grad_evals=found.totals["grad_evals"],
+        grad_evals=found.totals["grad_evals"] + int(checked and use_plaus),
         extras=extras,
     )
+
+
+def _unmoved(x: Tensor, target: Tensor, cfg: SCFEConfig, terms, prox, use_plaus: bool, tau: float) -> Tensor:
+    """(N,) bool: samples for which S-CFE provably returns ``x`` (see ``scfe``'s ``skip``)."""
+    w0 = torch.zeros_like(x)
+    if not use_plaus:
+        with torch.no_grad():
+            _, _, _, logits = terms(x, w0, False)
+        return _leads_by_more_than(logits, target, cfg.kappa)
+    xp = x.clone().requires_grad_(True)
+    _, _, plaus, logits = terms(xp, w0, True)
+    (g,) = torch.autograd.grad(plaus.sum(), xp)
+    with torch.no_grad():
+        lead = _leads_by_more_than(logits.detach(), target, cfg.kappa)
+        step = 1.0 / cfg.lipschitz
+        # the smooth part's gradient at w = 0 is -tau * grad P there (the distance's is 0, the loss's is 0 where it leads)
+        p = prox(step * tau * g, torch.full((x.shape[0],), step, dtype=x.dtype, device=x.device))
+        return lead & (p.reshape(x.shape[0], -1) == 0).all(1)
+
+
+def _leads_by_more_than(logits: Tensor, target: Tensor, kappa: float) -> Tensor:
+    others = logits.masked_fill(torch.nn.functional.one_hot(target, logits.shape[1]).bool(), float("-inf"))
+    return logits.gather(1, target[:, None]).squeeze(1) - others.max(1).values > kappa
+
+
+def _with_skipped(model, x, target, cfg, done, plausibility, mask, progress, terms, tau, use_plaus) -> SolverResult:
+    """S-CFE on the samples not ``done`` (compacted into a smaller batch), ``x`` itself for the others."""
+    n = x.shape[0]
+    todo = (~done).nonzero().flatten()
+    out_x = x.clone()
+    gamma = torch.full((n,), float(cfg.gamma), dtype=x.dtype, device=x.device)
+    loss = torch.zeros(n, dtype=x.dtype, device=x.device)
+    iterations = torch.zeros(n, dtype=torch.long, device=x.device)
+    grad_evals = torch.full((n,), 1 if use_plaus else 0, dtype=torch.long, device=x.device)
+    func_evals = torch.ones(n, dtype=torch.long, device=x.device)
+    success = torch.ones(n, dtype=torch.bool, device=x.device)
+    with torch.no_grad(), frozen_eval(model):
+        _, _, plaus, _ = terms(x, torch.zeros_like(x), plausibility is not None)
+    objective = -tau * plaus if use_plaus else torch.zeros(n, dtype=x.dtype, device=x.device)
+    extras_plaus = plaus.clone() if plaus is not None else None
+    if todo.numel():
+        sub_mask = mask[todo] if mask is not None and mask.dim() == x.dim() and mask.shape[0] == n and n > 1 else mask
+        r = scfe(model, x[todo], target[todo], cfg, plausibility=plausibility, mask=sub_mask, progress=progress, skip=False)
+        out_x[todo] = r.x
+        success[todo] = r.success
+        loss[todo] = r.loss.to(loss.dtype)
+        iterations[todo] = r.iterations
+        grad_evals[todo] += r.grad_evals
+        func_evals[todo] += r.extras["func_evals"]
+        gamma[todo] = r.extras["gamma"].to(gamma.dtype)
+        objective[todo] = r.extras["objective"].to(objective.dtype)
+        if extras_plaus is not None:
+            extras_plaus[todo] = r.extras["plausibility"].to(extras_plaus.dtype)
+    elif progress is not None:
+        progress(cfg.search_steps * cfg.steps, cfg.search_steps * cfg.steps, reached=(torch.tensor(n), n))
+    extras = {"gamma": gamma, "objective": objective, "func_evals": func_evals, "l0": norms(out_x - x)["l0"],
+              "skipped": done.clone()}
+    if extras_plaus is not None:
+        extras["plausibility"] = extras_plaus
+    return SolverResult(x=out_x, success=success, loss=loss, iterations=iterations, grad_evals=grad_evals, extras=extras)

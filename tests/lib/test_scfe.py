@@ -214,8 +214,8 @@ def test_search_keeps_the_sparsest_success(monkeypatch):
     assert r.x[0, 0] == pytest.approx(0.26875) and int((r.x[0] != 0).sum()) == 4
     assert not r.success[2]
     assert torch.equal(r.grad_evals, torch.full((3,), steps * search_steps))
-    # forward-only passes: FISTA's own (1 per try here) + the success test per try + the final evaluation
-    assert torch.equal(r.extras["func_evals"], torch.full((3,), 2 * search_steps + 1))
+    # forward-only passes: the skip check, FISTA's own (1 per try here) + the success test per try + the final evaluation
+    assert torch.equal(r.extras["func_evals"], torch.full((3,), 1 + 2 * search_steps + 1))
 
 
 # ------------------------------------------------------------------------------------------ (d) a trained model
@@ -246,10 +246,11 @@ def test_trained_digits_model_sparser_than_pgd(digits):
     ok = r.success & pgd.success
     assert ok.sum() >= 40
     assert l0[ok].mean() < 0.6 * l0_pgd[ok].mean()
-    assert (r.grad_evals == 160).all()
+    searched = ~r.extras["skipped"]  # a sample the model already gives its target is not searched (a test below)
+    assert searched.sum() >= 40 and (r.grad_evals[searched] == 160).all() and (r.grad_evals[~searched] == 0).all()
     # line search checks the first 10 iterations of each search step; + objective and success per step, + final
-    assert (r.extras["func_evals"] == 4 * 10 + 2 * 4 + 1).all()
-    every = scfe(model, x[:8], t[:8], SCFEConfig(steps=40, search_steps=4, beta=0.03, line_search_iters=None))
+    assert (r.extras["func_evals"][searched] == 4 * 10 + 2 * 4 + 1 + 1).all()  # + the skip check's forward pass
+    every = scfe(model, x[:8], t[:8], SCFEConfig(steps=40, search_steps=4, beta=0.03, line_search_iters=None), skip=False)
     assert (every.extras["func_evals"] == 160 + 2 * 4 + 1).all()  # textbook: one check per iteration
     assert every.success.float().mean() >= 0.75
 
@@ -365,7 +366,7 @@ def test_fixed_and_decay_schedules_run():
                {"line_search": False, "schedule": "anneal", "lipschitz": 8.0}):
         r = scfe(model, x, t, SCFEConfig(steps=10, search_steps=2, **kw))
         assert r.x.min() >= 0 and r.x.max() <= 1
-        assert (r.extras["func_evals"] == 2 * 2 + 1).all()  # no line search: no per-iteration forward
+        assert (r.extras["func_evals"] == 1 + 2 * 2 + 1).all()  # the skip check; no line search: no per-iteration forward
 
 
 @pytest.mark.parametrize("bad", [
@@ -396,3 +397,54 @@ def test_config_round_trip_and_bad_inputs():
         scfe(model, x, torch.tensor([0, 1, 2]), SCFEConfig(steps=1, search_steps=1))
     with pytest.raises(InputError):
         scfe(model, x, torch.tensor([0, 1]), SCFEConfig(steps=1, search_steps=1), mask=torch.ones(3, 1, 8, 8))
+
+
+# ------------------------------------------------------------------------------------------ (f) skipping
+
+
+def _same_result(a, b):
+    """The same counterfactuals, up to the last bit of rounding a smaller batch may change."""
+    torch.testing.assert_close(a.x, b.x, rtol=0, atol=1e-6)
+    assert torch.equal(a.success, b.success)
+    torch.testing.assert_close(a.loss, b.loss, rtol=0, atol=1e-6)
+    for key in ("gamma", "objective", "l0"):
+        torch.testing.assert_close(a.extras[key].double(), b.extras[key].double(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_density", [False, True])
+def test_samples_already_at_their_target_are_skipped_with_the_searched_result(digits, with_density):
+    """Random targets keep about 1/K labels; a sample its target leads by more than kappa, whose first prox step from
+    w = 0 keeps nothing, is returned at once, and exactly as the full search returns it; the others are searched in
+    a smaller batch, with the same result as in the full one."""
+    from lfpcli.density import fit_density
+
+    model, xs, ys = digits
+    x, y = xs[:40], ys[:40]
+    t = choose_targets(y, 10, "random", torch.Generator().manual_seed(3))
+    t[:12] = y[:12]  # plenty that keep their label
+    kw = {}
+    if with_density:
+        q = fit_density("kde", xs[200:600], ys[200:600], 10, bandwidth=0.3)
+        kw = {"plausibility": q}
+    cfg = SCFEConfig(steps=20, search_steps=3, beta=0.05, tau=1e-3 if with_density else None)
+    fast = scfe(model, x, t, cfg, skip=True, **kw)
+    slow = scfe(model, x, t, cfg, skip=False, **kw)
+    _same_result(fast, slow)
+    skipped = fast.extras["skipped"]
+    assert skipped.sum() >= 8 and not slow.extras["skipped"].any()
+    assert (fast.grad_evals[skipped] == (1 if with_density else 0)).all()
+    assert (fast.grad_evals[~skipped] == slow.grad_evals[~skipped] + (1 if with_density else 0)).all()
+    assert (fast.extras["func_evals"][~skipped] == slow.extras["func_evals"][~skipped] + 1).all()
+    assert torch.equal(fast.x[skipped], x[skipped])
+
+
+def test_nothing_is_skipped_when_a_plausibility_pull_moves_it(digits):
+    """With a strong plausibility weight the first prox step moves already-classified samples, so none is skipped."""
+    from lfpcli.density import fit_density
+
+    model, xs, ys = digits
+    x, y = xs[:16], ys[:16]
+    q = fit_density("kde", xs[200:600], ys[200:600], 10, bandwidth=0.3)
+    cfg = SCFEConfig(steps=5, search_steps=1, beta=1e-4, tau=100.0)
+    r = scfe(model, x, y, cfg, plausibility=q)
+    assert not r.extras["skipped"].any()
