@@ -57,11 +57,17 @@ class H5Writer:
             raise
         return self
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, description: str, *, compress: bool = True) -> None:
+    def create(self, name: str, shape: tuple[int, ...], dtype: str, description: str, *, compress: bool = True,
+               chunk_bytes: int | None = None) -> None:
+        """A chunked dataset (rows of ~1 MB per chunk; ``chunk_bytes``: at most that many bytes per chunk, at least
+        one row, for data read by rows in random order: a shuffled batch then decompresses only what it uses)."""
         chunks = None
         if len(shape) and shape[0] > 0:
             per_row = int(np.prod(shape[1:])) if len(shape) > 1 else 1
-            rows = max(1, min(shape[0], (1 << 18) // max(per_row, 1)))  # ~1 MB chunks of float32
+            if chunk_bytes is not None:
+                rows = max(1, min(shape[0], chunk_bytes // max(per_row * np.dtype(dtype).itemsize, 1)))
+            else:
+                rows = max(1, min(shape[0], (1 << 18) // max(per_row, 1)))  # ~1 MB chunks of float32
             chunks = (rows, *shape[1:])
         kw = dict(compression="gzip", compression_opts=4, shuffle=True) if compress and chunks else {}
         if chunks:

@@ -80,6 +80,22 @@ class Sidecar:
             raise InputError(f"cannot create {self.dir}: {(e.strerror or str(e)).lower()}") from None
         self._write(state, json.dumps(self.fingerprint, indent=1, sort_keys=True).encode())
 
+    #: attached to a folder another process made (see :meth:`attach`)
+    attached = False
+
+    @classmethod
+    def attach(cls, out: str | os.PathLike) -> "Sidecar":
+        """The progress folder of ``out`` that another process made (rank 0 of a torchrun job, for the other ranks):
+        units are read and added; checking, cleaning up and removing the folder stay with the process that made it."""
+        self = cls.__new__(cls)
+        self.dir, self.attached = resume_dir(out), True
+        try:
+            self.fingerprint = json.loads((self.dir / "run.json").read_text())
+        except (OSError, ValueError):
+            raise InputError(f"{self.dir} (made by rank 0) cannot be read here: under torchrun the output must be on a "
+                             f"filesystem every machine sees") from None
+        return self
+
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -122,13 +138,14 @@ class Sidecar:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         """A run that fails before finishing any unit leaves nothing behind (bad input changes nothing on disk)."""
-        if exc_type is not None and not self.units():
+        if exc_type is not None and not self.attached and not self.units():
             shutil.rmtree(self.dir, ignore_errors=True)
         return False
 
     def finish(self) -> None:
         """The output is complete: the progress is no longer needed."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not self.attached:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def _to_cpu(v: Any) -> Any:

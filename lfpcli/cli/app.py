@@ -14,22 +14,29 @@ from lfpcli.cli import render
 from lfpcli.cli.options import (
     ArchArgOpt,
     BatchOpt,
+    ChannelsLastOpt,
+    CompileOpt,
     ConfigOpt,
     DeviceOpt,
     EpochsOpt,
     ForceOpt,
+    ForeignArchArgOpt,
+    ForeignArchOpt,
     JsonOpt,
     LrOpt,
     METHOD_PANEL,
     MomentumOpt,
     NesterovOpt,
+    NormalizeOpt,
     OptimizerOpt,
+    PrecisionOpt,
     QuietOpt,
     RecipeOpt,
     ResumeOpt,
     SaveEveryOpt,
     ScheduleOpt,
     SeedOpt,
+    SolverBatchOpt,
     SelectOpt,
     TrainLossOpt,
     TrainBatchOpt,
@@ -77,15 +84,20 @@ def _root(
 
 
 def _run(fn: Callable[..., Any], show: Callable[[Any], None], as_json: bool, quiet: bool | None = None, **kwargs: Any) -> None:
-    progress = render.TqdmProgress(quiet=bool(quiet) or as_json and not sys.stderr.isatty()) if quiet is not None else None
-    if progress is not None:
-        kwargs["progress"] = progress
-    try:
-        result = fn(argv=sys.argv if _argv_is_ours() else None, **kwargs)
-    finally:
+    from lfpcli import distributed
+
+    # under torchrun: one rank of the job (perturb, train and retrain only); rank 0 alone reports
+    with distributed.session(getattr(fn, "__name__", ""), kwargs.get("device")) as job:
+        progress = render.TqdmProgress(quiet=bool(quiet) or not job.main or as_json and not sys.stderr.isatty()) if quiet is not None else None
         if progress is not None:
-            progress.close()
-    render.emit_json(result) if as_json else show(result)
+            kwargs["progress"] = progress
+        try:
+            result = fn(argv=sys.argv if _argv_is_ours() else None, **kwargs)
+        finally:
+            if progress is not None:
+                progress.close()
+    if job.main:
+        render.emit_json(result) if as_json else show(result)
 
 
 def _argv_is_ours() -> bool:
@@ -95,8 +107,10 @@ def _argv_is_ours() -> bool:
 @app.command(rich_help_panel=CHAIN)
 def train(
     out: Annotated[str, typer.Option("--out", "-o", help="Checkpoint to write (.pt).", metavar="FILE.pt")],
-    data: Annotated[str, typer.Option("--data", help="Data spec: a built-in (digits, spurious-digits[:key=value,...]) or an lfp .h5 file.")] = "spurious-digits",
-    arch: Annotated[str, typer.Option("--arch", help="Architecture: small-cnn, mlp, resnet18, resnet50.")] = "small-cnn",
+    data: Annotated[str, typer.Option("--data", help="Data spec: a built-in (digits, spurious-digits[:key=value,...]); your copy of a paper dataset (waterbirds:root=DIR, spuco-dogs:root=DIR, spuco-animals:root=DIR, mnist:root=DIR, fmnist:root=DIR, cifar10:root=DIR); your images (folder:csv=FILE); or an lfp .h5 file (a cache from lfp data --out). See lfp data --help.")] = "spurious-digits",
+    arch: Annotated[str, typer.Option("--arch", help="Architecture: small-cnn, mlp, resnet18, resnet50 (the paper's WaterBirds and "
+                                      "SpuCo network, with --weights), kumano-cnn (its MNIST/FMNIST ConvNet), wrn-28-10 (its CIFAR-10 "
+                                      "WideResNet), one-hidden (lfp synth's).")] = "small-cnn",
     arch_arg: ArchArgOpt = None,
     weights: WeightsOpt = None,
     output: Annotated[str, typer.Option("--output", help="logits (one per class) or scalar: one logit for a two-class task, "
@@ -114,6 +128,9 @@ def train(
     loss: TrainLossOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = "auto",
+    compile_: CompileOpt = False,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     save_every: SaveEveryOpt = 60.0,
@@ -130,7 +147,8 @@ def train(
     _run(run, lambda s: render.show_training(s, "trained"), json_, quiet, out=out, data=data, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg"), weights=weights, recipe=recipe, epochs=epochs, optimizer=optimizer,
          lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, batch_size=batch_size, schedule=schedule,
-         select=select, loss=loss, output=output, seed=seed, device=device, force=force, resume=resume, save_every=save_every)
+         select=select, loss=loss, output=output, seed=seed, device=device, force=force, resume=resume, save_every=save_every,
+         precision=precision, channels_last=channels_last, compile=compile_)
 
 
 def _method_params(ctx: typer.Context, flags: dict[str, Any], param: list[str] | None) -> dict[str, Any]:
@@ -160,12 +178,14 @@ def _method_params(ctx: typer.Context, flags: dict[str, Any], param: list[str] |
 @app.command(rich_help_panel=CHAIN)
 def perturb(
     ctx: typer.Context,
-    in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint of the model whose decisions are pushed.", metavar="MODEL.pt")],
+    in_: Annotated[str, typer.Option("--in", "-i", help="The model whose decisions are pushed: an lfp checkpoint, or your own "
+                                     "(TorchScript, torch.export .pt2, or a state dict with --arch; then --data and --normalize).", metavar="MODEL")],
     out: Annotated[str, typer.Option("--out", "-o", help="Perturbed set to write (.h5).", metavar="FILE.h5")],
     method: Annotated[str, typer.Option("--method", "-m", help=f"Perturbation method: {', '.join(_methods())}.")] = "pgd-l2",
     targets: Annotated[str, typer.Option("--targets", help="Target rule: random (uniform over all K classes; the paper's code), "
                                           "random-other (uniform over the K-1 others; the paper's Def. 4.1), deterministic (y+1 mod K).")] = "random",
-    data: Annotated[Optional[str], typer.Option("--data", help="Data spec to perturb (default: the data the model was trained on).")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Data spec to perturb (default: the data the model was trained on; "
+                                                "required for a model lfp did not write).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split to perturb.")] = "train",
     eps: Annotated[Optional[float], typer.Option("--eps", help=f"pgd-l2, pgd-linf: budget, the radius of the ball in pixel units {method_default('eps')}.", rich_help_panel=METHOD_PANEL)] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help=f"Iterations (per search step for pcfe-l0) {method_default('steps')}.", rich_help_panel=METHOD_PANEL)] = None,
@@ -188,9 +208,15 @@ def perturb(
     mask: Annotated[Optional[str], typer.Option("--mask", help="pcfe-l0: .npy file of 0/1 values (shape broadcastable to one input, C,H,W) marking the input values allowed to change.", metavar="FILE.npy", rich_help_panel=METHOD_PANEL)] = None,
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Any method parameter as KEY=VALUE (repeatable).", metavar="KEY=VALUE", rich_help_panel=METHOD_PANEL)] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Perturb only the first N samples of the split.")] = None,
-    batch_size: BatchOpt = 256,
+    normalize: NormalizeOpt = None,
+    arch: ForeignArchOpt = None,
+    arch_arg: ForeignArchArgOpt = None,
+    batch_size: SolverBatchOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = "auto",
+    compile_: CompileOpt = False,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     json_: JsonOpt = False,
@@ -208,8 +234,9 @@ def perturb(
                  line_search=line_search, line_search_iters=line_search_iters, gamma=gamma, beta=beta, tau=tau, prox=prox)
     params = _method_params(ctx, flags, param)
     _run(run, render.show_perturb, json_, quiet, out=out, model=in_, method=method, data=data, split=split,
-         targets=targets, params=params, density=density, mask=mask, seed=seed, batch_size=batch_size, limit=limit, device=device, force=force,
-         resume=resume)
+         targets=targets, params=params, density=density, mask=mask, seed=seed, batch_size=batch_size, limit=limit, device=device,
+         precision=precision, channels_last=channels_last, compile=compile_, force=force,
+         resume=resume, normalize=normalize, arch=arch, arch_args=key_values(arch_arg, "--arch-arg") or None)
 
 
 @app.command(rich_help_panel=CHAIN)
@@ -233,6 +260,9 @@ def retrain(
     loss: TrainLossOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = "auto",
+    compile_: CompileOpt = False,
     force: ForceOpt = False,
     resume: ResumeOpt = False,
     save_every: SaveEveryOpt = 60.0,
@@ -250,16 +280,22 @@ def retrain(
          arch_args=key_values(arch_arg, "--arch-arg") if arch_arg else None, init=init, weights=weights, recipe=recipe,
          epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
          batch_size=batch_size, schedule=schedule, select=select, loss=loss, seed=seed, device=device, force=force,
-         resume=resume, save_every=save_every)
+         resume=resume, save_every=save_every, precision=precision, channels_last=channels_last, compile=compile_)
 
 
 @app.command("eval", rich_help_panel=CHAIN)
 def eval_(
-    in_: Annotated[list[str], typer.Option("--in", "-i", help="Checkpoint to evaluate; repeat to compare models side by side "
-                                           "(e.g. the standard model and one retrained on perturbations).", metavar="MODEL.pt")],
-    data: Annotated[Optional[str], typer.Option("--data", help="Data spec or perturbed set (default: the clean data behind each model).")] = None,
+    in_: Annotated[list[str], typer.Option("--in", "-i", help="Model to evaluate; repeat to compare models side by side "
+                                           "(e.g. the standard model and one retrained on perturbations). An lfp checkpoint, or your "
+                                           "own (TorchScript, torch.export .pt2, or a state dict with --arch; then --data and --normalize).",
+                                           metavar="MODEL")],
+    data: Annotated[Optional[str], typer.Option("--data", help="Data spec or perturbed set (default: the clean data behind each model; "
+                                                "required for a model lfp did not write).")] = None,
     split: Annotated[Optional[list[str]], typer.Option("--split", help="Split to evaluate (repeatable; default train, val, test).")] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write the report as a JSON artifact (one --in).", metavar="FILE.json")] = None,
+    normalize: NormalizeOpt = None,
+    arch: ForeignArchOpt = None,
+    arch_arg: ForeignArchArgOpt = None,
     batch_size: BatchOpt = 256,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -281,26 +317,38 @@ def eval_(
         raise typer.BadParameter("--out writes the report of one model; give one --in, or run lfp eval once per model",
                                  param_hint="--out")
     splits = tuple(split or ("train", "val", "test"))
+    arch_args = key_values(arch_arg, "--arch-arg") or None
     if len(in_) == 1:
         _run(run, render.show_eval, json_, quiet, model=in_[0], data=data, splits=splits, batch_size=batch_size,
-             device=device, out=out, force=force)
+             device=device, out=out, force=force, normalize=normalize, arch=arch, arch_args=arch_args)
         return
+    from lfpcli.commands.common import foreign_options_for
+
+    per_model = foreign_options_for(in_, data, normalize, arch, arch_args)
 
     def each(progress: Any = None, argv: Any = None) -> dict[str, Any]:
-        return {"models": [run(model=m, data=data, splits=splits, batch_size=batch_size, device=device, progress=progress)
-                           for m in in_]}
+        return {"models": [run(model=m, data=data, splits=splits, batch_size=batch_size, device=device, progress=progress,
+                               normalize=o.normalize, arch=o.arch, arch_args=o.arch_args)
+                           for m, o in zip(in_, per_model)]}
 
     _run(each, render.show_eval_many, json_, quiet)
 
 
 @app.command(rich_help_panel=CHAIN)
 def density(
-    in_: Annotated[str, typer.Option("--in", "-i", help="Checkpoint whose clean data (and, for feature- kinds, features) the density is fitted on.", metavar="MODEL.pt")],
+    in_: Annotated[str, typer.Option("--in", "-i", help="Model whose clean data (and, for feature- kinds, features) the density is fitted on: "
+                                     "an lfp checkpoint, or your own (TorchScript, torch.export .pt2, or a state dict with --arch; then "
+                                     "--data and --normalize).", metavar="MODEL")],
     out: Annotated[str, typer.Option("--out", "-o", help="Density file to write (.h5).", metavar="FILE.h5")],
     kind: Annotated[str, typer.Option("--kind", help="kde, gmm, knn, vae (pixel space; vae: one conv VAE per class, score -||x - AE_t(x)||^2) "
                                       "or feature-kde, feature-gmm, feature-knn (the model's penultimate features).")] = "kde",
     fit_on: Annotated[str, typer.Option("--fit-on", help="train, val, or group-balanced (train subsampled to equal group sizes).")] = "train",
     param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Estimator parameter KEY=VALUE (repeatable), e.g. bandwidth=0.3, components=4, covariance=diag, k=10, epochs=30, latent=64.", metavar="KEY=VALUE")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", help="Data to fit on (default: the model's clean data; required for a model "
+                                                "lfp did not write).")] = None,
+    normalize: NormalizeOpt = None,
+    arch: ForeignArchOpt = None,
+    arch_arg: ForeignArchArgOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
@@ -316,7 +364,8 @@ def density(
     from lfpcli.commands import fit_density_file as run
 
     _run(run, render.show_density, json_, quiet, out=out, model=in_, kind=kind, fit_on=fit_on,
-         params=_typed(key_values(param, "--param")), seed=seed, device=device, force=force, resume=resume)
+         params=_typed(key_values(param, "--param")), seed=seed, device=device, force=force, resume=resume, data=data,
+         normalize=normalize, arch=arch, arch_args=key_values(arch_arg, "--arch-arg") or None)
 
 
 def _typed(params: dict[str, str]) -> dict[str, Any]:
@@ -377,15 +426,37 @@ def verify(
 
 @app.command("data", rich_help_panel=INSPECT)
 def data_(
-    spec: Annotated[str, typer.Argument(help="Data spec: digits, spurious-digits[:key=value,...], or an lfp .h5 file.")] = "spurious-digits",
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file.", metavar="FILE.h5")] = None,
+    spec: Annotated[str, typer.Argument(help="Data spec: digits, spurious-digits[:key=value,...], NAME:root=DIR for a paper dataset on your disk, folder:csv=FILE, or an lfp .h5 file.")] = "spurious-digits",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file: for data read from image files, a chunked uint8 cache that every command reads batch by batch (decoded once).", metavar="FILE.h5")] = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Describe a data spec (splits, classes, groups); with --out, write it as an lfp dataset file.
+    """Describe a data spec (splits, classes, class index, groups); with --out, write it as an lfp dataset file.
+
+    Datasets on your disk (never downloaded), options after the name:
+
+    - waterbirds:root=DIR  group_DRO's waterbird_complete95_forest2water2/ or
+      WILDS' waterbirds_v1.0/ (metadata.csv); groups 2*y + place
+    - spuco-dogs:root=DIR  the paper's SpuCoAnimals (small vs big dogs, indoor/
+      outdoor); spuco-birds; spuco-animals (4 classes). order=spuco (default):
+      small_dogs = 0, big_dogs = 1 as the spuco package; order=sorted: the
+      other way round, as ImageFolder and the paper-matching script
+    - mnist:root=DIR, fmnist:root=DIR  MNIST/raw, FashionMNIST/raw (IDX, or
+      .gz); val=N holds out N training images (seed=)
+    - cifar10:root=DIR  cifar-10-batches-bin, or -py (restricted unpickler)
+    - folder:csv=FILE  columns path, label, split [, group | a]; classes.txt
+      beside it or classes=a;b;c; mode=RGB|L
+
+    Images: center crop size=224 after a square resize=256 (as the paper);
+    mean/std inside the model. Every command reads splits batch by batch
+    (DataLoader workers: $LFP_WORKERS); --out writes a chunked uint8 cache
+    that every command reads lazily, so later runs decode no JPEG
+    ($LFP_PRELOAD_MB: files up to this size are loaded whole, default 256).
 
     Example: lfp data spurious-digits:correlation=0.9 --out sd90.h5
+
+    Example: lfp data waterbirds:root=~/data/waterbird_complete95_forest2water2 --out wb.h5
     """
     from lfpcli.commands import describe_data as run
 
@@ -399,6 +470,7 @@ _register_saliency(app)
 from lfpcli.cli.synth import register as _register_synth  # noqa: E402
 
 _register_synth(app)
+
 
 
 @app.command(rich_help_panel=INSPECT)
@@ -438,6 +510,9 @@ def main(argv: list[str] | None = None) -> None:
 
     warnings.showwarning = _show_warning
     debug = os.environ.get("LFP_DEBUG") == "1"
+    from lfpcli.distributed import quiet_other_ranks
+
+    quiet_other_ranks()  # under torchrun, rank 0 speaks for the job
     cmd = command()
     code = 0
     try:

@@ -45,6 +45,9 @@ def _command_choices() -> dict[str, dict[str, list[str]]]:
         "saliency": {"--method": list(METHODS), "-m": list(METHODS), "--target": ["label", "pred", "perturbation"],
                      "--baseline": list(BASELINES), "--split": ["train", "val", "test"]},
         "synth run": synth, "synth sweep": synth,
+        "report": {"--format": ["md", "csv", "tex", "json"], "--layout": ["paper", "long"], "--scale": ["percent", "fraction"],
+                   "--metric": ["accuracy", "worst-group", "mean-group", "train-weighted"],
+                   "--by": ["method,data,targets,density", "method,data", "method,data,targets"], "--split": ["train", "val", "test"]},
     }
 
 

@@ -65,8 +65,32 @@ ArchArgOpt = Annotated[
 ]
 WeightsOpt = Annotated[
     Optional[str],
-    typer.Option("--weights", help="Local file of pretrained torchvision weights to start from (never downloaded).", metavar="FILE"),
+    typer.Option("--weights", help="Local file of torchvision's ImageNet weights to start resnet18/resnet50 from (never downloaded; "
+                                   "the paper's ResNet-50: resnet50-0676ba61.pth from download.pytorch.org/models, as torchvision keeps it "
+                                   "in ~/.cache/torch/hub/checkpoints).", metavar="FILE"),
 ]
+#: Help panel of the flags that read a model file lfp did not write (``lfpcli.commands.foreign``).
+BYO_PANEL = "Your own model as --in (TorchScript, .pt2, state dict)"
+NormalizeOpt = Annotated[
+    Optional[str],
+    typer.Option("--normalize", metavar="MEAN,STD|none", rich_help_panel=BYO_PANEL,
+                 help="The normalisation a model file lfp did not write expects (lfp applies it before the model, so budgets stay "
+                      "in pixel units): none (pixels in [0, 1]), MEAN,STD for every channel (e.g. 0.5,0.5), M1,..,MC,S1,..,SC per "
+                      "channel, imagenet, or data (the data's own channel statistics). Required for such a file."),
+]
+ForeignArchOpt = Annotated[
+    Optional[str],
+    typer.Option("--arch", metavar="NAME", rich_help_panel=BYO_PANEL,
+                 help="A state-dict file as --in: the registered architecture its weights fit (e.g. kumano-cnn, wrn-28-10, resnet50, "
+                      "small-cnn; torchvision ResNet names load into resnet18/resnet50)."),
+]
+ForeignArchArgOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--arch-arg", metavar="KEY=VALUE", rich_help_panel=BYO_PANEL,
+                 help="A state-dict file as --in: an option of --arch (repeatable), e.g. width=2."),
+]
+
+
 def _num(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
@@ -118,7 +142,7 @@ LrOpt = Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate of 
 MomentumOpt = Annotated[Optional[float], typer.Option("--momentum", help=f"SGD momentum {train_default('momentum')}.", rich_help_panel=TRAIN_PANEL)]
 WdOpt = Annotated[Optional[float], typer.Option("--weight-decay", help=f"Weight decay {train_default('weight_decay')}.", rich_help_panel=TRAIN_PANEL)]
 NesterovOpt = Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD; default off).", rich_help_panel=TRAIN_PANEL)]
-TrainBatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Training batch size {train_default('batch_size')}.", rich_help_panel=TRAIN_PANEL)]
+TrainBatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Training batch size {train_default('batch_size')}. Under torchrun: the global minibatch, split among the processes.", rich_help_panel=TRAIN_PANEL)]
 ScheduleOpt = Annotated[Optional[str], typer.Option("--schedule", help=f"Learning-rate schedule: constant or cosine {train_default('schedule')}.", rich_help_panel=TRAIN_PANEL)]
 SelectOpt = Annotated[
     Optional[str],
@@ -142,3 +166,28 @@ def key_values(items: list[str] | None, flag: str) -> dict[str, str]:
             raise typer.BadParameter(f"expected KEY=VALUE, got '{item}'", param_hint=flag)
         out[k.strip().replace("-", "_")] = v.strip()
     return out
+
+
+#: Help panel of the flags that say how the model runs (``lfpcli.precision``).
+EXEC_PANEL = "Execution"
+PrecisionOpt = Annotated[
+    str,
+    typer.Option("--precision", metavar="fp32|bf16|fp16", rich_help_panel=EXEC_PANEL, show_default=True,
+                 help="Numeric type of the model's forward and backward (torch.autocast); perturbations, optimizer state, "
+                      "losses and density terms stay fp32. bf16 needs an Ampere or newer GPU; fp16 training uses a gradient scaler."),
+]
+ChannelsLastOpt = Annotated[
+    str,
+    typer.Option("--channels-last", metavar="auto|on|off", rich_help_panel=EXEC_PANEL, show_default=True,
+                 help="Store a convolutional model's weights and inputs NHWC (auto: on CUDA only)."),
+]
+CompileOpt = Annotated[
+    bool,
+    typer.Option("--compile", rich_help_panel=EXEC_PANEL,
+                 help="Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU)."),
+]
+SolverBatchOpt = Annotated[
+    Optional[int],
+    typer.Option("--batch-size", help="Samples per batch; memory is bounded by the batch (default: 256 on a CPU, on CUDA the "
+                                      "largest batch that fits, found by doubling and recorded).", show_default=False),
+]

@@ -174,6 +174,8 @@ def show_perturb(s: dict[str, Any]) -> None:
         out.print(f"  plausibility: {d.get('kind')} ({d.get('space')} space, {d.get('chosen_by', '')}), tau={_value(s['config'].get('tau'))}")
     out.print(f"  targets per class: {s['target_counts']}; target equals the original label for "
               f"{fmt(s['target_kept_label_rate'])} of the samples")
+    if s.get("skipped"):
+        out.print(f"  skipped {s['skipped']} of {s['n']} samples (already classified as their target: the optimum is no change)")
 
 
 def show_eval(r: dict[str, Any]) -> None:
@@ -204,6 +206,16 @@ def show_eval(r: dict[str, Any]) -> None:
 def show_data(s: dict[str, Any]) -> None:
     out.print(f"[bold]{_spec(s['spec'])}[/bold]: {s['description']}")
     out.print(f"  input shape {tuple(s['input_shape'])}, {s['num_classes']} classes ({', '.join(s['class_names'])})")
+    if s.get("class_to_index"):
+        out.print("  class index: " + ", ".join(f"{k} = {v}" for k, v in s["class_to_index"].items()))
+    details = s.get("details") or {}
+    if details.get("label_order_note"):
+        out.print(f"  label order: {details.get('label_order')} ({details['label_order_note']}; order="
+                  f"{details.get('other_order')} numbers them the other way)")
+    if details.get("preprocessing"):
+        out.print(f"  preprocessing: {details['preprocessing']}")
+    if s.get("read") and any(v != "in memory" for v in s["read"].values()):
+        out.print("  read on demand, batch by batch (write a uint8 cache with --out FILE.h5 to decode once)")
     t = Table(title="splits", title_justify="left")
     t.add_column("split")
     t.add_column("n", justify="right")

@@ -8,7 +8,22 @@ import typer
 from rich.table import Table
 
 from lfpcli.cli import render
-from lfpcli.cli.options import BatchOpt, ConfigOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, SeedOpt
+from lfpcli.cli.options import (
+    BatchOpt,
+    ChannelsLastOpt,
+    CompileOpt,
+    ConfigOpt,
+    DeviceOpt,
+    ForceOpt,
+    ForeignArchArgOpt,
+    ForeignArchOpt,
+    JsonOpt,
+    NormalizeOpt,
+    PrecisionOpt,
+    QuietOpt,
+    SeedOpt,
+    key_values,
+)
 from lfpcli.commands.common import fmt
 
 PANEL = "Chain"
@@ -27,7 +42,7 @@ def _indices(text: Optional[str]) -> Optional[list[int]]:
 
 
 def saliency(
-    in_: Annotated[Optional[list[str]], typer.Option("--in", "-i", help="Checkpoint to explain; repeat for several models, shown side by side in that order (same input shape and classes).", metavar="MODEL.pt")] = None,
+    in_: Annotated[Optional[list[str]], typer.Option("--in", "-i", help="Model to explain; repeat for several models, shown side by side in that order (same input shape and classes). An lfp checkpoint, or your own (TorchScript, torch.export .pt2, or a state dict with --arch; then --data and --normalize).", metavar="MODEL")] = None,
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Maps file to write (.h5); required unless --list-layers.", metavar="FILE.h5")] = None,
     data: Annotated[Optional[str], typer.Option("--data", help="Images: a data spec, an lfp dataset file, or a perturbed set (its perturbed inputs, original labels and targets). Default: the first model's clean data.", rich_help_panel=IMAGES)] = None,
     split: Annotated[Optional[str], typer.Option("--split", help="Split of the data (default: test; a perturbed set has its own samples).", rich_help_panel=IMAGES)] = None,
@@ -46,9 +61,15 @@ def saliency(
     png: Annotated[Optional[str], typer.Option("--png", help="Also draw a picture grid: rows = images, the image, then one map per model, titled with its name and prediction vs label.", metavar="FILE.png")] = None,
     png_rows: Annotated[int, typer.Option("--png-rows", metavar="N", help="Images (rows) in the picture: the first ones explained.")] = 8,
     list_layers: Annotated[bool, typer.Option("--list-layers", help="List each --in model's layers (name, type, output shape for one input) and its default Grad-CAM layer; writes nothing.")] = False,
+    normalize: NormalizeOpt = None,
+    arch: ForeignArchOpt = None,
+    arch_arg: ForeignArchArgOpt = None,
     batch_size: BatchOpt = 256,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "fp32",
+    channels_last: ChannelsLastOpt = "auto",
+    compile_: CompileOpt = False,
     force: ForceOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -66,10 +87,13 @@ def saliency(
 
     if not in_:
         raise typer.BadParameter("give at least one model (--in MODEL.pt)", param_hint="'--in'")
+    arch_args = key_values(arch_arg, "--arch-arg") or None
     if list_layers:
+        from lfpcli.commands.common import foreign_options_for
         from lfpcli.commands.saliency import saliency_layers
 
-        result = {"models": [saliency_layers(p, device=device) for p in in_]}
+        per_model = foreign_options_for(list(in_), data, normalize, arch, arch_args)
+        result = {"models": [saliency_layers(p, device=device, foreign=o) for p, o in zip(in_, per_model)]}
         render.emit_json(result) if json_ else show_layers(result)
         return
     if out is None:
@@ -79,7 +103,7 @@ def saliency(
     _run(run, show_saliency, json_, quiet, out=out, models=list(in_), data=data, split=split, indices=_indices(indices), n=n,
          group=group, misclassified=misclassified, method=method, layer=layer, target=target, masks=masks, samples=samples,
          noise=noise, steps=steps, baseline=baseline, png=png, png_rows=png_rows, seed=seed, batch_size=batch_size,
-         device=device, force=force)
+         device=device, precision=precision, channels_last=channels_last, compile=compile_, force=force, normalize=normalize, arch=arch, arch_args=arch_args)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +60,45 @@ def check_seed(seed: int) -> None:
         raise ConfigError(f"--seed must be a non-negative integer, got {seed}")
 
 
-def load_model(path: str | Path, device: torch.device) -> tuple[PixelModel, dict[str, Any]]:
-    """Load a checkpoint into a ready model (eval mode, on ``device``); warn if its parents changed."""
+@dataclass(frozen=True)
+class ForeignOptions:
+    """How to read a model file lfp did not write (``lfpcli.commands.foreign``): the data it runs on (``--data``,
+    required: the file records none), the normalisation it expects (``--normalize``, required) and, for a state
+    dict, its registered architecture (``--arch``, ``--arch-arg``)."""
+
+    data: str | None = None
+    normalize: str | None = None
+    arch: str | None = None
+    arch_args: dict[str, Any] | None = None
+
+    def flags(self) -> list[str]:
+        """The foreign-model flags given (``--data`` is not one: it has a meaning for lfp checkpoints too)."""
+        return [f for f, v in (("--normalize", self.normalize), ("--arch", self.arch), ("--arch-arg", self.arch_args)) if v]
+
+
+def load_model(path: str | Path, device: torch.device, foreign: ForeignOptions | None = None) -> tuple[PixelModel, dict[str, Any]]:
+    """Load a checkpoint into a ready model (eval mode, on ``device``); warn if its parents changed.
+
+    A model file lfp did not write (TorchScript, a torch.export program, a state dict) is read as ``foreign``
+    says (:func:`lfpcli.commands.foreign.load_foreign_model`); its ``meta`` has the shape of a checkpoint's
+    (``model``, ``data``, ``params``, ...) plus ``foreign``: how it was read. The foreign-model flags given with
+    an lfp checkpoint are an error (it records its own architecture and normalisation)."""
+    from lfpcli.artifacts.foreign_model import FOREIGN_FORMATS, sniff_model_file
+
+    opts = foreign or ForeignOptions()
+    found = sniff_model_file(path)
+    if found.kind in FOREIGN_FORMATS:
+        from lfpcli.commands.foreign import load_foreign_model
+
+        return load_foreign_model(path, device, found, opts)
+    if opts.flags():
+        if found.kind == "checkpoint":
+            raise ConfigError(f"{path} is an lfp checkpoint, which records its own architecture and normalisation: leave out "
+                              f"{', '.join(opts.flags())} (they describe a model file lfp did not write: TorchScript, a "
+                              f"torch.export program or a state dict)")
+        if found.kind == "other":
+            raise ArtifactError(f"{path} is {found.what}: not a model lfp can read (an lfp checkpoint, TorchScript, a "
+                                f"torch.export program (.pt2) or a state dict)")
     sd, meta = load_checkpoint(path)
     for msg in parent_warnings(meta, path):
         warn(msg)
@@ -78,6 +116,32 @@ def load_model(path: str | Path, device: torch.device) -> tuple[PixelModel, dict
         if t.is_floating_point() and not torch.isfinite(t).all():
             raise ArtifactError(f"{path}: weight '{name}' contains NaN or infinite values")
     return model.to(device).eval(), meta
+
+
+def foreign_options_for(paths: list[str | Path], data: str | None, normalize: str | None = None, arch: str | None = None,
+                        arch_args: dict[str, Any] | None = None) -> list[ForeignOptions]:
+    """Per model of several (``eval``, ``saliency``): the foreign-model flags go to each file that is not an lfp
+    checkpoint; given when every file is one, they are an error."""
+    from lfpcli.artifacts.foreign_model import sniff_model_file
+
+    full = ForeignOptions(data, normalize, arch, arch_args or None)
+    if not full.flags():
+        return [full for _ in paths]
+    kinds = [sniff_model_file(p).kind for p in paths]
+    if all(k == "checkpoint" for k in kinds):
+        raise ConfigError(f"{', '.join(full.flags())} describe{'s' if len(full.flags()) == 1 else ''} a model file lfp did not "
+                          f"write (TorchScript, a torch.export program or a state dict), but every --in is an lfp checkpoint, "
+                          f"which records its own architecture and normalisation")
+    return [ForeignOptions(data) if k == "checkpoint" else full for k in kinds]
+
+
+def model_parent(path: str | Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The parent entry of the model an artifact was made with: an lfp checkpoint, or a foreign model file (kind
+    ``foreign-model``, with its format and how lfp read it)."""
+    f = meta.get("foreign")
+    if not f:
+        return parent_entry("model", path, "checkpoint")
+    return {**parent_entry("model", path, "foreign-model"), "format": f["format"], "loaded_with": f["loaded_with"]}
 
 
 def data_parent(spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -14,8 +14,12 @@ from lfpcli.progress import Progress, no_progress
 
 def describe_data(data: str, *, out: str | Path | None = None, force: bool = False, progress: Progress = no_progress,
                   argv: list[str] | None = None) -> dict[str, Any]:
-    """Summary of the dataset ``data`` names (splits, sizes, classes, group counts); with ``out``, also
-    write it as an lfp dataset file that any ``--data`` option accepts."""
+    """Summary of the dataset ``data`` names (splits, sizes, classes, the class-to-index map, group counts); with
+    ``out``, also write it as an lfp dataset file that any ``--data`` option accepts.
+
+    Data read on demand (a real dataset's images, a large file) is written batch by batch in its stored type:
+    ``lfp data waterbirds:root=DIR --out wb.h5`` decodes every image once (DataLoader workers, with progress) into
+    a uint8 cache that every command then reads lazily, so later runs decode no JPEG."""
     if out is not None:
         check_output(out, force, (".h5", ".hdf5"))
     ds = resolve(data, progress=progress)
@@ -23,9 +27,11 @@ def describe_data(data: str, *, out: str | Path | None = None, force: bool = Fal
                                "train_defaults": ds.train_defaults}
     summary["group_counts"] = {k: s.group_counts(ds.num_groups).tolist() for k, s in ds.splits.items()} if ds.group_names else None
     summary["class_counts"] = {k: s.y.bincount(minlength=ds.num_classes).tolist() for k, s in ds.splits.items()}
+    summary["masks"] = {k: s.mask is not None for k, s in ds.splits.items()}
+    summary["read"] = {k: ("in memory" if s.in_memory else f"on demand ({type(s.x).__name__})") for k, s in ds.splits.items()}
     if out is not None:
         record = make_record("dataset", {"data": ds.spec}, seeds={"seed": (ds.spec.get("params") or {}).get("seed")},
                              parents=data_parent(ds.spec), argv=argv)
-        write_dataset(out, ds, record, force=force)
+        write_dataset(out, ds, record, force=force, progress=progress)
         summary["out"] = str(out)
     return summary

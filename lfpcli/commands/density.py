@@ -13,7 +13,15 @@ from lfpcli import __version__
 from lfpcli.artifacts import check_output, make_record, parent_entry, sha256_file
 from lfpcli.artifacts.density import read_density, write_density
 from lfpcli.artifacts.resume import Sidecar
-from lfpcli.commands.common import check_seed, load_model, resolve_device, resolve_recorded_data
+from lfpcli.commands.common import (
+    ForeignOptions,
+    check_compatible,
+    check_seed,
+    load_model,
+    model_parent,
+    resolve_device,
+    resolve_recorded_data,
+)
 from lfpcli.data import Split
 from lfpcli.density import density_from_state, fit_density, list_densities
 from lfpcli.errors import ArtifactError, ConfigError, InputError, Interrupted
@@ -69,13 +77,35 @@ def _fit_split(ds, fit_on: str, seed: int) -> Split:
         if len(idx):
             keep.append(idx[torch.randperm(len(idx), generator=g)[:m]])
     idx = torch.sort(torch.cat(keep)).values
-    return Split(tr.x[idx], tr.y[idx], tr.group[idx], tr.index[idx])
+    return tr.subset(idx)
 
 
 @torch.no_grad()
-@torch.no_grad()
-def _features(model, x: torch.Tensor, device, batch: int = 256) -> torch.Tensor:
-    return torch.cat([model.features(x[s : s + batch].to(device)).cpu() for s in range(0, len(x), batch)])
+def _features(model, sp: Split, device, batch: int = 256) -> torch.Tensor:
+    """The model's penultimate features of every sample of ``sp``, read batch by batch."""
+    out = [model.features(x.to(device)).cpu() for x, *_ in sp.batches(batch)]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _points(sp: Split, space: str, base: str, params: dict[str, Any], num_classes: int, seed: int, model, device
+            ) -> tuple[Split, torch.Tensor, dict[str, Any]]:
+    """The points a density is fitted on: pixels or features of ``sp``. A kde or knn with ``max_points`` keeps a
+    seeded subsample per class: only those samples are read (features computed for them alone) and the fit is told
+    so (``drawn_from``), for exactly the fit on every point. Otherwise every sample is read (pixel-space estimators
+    then hold their fit set in memory)."""
+    extra: dict[str, Any] = {}
+    max_points = params.get("max_points")
+    if base in ("kde", "knn") and isinstance(max_points, int) and max_points > 0:
+        from lfpcli.density.base import subsample_rows
+
+        rows, counts = subsample_rows(sp.y, num_classes, max_points, seed)
+        if len(rows) < len(sp):
+            sp, extra = sp.subset(rows), {"drawn_from": counts}
+    if space == "feature":
+        return sp, _features(model, sp, device), extra
+    if sp.in_memory:
+        return sp, sp.x, extra
+    return sp, torch.cat([x for x, *_ in sp.batches(256)]) if len(sp) else sp.take([]), extra
 
 
 def fit_density_file(
@@ -89,6 +119,10 @@ def fit_density_file(
     device: str = "auto",
     force: bool = False,
     resume: bool = False,
+    data: str | None = None,
+    normalize: str | None = None,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -99,19 +133,29 @@ def fit_density_file(
     ``vae`` trains one convolutional VAE per class on ``device`` (seeded, reporting epochs to ``progress``);
     its plausibility score is ``-||x - AE_t(x)||^2``, so pcfe-l0's ``tau`` is the paper's ``theta``. Each
     class's trained VAE is kept in ``OUT.resume/`` until the file is written; ``resume`` continues an interrupted
-    fit of the same command from there (the same result).
+    fit of the same command from there (the same result). ``data``: fit on this data spec instead (required for a
+    model file lfp did not write, which also needs ``normalize``, and ``arch`` for a state dict:
+    :mod:`lfpcli.commands.foreign`).
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
     space, base = _split_kind(kind)
     dev = resolve_device(device)
-    net, meta = load_model(model, dev)
-    info = meta["data"]
-    ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model, progress)
+    net, meta = load_model(model, dev, ForeignOptions(data, normalize, arch, arch_args))
+    if data is not None and not meta.get("foreign"):
+        from lfpcli.data import resolve
+
+        ds = resolve(data, progress=progress)
+        check_compatible(meta, ds, f"{model} on {data}")
+    else:
+        info = meta["data"]
+        ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model, progress)
     sp = _fit_split(ds, fit_on, seed)
-    pts = _features(net, sp.x, dev) if space == "feature" else sp.x
-    parents = [parent_entry("model", model, "checkpoint")]
-    run_params = {"model": str(model), "kind": kind, "fit_on": fit_on, "params": params or {}, "seed": seed, "device": device}
+    num_points = len(sp)
+    fit_y, pts, extra = _points(sp, space, base, params or {}, ds.num_classes, seed, net, dev)
+    parents = [model_parent(model, meta)]
+    run_params = {"model": str(model), "kind": kind, "fit_on": fit_on, "params": params or {}, "seed": seed, "device": device,
+                  **({"data": data} if data is not None else {})}
     sidecar = None
     if base == "vae":  # the one estimator whose fit takes long enough to be worth resuming
         sidecar = Sidecar(out, {"command": "density", "params": {k: v for k, v in run_params.items() if k != "device"},
@@ -119,8 +163,8 @@ def fit_density_file(
                           resume=resume, force=force)
     try:
         with sidecar if sidecar is not None else contextlib.nullcontext():
-            q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed,
-                            device=dev, progress=progress, store=sidecar, **(params or {}))
+            q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), fit_y.y, ds.num_classes, seed=seed,
+                            device=dev, progress=progress, store=sidecar, **extra, **(params or {}))
     except KeyboardInterrupt:
         if sidecar is None:
             raise
@@ -128,8 +172,9 @@ def fit_density_file(
         raise Interrupted(f"interrupted; {kept} of {ds.num_classes} class VAEs are kept in {sidecar.dir}: run the same "
                           f"command with --resume to finish") from None
     tensors, state = q.state()
-    desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": len(sp), "dim": q.dim,
-            "params": state, "normalized": bool(q.normalized), "data": ds.spec}
+    desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": num_points, "dim": q.dim,
+            "params": state, "normalized": bool(q.normalized), "data": ds.spec,
+            "class_names": list(ds.class_names), "class_to_index": ds.class_to_index, "group_names": ds.group_names}
     record = make_record("density", run_params, seeds={"seed": seed}, parents=parents, device=dev, argv=argv)
     write_density(out, tensors, desc, record, force=force)
     if sidecar is not None:
@@ -155,14 +200,14 @@ def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], m
         space, base = _split_kind(spec)
         ds = resolve_recorded_data(meta["data"].get("clean_spec") or meta["data"]["spec"], model_path, progress)
         sp = ds.split("train")
-        pts = _features(model, sp.x, device) if space == "feature" else sp.x
         extra = {"max_points": ON_THE_FLY_MAX_POINTS} if base in ("kde", "knn") else {}
+        fit_sp, pts, drawn = _points(sp, space, base, extra, ds.num_classes, seed, model, device)
 
         def told(stage: str, done: int, total: int, **status: Any) -> None:
             progress(f"fitting the {spec} plausibility term ({stage.split(':')[0]})", done, total, **status)
 
-        q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), sp.y, ds.num_classes, seed=seed, device=device,
-                        progress=told, **extra)
+        q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), fit_sp.y, ds.num_classes, seed=seed, device=device,
+                        progress=told, **drawn, **extra)
         desc = {"kind": spec, "estimator": base, "space": space, "fit_on": "train", "num_points": len(sp), "dim": q.dim,
                 "fitted": "on the fly", "params": extra}
     q = q.to(device)

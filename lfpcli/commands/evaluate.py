@@ -5,17 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from lfpcli.artifacts import make_record, parent_entry, save_json_artifact, check_output
-from lfpcli.artifacts.datasets import read_perturbed_set
+from lfpcli.artifacts.datasets import open_perturbed_set
 from lfpcli.artifacts.h5 import open_h5
 from lfpcli.commands.common import (
+    ForeignOptions,
     check_compatible,
     check_positive_int,
     clean_metrics,
     data_parent,
     load_model,
+    model_parent,
     resolve_device,
     resolve_recorded_data,
     summarize,
@@ -24,6 +27,7 @@ from lfpcli.data import SPLITS, resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
 from lfpcli.progress import Progress, no_progress
+from lfpcli.report.provenance import chain_summary
 
 
 def _is_perturbed_file(data: str | None) -> bool:
@@ -38,19 +42,24 @@ def _is_perturbed_file(data: str | None) -> bool:
 
 
 @torch.no_grad()
-def _perturbed_report(net, meta, path, device, batch_size) -> dict[str, Any]:
-    arrays, stored, record = read_perturbed_set(path)
+def _perturbed_report(net, meta, path, device, batch_size, progress: Progress = no_progress) -> dict[str, Any]:
+    ps = open_perturbed_set(path)
+    record, stored = ps.record, ps.metrics
     src = record["source"]["dataset"]
     m = meta["model"]
     if tuple(m["input_shape"]) != tuple(src["input_shape"]) or int(m["num_classes"]) != int(src["num_classes"]):
         raise InputError(f"{path} does not fit the model (inputs {tuple(src['input_shape'])}, {src['num_classes']} classes)")
-    x = torch.from_numpy(arrays["x"])
+    # the inputs batch by batch (a large set is read from the file as it goes)
+    x = torch.from_numpy(ps.x) if isinstance(ps.x, np.ndarray) else ps.x
+    n = len(ps)
     preds = []
-    for s in range(0, len(x), batch_size):
+    stage = f"scoring the {n} perturbed inputs of {Path(path).name}"
+    progress(stage, 0, n, unit="sample")
+    for s in range(0, n, batch_size):
         preds.append(class_logits(net(x[s : s + batch_size].to(device))).argmax(1).cpu())
+        progress(stage, min(s + batch_size, n), n, unit="sample")
     pred = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
-    t, y = torch.from_numpy(arrays["target"]), torch.from_numpy(arrays["y"])
-    n = len(t)
+    t, y = torch.from_numpy(ps.target), torch.from_numpy(ps.y)
     out: dict[str, Any] = {
         "path": str(path),
         "n": n,
@@ -72,6 +81,8 @@ def trained_on(meta: dict[str, Any]) -> str:
     """What a checkpoint was trained on, in a few words: its data spec, or the method of its perturbed set."""
     from lfpcli.data import spec_label
 
+    if meta.get("foreign"):
+        return f"not recorded (a {meta['foreign']['format']} model lfp did not train)"
     pert = meta.get("perturbation") or {}
     if pert.get("method"):
         return f"{pert['method']}, {pert.get('targets')} targets"
@@ -88,6 +99,9 @@ def evaluate(
     device: str = "auto",
     out: str | Path | None = None,
     force: bool = False,
+    normalize: str | None = None,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -97,7 +111,8 @@ def evaluate(
     set came from), original labels, every split. With a perturbed set: accuracy against its targets (and
     against the original labels). With another data spec: on that data's splits.
     Returns ``{"model", "data", "splits": {split: figures}}`` (plus ``"perturbed"``); writes it to ``out``
-    as a JSON artifact if given.
+    as a JSON artifact if given. A model file lfp did not write (TorchScript, a torch.export program, a state dict
+    with ``arch``) needs ``data`` and ``normalize`` (:mod:`lfpcli.commands.foreign`); its report has ``foreign``.
     """
     if out is not None:
         check_output(out, force, (".json",))
@@ -106,12 +121,16 @@ def evaluate(
     if bad:
         raise ConfigError("--split must name a split")
     dev = resolve_device(device)
-    net, meta = load_model(model, dev)
-    parents = [parent_entry("model", model, "checkpoint")]
+    net, meta = load_model(model, dev, ForeignOptions(data, normalize, arch, arch_args))
+    parents = [model_parent(model, meta)]
     report: dict[str, Any] = {"model": str(model), "trained_on": trained_on(meta)}
+    if meta.get("foreign"):
+        report["foreign"] = meta["foreign"]
+    # what lfp report groups by (method, targets, density, data, settings, seeds), kept even if the chain's files go
+    report["provenance"] = chain_summary(meta, model, sha256=parents[0]["sha256"])
     if _is_perturbed_file(data):
         report["data"] = {"type": "file", "path": str(data), "kind": "perturbed-set"}
-        report["perturbed"] = _perturbed_report(net, meta, data, dev, batch_size)
+        report["perturbed"] = _perturbed_report(net, meta, data, dev, batch_size, progress)
         parents.append(parent_entry("data", data, "perturbed-set"))
     else:
         if data is not None:
@@ -120,12 +139,15 @@ def evaluate(
             info = meta["data"]
             ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model, progress)
         check_compatible(meta, ds, f"{model} on {data or 'its clean data'}")
+        if tuple(splits) == tuple(SPLITS):  # the default: every split the data has (MNIST, CIFAR-10: no val)
+            splits = tuple(s for s in splits if s in ds.splits)
         missing = [s for s in splits if s not in ds.splits]
         if missing:
             raise InputError(f"data {ds.spec.get('name', ds.spec.get('path'))} has no split {', '.join(missing)} (it has {', '.join(ds.splits)})")
         report["data"] = ds.spec
         report["splits"] = clean_metrics(net, ds, dev, splits, batch_size, progress)
         report["group_names"] = ds.group_names
+        report["class_to_index"] = ds.class_to_index
         parents += data_parent(ds.spec)
     report["device"] = str(dev)
     if out is not None:

@@ -7,7 +7,8 @@ method optimised. The estimator is fixed by the data spec alone, never by the me
 - in pixel space, on images average-pooled to at most ``MAX_SIDE`` pixels a side (a no-op for inputs up to
   32x32; on 224x224 images it keeps the distances meaningful and the cost small);
 - fitted on the clean training split of the data spec, at most ``MAX_POINTS`` seeded points per class, bandwidth
-  per class by 5-fold cross-validated likelihood.
+  per class by 5-fold cross-validated likelihood; only those points are read (a split read from disk is never
+  loaded whole), with exactly the fit the whole split would give.
 
 Perturbed *training* samples are scored leave-one-out: the kernel of the sample's own clean image (when it is one
 of the reference points) is left out, so an image that barely moved is not credited with the peak of its own
@@ -31,7 +32,7 @@ from lfpcli.artifacts import make_record, sha256_file
 from lfpcli.artifacts.density import read_density, write_density
 from lfpcli.data import Dataset
 from lfpcli.density import density_from_state, fit_density
-from lfpcli.density.base import LOG_2PI, class_generator, sq_dists, subsample
+from lfpcli.density.base import LOG_2PI, class_generator, sq_dists, subsample, subsample_rows
 from lfpcli.errors import LfpError
 from lfpcli.progress import Progress, no_progress
 
@@ -99,10 +100,10 @@ def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = n
             if info.get("evaluation_estimator") == ESTIMATOR:
                 q = density_from_state("kde", tensors, info["params"])
                 # the leave-one-out bookkeeping must describe exactly these reference points
-                first = [int(i[0]) for i in ref_index]
-                rows = q.offsets[:-1].tolist()
+                first = [int(i[0]) for i in ref_index if len(i)]
+                rows = [r for r, i in zip(q.offsets[:-1].tolist(), ref_index) if len(i)]
                 pos = {int(v): j for j, v in enumerate(tr.index.tolist())}
-                if not all(torch.equal(q.points[r], pool(tr.x[pos[i] : pos[i] + 1]).flatten(1)[0].to(q.points.dtype))
+                if not all(torch.equal(q.points[r], pool(tr.take([pos[i]])).flatten(1)[0].to(q.points.dtype))
                            for r, i in zip(rows, first)):
                     q = None
         except (LfpError, OSError, KeyError, TypeError, ValueError):
@@ -111,8 +112,13 @@ def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = n
         def told(stage: str, done: int, total: int, **status: Any) -> None:
             progress(f"fitting the {ESTIMATOR} log-density estimator (once)", done, total, **status)
 
-        q = fit_density("kde", pool(tr.x).flatten(1), tr.y, ds.num_classes, seed=SEED, max_points=MAX_POINTS,
-                        progress=told)
+        # only the reference points are read (at most MAX_POINTS per class, pooled batch by batch): the same fit
+        # as on the whole split, without holding it in memory
+        rows, counts = subsample_rows(tr.y, ds.num_classes, MAX_POINTS, SEED)
+        sub = tr.subset(rows)
+        pts = torch.cat([pool(x).flatten(1) for x, *_ in sub.batches(256)]) if len(sub) else torch.zeros(0, 1)
+        q = fit_density("kde", pts, tr.y[rows], ds.num_classes, seed=SEED, max_points=MAX_POINTS, progress=told,
+                        drawn_from=counts)
         tensors, state = q.state()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,11 +12,13 @@ import torch
 from lfpcli.artifacts import check_output, make_record, parent_entry
 from lfpcli.artifacts.datasets import PerturbedSetWriter, dataset_meta
 from lfpcli.commands.common import (
+    ForeignOptions,
     check_compatible,
     check_positive_int,
     check_seed,
     data_parent,
     load_model,
+    model_parent,
     resolve_device,
     resolve_recorded_data,
     summarize,
@@ -24,8 +26,10 @@ from lfpcli.commands.common import (
 from lfpcli.commands.log_density import evaluation_density
 from lfpcli.data import resolve
 from lfpcli.errors import ConfigError, InputError, Interrupted
+from lfpcli.precision import auto_batch_size, input_gradient_step, prepare_model, resolve_execution
 from lfpcli.progress import Progress, no_progress, scaled
 from lfpcli.artifacts.resume import Sidecar
+from lfpcli import distributed
 from lfpcli import __version__
 from lfpcli.solvers import TARGET_RULES, choose_targets, get_solver, make_config, norms
 
@@ -53,6 +57,19 @@ def load_mask(path: str | Path, input_shape: tuple[int, ...]) -> tuple[torch.Ten
     return m, {"path": str(p), "shape": list(arr.shape), "allowed": int(np.broadcast_to(arr, input_shape).sum())}
 
 
+#: Samples per batch on a CPU when --batch-size is not given.
+CPU_BATCH = 256
+
+
+def solver_batch_size(net: torch.nn.Module, input_shape: tuple[int, ...], device: torch.device, n: int) -> int:
+    """``CPU_BATCH`` on a CPU; on CUDA a quarter of the largest batch whose forward+backward fits (a solver keeps
+    several copies of the batch and its gradients besides the model's activations), at most ``n``."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    return max(1, auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, 4 * n),
+                                  headroom=1.0) // 4)
+
+
 def batch_seed(seed: int, batch: int) -> int:
     """The seed of batch ``batch``'s solver generator (random starts, noise initialisations)."""
     return ((seed + 1) * 1_000_003 + batch) % (2**63)
@@ -70,11 +87,17 @@ def perturb(
     density: str | None = None,
     mask: str | None = None,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     limit: int | None = None,
     device: str = "auto",
+    precision: str = "fp32",
+    channels_last: str = "auto",
+    compile: bool = False,
     force: bool = False,
     resume: bool = False,
+    normalize: str | None = None,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -90,21 +113,35 @@ def perturb(
     Each finished batch is also kept in ``OUT.resume/`` until the output is complete; ``resume=True`` finishes
     an interrupted run of the same command from there (the same tensors as an uninterrupted run), a different
     command is refused; without it, leftover progress is an error unless ``force`` starts over.
+
+    ``precision``, ``channels_last``, ``compile`` (:mod:`lfpcli.precision`): how the model's forward and backward
+    run inside the solver (its success is judged there too); perturbations and density terms stay float32.
+    ``batch_size`` None: 256 on a CPU; on CUDA the largest that fits, found by doubling (:func:`solver_batch_size`).
+
+    ``model`` may also be a model file lfp did not write (TorchScript, a torch.export program, a state dict with
+    ``arch``/``arch_args``): then ``data`` and ``normalize`` are required (:mod:`lfpcli.commands.foreign`).
     """
     check_output(out, force, (".h5", ".hdf5"))
     check_seed(seed)
-    check_positive_int("batch-size", batch_size)
+    if batch_size is not None:
+        check_positive_int("batch-size", batch_size)
     if limit is not None:
         check_positive_int("limit", limit)
     if targets not in TARGET_RULES:
         raise ConfigError(f"unknown --targets rule '{targets}'; choose one of {', '.join(TARGET_RULES)}")
     spec = get_solver(method)
     dev = resolve_device(device)
-    net, meta = load_model(model, dev)
+    net, meta = load_model(model, dev, ForeignOptions(data, normalize, arch, arch_args))
     ds = resolve(data, progress=progress) if data is not None else resolve_recorded_data(meta["data"]["spec"], model, progress)
     check_compatible(meta, ds, f"{model} on {data or 'its training data'}")
     sp = ds.split(split)
     n = len(sp) if limit is None else min(limit, len(sp))
+    ex = resolve_execution(dev, precision, channels_last, compile, net)
+    solver_net = prepare_model(net, ex)
+    batch_from = "--batch-size" if batch_size is not None else ("default on CPU" if dev.type != "cuda" else "largest that fits")
+    if batch_size is None:
+        batch_size = solver_batch_size(solver_net, ds.input_shape, dev, n)
+        batch_size = distributed.world().smallest(batch_size)  # under torchrun: one that every rank's GPU fits
     defaults = ds.perturb_defaults.get(method, {})
     given = {k: v for k, v in (params or {}).items() if v is not None}
     cfg = make_config(method, {**{k: v for k, v in defaults.items() if k in spec.params()}, **given})
@@ -137,24 +174,50 @@ def perturb(
     tgt_all = choose_targets(sp.y[:n], ds.num_classes, targets, gen)
     run_params = {
         "method": method, "config": cfg.to_dict(), "targets": targets, "density": density_info, "mask": mask_info, "split": split, "data": ds.spec,
-        "seed": seed, "batch_size": batch_size, "limit": limit, "device": device,
+        "seed": seed, "batch_size": batch_size, "batch_size_from": batch_from, "limit": limit, "device": device,
+        "execution": ex.to_dict(),
         "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
     }
-    parents = [parent_entry("model", model, "checkpoint")] + data_parent(ds.spec) + extra_parents
+    parents = [model_parent(model, meta)] + data_parent(ds.spec) + extra_parents
     log_density, log_density_info = evaluation_density(ds, dev, progress)
-    sums = {k: [] for k in ("success", "l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density")}
+    sums = {k: [] for k in ("success", "l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density", "skipped")}
     # one bar for the whole run, in solver iterations, so its rate and time estimate hold across batches
     iters = cfg.steps * getattr(cfg, "search_steps", 1)
     total_batches = math.ceil(n / batch_size)
     stage = f"{method} on {n} sample{'s' if n != 1 else ''}"
     progress(stage, 0, total_batches * iters, unit="iter")
     # finished batches are kept beside the output, so that a killed run finishes with --resume
-    sidecar = Sidecar(out, {"command": "perturb", "params": {k: v for k, v in run_params.items() if k != "device"},
-                            "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__},
-                      resume=resume, force=force)
+    sidecar = distributed.shared_sidecar(lambda: Sidecar(
+        out, {"command": "perturb", "params": {k: v for k, v in run_params.items() if k != "device"},
+              "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__}, resume=resume, force=force), out)
+
+    def solve(b: int, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Solve batch ``b`` (inputs ``x``) and keep it in the sidecar."""
+        start, stop = b * batch_size, min((b + 1) * batch_size, n)
+        t = tgt_all[start:stop]
+        x = x.to(dev)
+        tick = scaled(progress, stage, b * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}")
+        # one generator per batch, a function of the seed and the batch alone: a resumed run draws the same
+        res = spec.fn(solver_net, x, t.to(dev), cfg, generator=torch.Generator().manual_seed(batch_seed(seed, b)),
+                      progress=tick, **solver_kw)
+        metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations,
+                   "grad_evals": res.grad_evals, **norms(res.x - x),
+                   "skipped": res.extras.get("skipped", torch.zeros_like(res.success)),
+                   "log_density": log_density(res.x, t.to(dev), sp.index[start:stop] if split == "train" else None)}
+        sidecar.save(f"batch-{b:06d}", {"x": res.x, "metrics": metrics})
+        return res.x, metrics
+
+    # under torchrun each rank solves its share of the batches into the sidecar; rank 0 alone then writes them all
+    with sidecar:
+        writes = distributed.solve_shares(lambda b: sidecar.has(f"batch-{b:06d}"), total_batches, solve,
+                                          lambda todo: sp.read_ahead(todo, batch_size, n))
+    if not writes:
+        return {"out": str(out), "kind": "perturbed-set", "rank": distributed.world().rank}
     kept = 0
     with sidecar, PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
         reached = 0
+        # the inputs of the batches still to do, read ahead (by DataLoader workers where the data decodes images)
+        inputs = sp.read_ahead([b for b in range(total_batches) if not sidecar.has(f"batch-{b:06d}")], batch_size, n)
         try:
             for b, start in enumerate(range(0, n, batch_size)):
                 stop = min(start + batch_size, n)
@@ -164,16 +227,7 @@ def perturb(
                     done = sidecar.load(unit)
                     x_new, metrics = done["x"], done["metrics"]
                 else:
-                    x = sp.x[start:stop].to(dev)
-                    tick = scaled(progress, stage, b * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}")
-                    # one generator per batch, a function of the seed and the batch alone: a resumed run draws the same
-                    res = spec.fn(net, x, t.to(dev), cfg, generator=torch.Generator().manual_seed(batch_seed(seed, b)),
-                                  progress=tick, **solver_kw)
-                    x_new = res.x
-                    metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations,
-                               "grad_evals": res.grad_evals, **norms(res.x - x),
-                               "log_density": log_density(res.x, t.to(dev), sp.index[start:stop] if split == "train" else None)}
-                    sidecar.save(unit, {"x": x_new, "metrics": metrics})
+                    x_new, metrics = solve(b, next(inputs))
                 kept = b + 1
                 w.add(x_new, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
                 for k in sums:
@@ -191,6 +245,7 @@ def perturb(
             "success_rate": float(cat["success"].double().mean()) if n else None,
             "target_kept_label_rate": float((tgt_all == y).double().mean()) if n else None,
             "target_counts": torch.bincount(tgt_all, minlength=ds.num_classes).tolist(),
+            "skipped": int(cat["skipped"].sum()),
             **{k: summarize(cat[k]) for k in ("l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density")},
         }
         w.set_attr("metrics/log_density", "estimator", log_density_info["name"])
@@ -210,6 +265,7 @@ def perturb(
             },
             summary=summary,
             log_density_estimator=log_density_info,
+            **distributed.world().provenance(),
         )
     sidecar.finish()
     return {"out": str(out), "kind": "perturbed-set", "method": method, "config": cfg.to_dict(), "fixed": sorted(spec.fixed), "targets": targets,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lfpcli.artifacts import check_output, parent_entry, parent_warnings
-from lfpcli.artifacts.datasets import load_perturbed_as_dataset, read_perturbed_set
+from lfpcli.artifacts.datasets import load_perturbed_as_dataset, open_perturbed_set
 from lfpcli.artifacts.provenance import locate_parent
 from lfpcli.commands.common import check_seed, resolve_device, warn
 from lfpcli.commands.train import check_save_every, fit_and_save, parse_arch_args
@@ -42,6 +42,9 @@ def retrain(
     force: bool = False,
     resume: bool = False,
     save_every: float = 60.0,
+    precision: str = "fp32",
+    channels_last: str = "auto",
+    compile: bool = False,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -51,7 +54,9 @@ def retrain(
     from the same pretrained weights file the source model started from; ``scratch`` / ``pretrained``
     force one. Architecture and training settings default to the source model's; model selection
     (``select``) and the reported metrics use the clean source data with its true labels. A scalar-output
-    source model gives a scalar-output retrained model.
+    source model gives a scalar-output retrained model. A perturbed set made with a model lfp did not write
+    records it as ``foreign``: from a state dict the architecture is the one it was read into; from TorchScript or
+    an exported program lfp cannot rebuild one, so ``arch`` is required (training settings: the data's defaults).
     """
     check_output(out, force, (".pt", ".pth", ".ckpt"))
     check_seed(seed)
@@ -59,12 +64,19 @@ def retrain(
     if init not in INITS:
         raise ConfigError(f"--init must be one of {', '.join(INITS)}, got '{init}'")
     dev = resolve_device(device)
-    _, _, record = read_perturbed_set(perturbed)
+    record = open_perturbed_set(perturbed, lazy=True).record
     for msg in parent_warnings(record, perturbed):
         warn(msg)
     source = record.get("source") or {}
     src_model = source.get("model") or {}
     src_init = source.get("init") or {"type": "scratch"}
+    foreign = src_model.get("foreign") or {}
+    if arch is None and foreign.get("format") in ("torchscript", "torch-export"):
+        from lfpcli.models import list_models
+
+        what = "TorchScript model" if foreign["format"] == "torchscript" else "torch.export program"
+        raise ConfigError(f"{perturbed} was made with a {what} lfp did not train ({foreign.get('path')}), whose architecture "
+                          f"lfp cannot rebuild: give --arch for the fresh model (one of {', '.join(list_models())})")
     arch = arch or src_model.get("arch")
     if not arch:
         raise InputError(f"{perturbed} does not record its source architecture; give --arch")
@@ -84,8 +96,8 @@ def retrain(
         raise ConfigError("--init pretrained needs --weights FILE (the source model was trained from scratch)")
     if init == "scratch":
         weights = None
-    ds = load_perturbed_as_dataset(perturbed)
-    clean = resolve(ds.clean_spec, progress=progress)
+    ds = load_perturbed_as_dataset(perturbed, progress=progress)
+    clean = ds.clean_data if ds.clean_data is not None else resolve(ds.clean_spec, progress=progress)
     src_cfg = (source.get("train") or {}).get("config") or {}
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                  nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select, loss=loss)
@@ -98,6 +110,7 @@ def retrain(
         out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=parents, clean=clean, progress=progress, argv=argv,
         output=src_model.get("output", "logits"), resume=resume, save_every=save_every,
+        execution={"precision": precision, "channels_last": channels_last, "compile": compile},
         extra={"perturbation": {"method": record["params"].get("method"), "targets": record["params"].get("targets"),
                                 "config": record["params"].get("config")}},
     )

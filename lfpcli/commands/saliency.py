@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 
 from lfpcli.artifacts import check_output, make_record, parent_entry, sha256_file
-from lfpcli.artifacts.datasets import clean_masks, read_perturbed_set
+from lfpcli.artifacts.datasets import clean_masks, open_perturbed_set
 from lfpcli.artifacts.saliency import SaliencyWriter, check_png_output, h5_kind, read_mask_file, write_png
 from lfpcli.attribution import (
     MAP_DEFINITIONS,
@@ -31,11 +31,14 @@ from lfpcli.attribution import (
     summarize_area,
 )
 from lfpcli.commands.common import (
+    ForeignOptions,
     check_compatible,
     check_positive_int,
     check_seed,
     data_parent,
+    foreign_options_for,
     load_model,
+    model_parent,
     resolve_device,
     resolve_recorded_data,
     warn,
@@ -43,6 +46,7 @@ from lfpcli.commands.common import (
 from lfpcli.data import resolve, spec_label
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
+from lfpcli.precision import prepare_model, resolve_execution
 from lfpcli.progress import Progress, no_progress
 
 TARGET_RULES = ("label", "pred", "perturbation")
@@ -96,12 +100,14 @@ def parse_target(text: str | int, class_names: Sequence[str]) -> str | int:
 
 def _images(data: str | None, split: str | None, meta: dict[str, Any], model_path: str | Path) -> _Images:
     if h5_kind(data) == "perturbed-set":
-        arrays, _, record = read_perturbed_set(data)
+        ps = open_perturbed_set(data)
+        arrays = {"y": ps.y, "group": ps.group, "index": ps.index, "target": ps.target}
+        record = ps.record
         src = record["source"]["dataset"]
         own = record["params"].get("split")
         if split is not None and split != own:
             raise ConfigError(f"{data} is a perturbed set of split '{own}'; --split {split} does not apply (leave it out)")
-        x = torch.from_numpy(arrays["x"])
+        x = torch.from_numpy(ps.x) if not hasattr(ps.x, "read_raw") else ps.x  # rows read when selected
         index = torch.from_numpy(arrays["index"].astype("int64"))
         mask = None
         clean_spec = src.get("clean_spec") or src.get("spec")
@@ -146,8 +152,9 @@ def _model_names(paths: Sequence[str | Path]) -> list[str]:
 
 
 @torch.no_grad()
-def _predict(net, x: torch.Tensor, device, batch_size: int) -> torch.Tensor:
-    out = [class_logits(net(x[s : s + batch_size].to(device))).argmax(1).cpu() for s in range(0, len(x), batch_size)]
+def _predict(net, x, rows: torch.Tensor, device, batch_size: int) -> torch.Tensor:
+    """Predictions on rows ``rows`` of ``x`` (a tensor or rows read on demand), batch by batch."""
+    out = [class_logits(net(x[rows[s : s + batch_size]].to(device))).argmax(1).cpu() for s in range(0, len(rows), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
@@ -182,7 +189,7 @@ def _select(img: _Images, *, indices, n, group, misclassified, first_net, device
                 raise ConfigError(f"--group must be one of {', '.join(names)} (or 0..{len(names) - 1}), got '{group}'")
         rows = rows[img.group[rows] == k]
     if misclassified:
-        pred = _predict(first_net, img.x[rows], device, batch_size)
+        pred = _predict(first_net, img.x, rows, device, batch_size)
         rows = rows[pred != img.y[rows]]
     if n is not None and n < len(rows):
         g = torch.Generator().manual_seed(seed)
@@ -194,10 +201,21 @@ def _select(img: _Images, *, indices, n, group, misclassified, first_net, device
     return rows
 
 
-def saliency_layers(model: str | Path, *, device: str = "cpu") -> dict[str, Any]:
+def _no_layers(path: str | Path, meta: dict[str, Any]) -> None:
+    """A TorchScript model or an exported program has no layers lfp can hook (TorchScript refuses forward hooks,
+    an exported program calls operators, not its submodules): Grad-CAM and the layer list need them."""
+    fmt = (meta.get("foreign") or {}).get("format")
+    if fmt in ("torchscript", "torch-export"):
+        raise ConfigError(f"{path} is a {'TorchScript model' if fmt == 'torchscript' else 'torch.export program'}, whose layers "
+                          f"lfp cannot hook, so Grad-CAM and --list-layers do not apply: use --method gradient, "
+                          f"input-x-gradient, smoothgrad or integrated-gradients, or give the model as a state dict with --arch")
+
+
+def saliency_layers(model: str | Path, *, device: str = "cpu", foreign: ForeignOptions | None = None) -> dict[str, Any]:
     """Every named layer of ``model`` with its output shape for one input, and the default Grad-CAM layer."""
     dev = resolve_device(device)
-    net, meta = load_model(model, dev)
+    net, meta = load_model(model, dev, foreign)
+    _no_layers(model, meta)
     shape = tuple(meta["model"]["input_shape"])
     table = layer_table(net, shape, dev)
     default = next((r.name for r in table if r.default), None)
@@ -228,7 +246,13 @@ def saliency(
     seed: int = 0,
     batch_size: int = 256,
     device: str = "auto",
+    precision: str = "fp32",
+    channels_last: str = "auto",
+    compile: bool = False,
     force: bool = False,
+    normalize: str | None = None,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -251,6 +275,11 @@ def saliency(
     ``.npy`` or lfp dataset file, one (H, W) 0/1 mask per row of the split) every map gets its attribution share
     and pointing-game result (:mod:`lfpcli.attribution.scores`); the summary has them per model, overall and
     per group, next to the chance level (the mask's area).
+
+    A model file lfp did not write (TorchScript, a torch.export program, a state dict with ``arch``) needs ``data``
+    and ``normalize`` (:mod:`lfpcli.commands.foreign`), which apply to every such file among ``models``;
+    Grad-CAM needs a state dict (the other two have no layers lfp can hook). ``precision``, ``channels_last``,
+    ``compile``: how each model's forward and backward run (:mod:`lfpcli.precision`; maps are float32).
     """
     check_output(out, force, (".h5", ".hdf5"))
     if png is not None:
@@ -268,7 +297,10 @@ def saliency(
     config = _config(method, layer, samples=samples, noise=noise, steps=steps, baseline=baseline)
     dev = resolve_device(device)
 
-    nets = [load_model(p, dev) for p in paths]
+    nets = [load_model(p, dev, o) for p, o in zip(paths, foreign_options_for(paths, data, normalize, arch, arch_args))]
+    if config.method == "gradcam":
+        for p, (_, meta) in zip(paths, nets):
+            _no_layers(p, meta)
     img = _images(data, split, nets[0][1], paths[0])
     names = _model_names(paths)
     for p, (_, meta) in zip(paths, nets):
@@ -285,6 +317,8 @@ def saliency(
     for name, (net, _) in zip(names, nets):
         layers.append(resolve_layer(net, config.layer, img.input_shape, what=f"model '{name}'", device=dev)
                       if config.method == "gradcam" else (None, None))
+    execs = [resolve_execution(dev, precision, channels_last, compile, net) for net, _ in nets]
+    runners = [prepare_model(net, ex) for (net, _), ex in zip(nets, execs)]
     rows = _select(img, indices=indices, n=n, group=group, misclassified=misclassified, first_net=nets[0][0],
                    device=dev, batch_size=batch_size, seed=seed)
     count = len(rows)
@@ -320,7 +354,7 @@ def saliency(
                 sl = slice(s, s + batch_size)
                 r = rows[sl]
                 t = None if tgt_all is None else tgt_all[sl].to(dev)
-                res = attribute(net, img.x[r].to(dev), t, config, layer=mod, keys=r, seed=seed)
+                res = attribute(runners[k], img.x[r].to(dev), t, config, layer=mod, keys=r, seed=seed)
                 maps = res.maps.cpu()
                 values: dict[str, Any] = {"map": maps, "pred": res.pred.cpu(), "target": res.target.cpu(),
                                           "logit": res.logits.gather(1, res.target.view(-1, 1)).squeeze(1).cpu(),
@@ -355,8 +389,9 @@ def saliency(
             "n": n, "group": group, "misclassified": misclassified, "config": config.to_dict(), "target": tgt_rule,
             "masks": str(masks) if masks is not None else None, "png": str(png) if png is not None else None,
             "png_rows": png_rows, "seed": seed, "batch_size": batch_size, "device": device,
+            "execution": [ex.to_dict() for ex in execs],
         }
-        model_parents = [parent_entry("model", p, "checkpoint") for p in paths]
+        model_parents = [model_parent(p, meta) for p, (_, meta) in zip(paths, nets)]
         parents = model_parents + img.parents + mask_parents
         params["layers"] = [e["layer"] for e in per_model]
         wr.record = make_record(

@@ -21,7 +21,9 @@ from lfpcli.models import build_model
 from lfpcli.models.registry import arch_defaults
 from lfpcli import __version__
 from lfpcli.artifacts.resume import Sidecar
+from lfpcli import distributed
 from lfpcli.errors import Interrupted
+from lfpcli.precision import resolve_execution
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training import TrainConfig, train_model
 
@@ -48,6 +50,11 @@ def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:
                 v = int(v)
             except ValueError:
                 raise ConfigError(f"--arch-arg {k} must be an integer") from None
+        elif isinstance(v, str) and isinstance(d, float):
+            try:
+                v = float(v)
+            except ValueError:
+                raise ConfigError(f"--arch-arg {k} must be a number") from None
         out[k] = v
     return out
 
@@ -73,11 +80,13 @@ def fit_and_save(
     extra: dict[str, Any] | None = None,
     resume: bool = False,
     save_every: float = 60.0,
+    execution: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a fresh model, train it on ``ds``, score it on the clean data ``clean``, write the checkpoint.
 
     The training state is kept in ``OUT.resume/`` (after an epoch, at most every ``save_every`` seconds) until the
-    checkpoint is written; ``resume`` continues an interrupted run of the same command from there."""
+    checkpoint is written; ``resume`` continues an interrupted run of the same command from there. ``execution``:
+    ``precision``, ``channels_last``, ``compile`` (:func:`lfpcli.precision.resolve_execution`)."""
     torch.manual_seed(seed)
     init: dict[str, Any] = {"type": "scratch", "seed": seed}
     build_args = dict(arch_args)
@@ -87,18 +96,22 @@ def fit_and_save(
     if weights:
         init = {"type": "pretrained", "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
         parents = parents + [parent_entry("weights", weights, "weights")]
+    ex = resolve_execution(device, model=model, **(execution or {}))
+    params = {**params, "execution": ex.to_dict()}
     val = ds.splits.get("val")
-    sidecar = Sidecar(out, {"command": "train", "params": {k: v for k, v in params.items() if k != "device"},
-                            "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__},
-                      resume=resume, force=force)
+    sidecar = distributed.shared_sidecar(lambda: Sidecar(
+        out, {"command": "train", "params": {k: v for k, v in params.items() if k != "device"},
+              "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__}, resume=resume, force=force), out)
     try:
         with sidecar:
             result = train_model(model, ds.splits["train"], cfg, device=device, seed=seed, val=val, group_names=ds.group_names,
-                                 progress=progress, sidecar=sidecar, save_every=save_every)
+                                 progress=progress, sidecar=sidecar, save_every=save_every, execution=ex)
     except KeyboardInterrupt:
         state = f"the state after epoch {sidecar.load('train-state')['epoch']} is kept in {sidecar.dir}: run the same command " \
                 f"with --resume to continue" if sidecar.has("train-state") else "no epoch was finished, so nothing was kept"
         raise Interrupted(f"interrupted; {state}") from None
+    if not distributed.world().main:  # under torchrun rank 0 scores the model and writes the checkpoint
+        return {"out": str(out), "kind": "checkpoint", "rank": distributed.world().rank}
     metrics = clean_metrics(model, clean, device, progress=progress)
     record = make_record(
         "checkpoint",
@@ -122,6 +135,7 @@ def fit_and_save(
                "minibatch_order": "epoch e: a generator seeded (seed * 1000003 + e)"},
         metrics=metrics,
         **(extra or {}),
+        **distributed.world().provenance(),
     )
     save_checkpoint(out, model.state_dict(), record, force=force)
     sidecar.finish()
@@ -162,6 +176,9 @@ def train(
     force: bool = False,
     resume: bool = False,
     save_every: float = 60.0,
+    precision: str = "fp32",
+    channels_last: str = "auto",
+    compile: bool = False,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -188,4 +205,5 @@ def train(
         out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=data_parent(ds.spec), clean=clean, progress=progress, argv=argv,
         output=output, resume=resume, save_every=save_every,
+        execution={"precision": precision, "channels_last": channels_last, "compile": compile},
     )

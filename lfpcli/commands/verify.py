@@ -14,7 +14,8 @@ from lfpcli.artifacts import parent_status, read_record, sha256_file
 from lfpcli.errors import InputError, LfpError
 
 #: Parent roles whose files are not lfp artifacts (they carry no record of their own): checked by hash only.
-LEAF_KINDS = ("weights", "mask")
+#: ``foreign-model``: a user's own model file (TorchScript, torch.export, state dict) an artifact was made with.
+LEAF_KINDS = ("weights", "mask", "foreign-model")
 
 
 def _node(path: Path, visiting: set[str]) -> dict[str, Any]:

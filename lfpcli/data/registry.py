@@ -1,4 +1,5 @@
-"""Resolve data specs to datasets: built-ins (generated, then cached) and lfp HDF5 files."""
+"""Resolve data specs to datasets: built-ins (generated, then cached), real datasets read from the user's disk
+(:mod:`lfpcli.data.real`), and lfp HDF5 files (dataset caches, perturbed sets; read lazily)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,22 @@ from typing import Any
 
 from lfpcli.data.builtin import BUILTINS
 from lfpcli.data.dataset import Dataset
+from lfpcli.data.real import REAL
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.progress import Progress, no_progress
 
 
 def list_datasets() -> list[str]:
     return sorted(BUILTINS)
+
+
+def list_real_datasets() -> list[str]:
+    """The datasets read from the user's disk (each needs ``root=DIR`` or, for ``folder``, ``csv=FILE``)."""
+    return list(REAL)
+
+
+def _all_names() -> str:
+    return ", ".join(list_datasets()) + "; from your disk: " + ", ".join(f"{n}:{REAL[n].required}=..." for n in REAL)
 
 
 def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
@@ -36,14 +47,44 @@ def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
             except ValueError:
                 raise ConfigError(f"data spec '{text}': {key} must be a {types[key].__name__}") from None
         return {"type": "builtin", "name": name, "params": params}
+    if name in REAL:
+        return _parse_real(text, name, rest)
     p = Path(text)
     if p.suffix.lower() in (".h5", ".hdf5") or p.exists():
         if p.is_dir():
-            raise InputError(f"{p} is a folder, not an lfp .h5 data file")
+            raise InputError(f"{p} is a folder, not an lfp .h5 data file; for a dataset on your disk name it, e.g. "
+                             f"waterbirds:root={text} (also {', '.join(n for n in REAL if n not in ('waterbirds', 'folder'))})")
         if not p.is_file():
             raise InputError(f"data file {p} does not exist")
         return {"type": "file", "path": str(p)}
-    raise ConfigError(f"unknown dataset '{text}'; choose one of {', '.join(list_datasets())}, or give an lfp .h5 file")
+    raise ConfigError(f"unknown dataset '{text}'; choose one of {_all_names()}, or give an lfp .h5 file")
+
+
+def _parse_real(text: str, name: str, rest: str) -> dict[str, Any]:
+    """``waterbirds:root=DIR,size=64`` -> ``{"type": "real", "name", "params"}``; path parameters made absolute."""
+    from lfpcli.data.real.common import abs_path
+
+    entry = REAL[name]
+    types = entry.param_types
+    params: dict[str, Any] = {}
+    for item in filter(None, rest.split(",")):
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in types:
+            raise ConfigError(f"data spec '{text}': {name} takes {', '.join(f'{k}=...' for k in types)}")
+        value = value.strip()
+        try:
+            params[key] = types[key](value)
+        except ValueError:
+            raise ConfigError(f"data spec '{text}': {key} must be a {'whole number' if types[key] is int else types[key].__name__}") from None
+        if key in entry.paths and value and value not in ("auto", "none"):
+            params[key] = abs_path(value)
+    if not params.get(entry.required):
+        what = "FILE" if entry.required == "csv" else "DIR"
+        raise ConfigError(f"data spec '{text}': {name} needs {entry.required}={what} ({entry.summary})")
+    return {"type": "real", "name": name, "params": params}
+
+
 
 
 def cache_dir() -> Path:
@@ -59,7 +100,7 @@ def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, progress: Pro
     if spec.get("type") == "builtin":
         name = spec.get("name")
         if name not in BUILTINS:
-            raise ConfigError(f"unknown dataset '{name}'; choose one of {', '.join(list_datasets())}")
+            raise ConfigError(f"unknown dataset '{name}'; choose one of {_all_names()}")
         entry = BUILTINS[name]
         params = entry.full_params({k: v for k, v in (spec.get("params") or {}).items() if k in entry.param_types})
         if use_cache:
@@ -67,8 +108,22 @@ def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, progress: Pro
 
             return cached_builtin(name, params, entry, cache_dir(), progress)
         return entry.build(params, progress)
+    if spec.get("type") == "real":
+        return _resolve_real(spec, progress)
     if spec.get("type") == "file":
         from lfpcli.data.files import load_data_file
 
         return load_data_file(spec["path"], expected_sha256=spec.get("sha256"))
     raise ConfigError(f"unrecognised data spec {spec!r}")
+
+
+def _resolve_real(spec: dict[str, Any], progress: Progress) -> Dataset:
+    name = spec.get("name")
+    if name not in REAL:
+        raise ConfigError(f"unknown dataset '{name}'; choose one of {_all_names()}")
+    entry = REAL[name]
+    given = spec.get("params") or {}
+    if not isinstance(given, dict):
+        raise ConfigError(f"malformed data spec {spec!r}")
+    params = entry.full_params({k: v for k, v in given.items() if k in entry.param_types})
+    return entry.build(params, progress)

@@ -67,7 +67,7 @@ def get_density_class(kind: str) -> type[ClassDensity]:
 
 
 # Keyword arguments of ``fit`` that are run settings rather than hyper-parameters.
-_RUN_SETTINGS = ("seed", "device", "progress", "store")
+_RUN_SETTINGS = ("seed", "device", "progress", "store", "drawn_from")
 
 
 def fit_params(kind: str) -> list[str]:
@@ -78,18 +78,23 @@ def fit_params(kind: str) -> list[str]:
 
 
 def fit_density(kind: str, x: Tensor, y: Tensor, num_classes: int, *, seed: int = 0, device: Any = None,
-                progress: Any = None, store: Any = None, **params: Any) -> ClassDensity:
+                progress: Any = None, store: Any = None, drawn_from: Any = None, **params: Any) -> ClassDensity:
     """Fit a ``kind`` density on ``x`` ``(N, ...)`` with labels ``y`` ``(N,)``; ``params`` are the estimator's
     hyper-parameters (unknown names raise ConfigError rather than TypeError). ``device`` and ``progress`` reach
     the estimators whose fit takes them (the VAEs train on ``device`` and report epochs); the others ignore them.
-    ``store`` keeps finished parts of a long fit for a resumed run (the VAEs: one per class)."""
+    ``store`` keeps finished parts of a long fit for a resumed run (the VAEs: one per class). ``drawn_from`` (kde,
+    knn): ``x`` holds only the points the fit would keep (``base.subsample_rows``), drawn from classes of these
+    sizes; the result equals the fit on every point."""
     allowed = fit_params(kind)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ConfigError(f"{kind}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(allowed)}")
     cls = get_density_class(kind)
     takes = inspect.signature(cls.fit).parameters
-    run = {k: v for k, v in (("device", device), ("progress", progress), ("store", store)) if v is not None and k in takes}
+    run = {k: v for k, v in (("device", device), ("progress", progress), ("store", store), ("drawn_from", drawn_from))
+           if v is not None and k in takes}
+    if drawn_from is not None and "drawn_from" not in takes:
+        raise ConfigError(f"{kind}: cannot be fitted on a presampled subset (drawn_from)")
     return cls.fit(x, y, num_classes, seed=seed, **run, **params)
 
 

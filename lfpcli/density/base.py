@@ -178,6 +178,38 @@ class ClassDensity(nn.Module, ABC):
         values = torch.cat(pieces)
         return values[inverse]
 
+    #: Evaluate all target classes in one batched product over class-padded inputs (:meth:`_padded`) rather than
+    #: one product per class (:meth:`_grouped`); the two give the same values. A benchmark switch.
+    fused = True
+
+    def _use_fused(self, t: Tensor) -> bool:
+        """Whether the padded layout is worth it: on, and padding at most doubles the rows (targets not too skewed)."""
+        if not self.fused or t.numel() == 0:
+            return False
+        counts = self._grouping(t)[0]
+        return self.num_classes * max(counts) <= 2 * t.numel() + self.num_classes
+
+    def _padded(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``x`` ``(N, D)`` laid out by target class as ``(K, M, D)`` (M the largest class count, zero rows as
+        padding), with ``slots`` ``(N,)``: each sample's row in the flattened ``(K * M)`` layout, in batch order, and
+        ``t``'s class of each slot row. Values computed per padded row come back in batch order with
+        ``values.flatten(0, 1)[slots]``. Differentiable in ``x``."""
+        slots, m = self._class_slots(t)
+        pad = x.new_zeros(self.num_classes * m, x.shape[1]).index_copy(0, slots, x)
+        return pad.view(self.num_classes, m, x.shape[1]), slots, m
+
+    def _class_slots(self, t: Tensor) -> tuple[Tensor, int]:
+        def compute() -> tuple[Tensor, int]:
+            counts, perm, inverse = self._grouping(t)
+            m = max(counts)
+            c = torch.tensor(counts, device=t.device)
+            starts = c.cumsum(0) - c
+            pos_sorted = torch.arange(t.numel(), device=t.device) - starts[t[perm]]
+            # a sample's position within its class, in batch order
+            return t * m + pos_sorted[inverse], m
+
+        return self._per_targets(t, "slots", compute)
+
     def _grouping(self, t: Tensor) -> tuple[list[int], Tensor, Tensor]:
         """Class counts (host list), the permutation sorting ``t`` by class and its inverse."""
 
@@ -251,6 +283,29 @@ def subsample(n: int, max_points: int | None, gen: torch.Generator) -> Tensor:
     if max_points is None or n <= max_points:
         return torch.arange(n)
     return torch.randperm(n, generator=gen)[:max_points].sort().values
+
+
+def subsample_rows(y: Tensor, num_classes: int, max_points: int | None, seed: int) -> tuple[Tensor, list[int]]:
+    """The rows (sorted) that a kde/knn fit on labels ``y`` keeps (``subsample`` per class with
+    ``class_generator(seed, k)``), and each class's count: a caller whose points are on disk reads only these rows
+    and passes the counts as ``drawn_from``, for exactly the fit it would get from every point."""
+    rows, counts = [], []
+    for k in range(num_classes):
+        members = (y == k).nonzero().flatten()
+        counts.append(int(members.numel()))
+        rows.append(members[subsample(int(members.numel()), max_points, class_generator(seed, k))])
+    out = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.long)
+    return out.sort().values, counts
+
+
+def presampled(count: int, drawn_from: int, max_points: int | None, gen: torch.Generator) -> Tensor:
+    """Every one of ``count`` points that are already the subsample of ``drawn_from`` points; ``gen`` advanced as
+    :func:`subsample` advanced it when it drew them."""
+    expected = drawn_from if max_points is None else min(drawn_from, max_points)
+    if count != expected:
+        raise ConfigError(f"drawn_from: {count} points given where the subsample of {drawn_from} has {expected}")
+    subsample(drawn_from, max_points, gen)
+    return torch.arange(count)
 
 
 def check_positive_int(kind: str, name: str, value: Any, *, allow_none: bool = False) -> int | None:

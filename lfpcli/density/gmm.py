@@ -187,6 +187,11 @@ class GaussianMixtureDensity(ClassDensity):
             y = (x.unsqueeze(1) - self._buf("means", x)[t]) * prec[t]
             return torch.logsumexp(log_w[t] + log_det[t] + const - 0.5 * (y * y).sum(-1), dim=1)
         means_prec = self._buf("means_prec", x)
+        if self._use_fused(t):
+            # every class's products in one batched matmul: (K, 1, M, D) x (K, C, D, D) -> (K, C, M, D)
+            pad, slots, _ = self._padded(x, t)
+            y = torch.matmul(pad.unsqueeze(1), prec).transpose(1, 2).flatten(0, 1)[slots] - means_prec[t]
+            return torch.logsumexp(log_w[t] + log_det[t] + const - 0.5 * (y * y).sum(-1), dim=1)
 
         def one_class(k: int, xk: Tensor) -> Tensor:
             y = torch.einsum("nd,cde->nce", xk, prec[k]) - means_prec[k]

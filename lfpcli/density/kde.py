@@ -24,6 +24,7 @@ from lfpcli.density.base import (
     pack_by_class,
     prepare_fit_data,
     sq_dists,
+    presampled,
     subsample,
 )
 from lfpcli.errors import ConfigError
@@ -79,6 +80,7 @@ class GaussianKDE(ClassDensity):
         max_points: int | None = None,
         chunk_size: int = 4096,
         progress: Progress | None = None,
+        drawn_from: Sequence[int] | None = None,
     ) -> GaussianKDE:
         """Store each class's points (a seeded subsample of at most ``max_points``) and pick its bandwidth.
 
@@ -95,7 +97,12 @@ class GaussianKDE(ClassDensity):
             raise ConfigError(f"kde: cv_folds must be >= 2, got {cv_folds}")
         counts = torch.bincount(ys, minlength=num_classes).tolist()
         gens = [class_generator(seed, k) for k in range(num_classes)]
-        keep = [subsample(counts[k], max_points, gens[k]) for k in range(num_classes)]
+        if drawn_from is not None:
+            # the caller read only each class's subsample (``subsample_rows``): draw it again to advance the
+            # generators exactly as fitting on every point would have, then keep every point given
+            keep = [presampled(counts[k], int(drawn_from[k]), max_points, gens[k]) for k in range(num_classes)]
+        else:
+            keep = [subsample(counts[k], max_points, gens[k]) for k in range(num_classes)]
         points, offsets = pack_by_class(xs, ys, keep)
         off = offsets.tolist()
 
@@ -162,6 +169,18 @@ class GaussianKDE(ClassDensity):
         points = self._buf("points", x)
         bandwidth = self._buf("bandwidth", x)
         off, chunk, dim = self._offsets, self.chunk_size, self.dim
+        sizes = [off[k + 1] - off[k] for k in range(self.num_classes)]
+        if self._use_fused(t) and max(sizes) <= chunk:
+            # every class in one batched product: (K, M, D) inputs against (K, P, D) reference points, padded
+            # points masked out with -inf; the Python loop per class is gone, the arithmetic is the same
+            pad, slots, _ = self._padded(x, t)
+            ref, valid = self._padded_points(points)
+            d2 = (pad.pow(2).sum(-1, keepdim=True) - 2.0 * torch.bmm(pad, ref.transpose(1, 2))
+                  + ref.pow(2).sum(-1).unsqueeze(1)).clamp_min(0.0)
+            scale = (-0.5 / (bandwidth * bandwidth)).view(-1, 1, 1)
+            lse = torch.logsumexp((d2 * scale).masked_fill(~valid.unsqueeze(1), -math.inf), dim=2).flatten()[slots]
+            n_ref = torch.tensor(sizes, device=x.device, dtype=x.dtype)
+            return lse - (n_ref.log() + 0.5 * dim * (LOG_2PI + 2.0 * torch.log(bandwidth)))[t]
 
         def one_class(k: int, xk: Tensor) -> Tensor:
             ref = points[off[k] : off[k + 1]]
@@ -175,6 +194,24 @@ class GaussianKDE(ClassDensity):
 
         # Grouping by class: gathering each sample's reference set would need (N, n_t, D) memory.
         return self._grouped(x, t, one_class)
+
+    def _padded_points(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """The reference points as ``(K, P, D)`` (P the largest class's count, zero rows as padding) and the
+        ``(K, P)`` mask of real rows; kept for the dtype and device last asked for."""
+        key = (points.dtype, points.device)
+        cached = getattr(self, "_points_padded", None)
+        if cached is None or cached[0] != key:
+            off = self._offsets
+            sizes = [off[k + 1] - off[k] for k in range(self.num_classes)]
+            p = max(sizes)
+            ref = points.new_zeros(self.num_classes, p, points.shape[1])
+            valid = torch.zeros(self.num_classes, p, dtype=torch.bool, device=points.device)
+            for k, nk in enumerate(sizes):  # once per fit, not per evaluation
+                ref[k, :nk] = points[off[k] : off[k + 1]]
+                valid[k, :nk] = True
+            cached = (key, ref, valid)
+            self._points_padded = cached
+        return cached[1], cached[2]
 
     def plausibility_weight(self) -> float:
         """The mean squared bandwidth ``mean_t h_t^2`` (see ``ClassDensity.plausibility_weight``)."""

@@ -16,6 +16,7 @@ log-density (``normalized = False``): compare its values only with other values 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,6 +29,7 @@ from lfpcli.density.base import (
     pack_by_class,
     prepare_fit_data,
     sq_dists,
+    presampled,
     subsample,
 )
 from lfpcli.errors import ConfigError
@@ -78,6 +80,7 @@ class KNNGravity(ClassDensity):
         max_points: int | None = None,
         chunk_size: int = 4096,
         progress: Progress | None = None,
+        drawn_from: Sequence[int] | None = None,
     ) -> KNNGravity:
         """Keep each class's points (a seeded subsample of at most ``max_points``) and weight each by the inverse
         mean distance to its ``density_k`` (default ``k``) nearest same-class neighbours; ``progress(stage,
@@ -88,7 +91,10 @@ class KNNGravity(ClassDensity):
         check_positive_int("knn", "max_points", max_points, allow_none=True)
         check_positive_int("knn", "chunk_size", chunk_size)
         counts = torch.bincount(ys, minlength=num_classes).tolist()
-        keep = [subsample(counts[c], max_points, class_generator(seed, c)) for c in range(num_classes)]
+        if drawn_from is not None:  # the caller read only each class's subsample (see GaussianKDE.fit)
+            keep = [presampled(counts[c], int(drawn_from[c]), max_points, class_generator(seed, c)) for c in range(num_classes)]
+        else:
+            keep = [subsample(counts[c], max_points, class_generator(seed, c)) for c in range(num_classes)]
         points, offsets = pack_by_class(xs, ys, keep)
         off = offsets.tolist()
         parts = []

@@ -51,11 +51,38 @@ def mlp(num_classes, input_shape, *, hidden: int = 256, depth: int = 2) -> nn.Mo
     return _Net(nn.Sequential(*layers), nn.Linear(d, num_classes))
 
 
-def load_local_weights(path: str) -> dict[str, torch.Tensor]:
+#: torchvision's ImageNet weight files (``https://download.pytorch.org/models/<file>``): V1 first, the one the paper's
+#: setup implies (``resnet50(pretrained=True)`` in SubpopBench is V1).
+TORCHVISION_FILES = {
+    "resnet18": [("IMAGENET1K_V1", "resnet18-f37072fd.pth")],
+    "resnet50": [("IMAGENET1K_V1", "resnet50-0676ba61.pth"), ("IMAGENET1K_V2", "resnet50-11ad3fa6.pth")],
+}
+
+
+def missing_weights_message(path: str | Path, arch: str | None = None) -> str:
+    """One line: the weights file is not there, lfp never downloads, where torchvision's file comes from and how to
+    pass it (naming a copy already in torch's hub cache, ``$TORCH_HOME/hub/checkpoints``, when there is one)."""
+    files = TORCHVISION_FILES.get(arch or "", TORCHVISION_FILES["resnet50"])
+    name = arch or "resnet50"
+    try:
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+    except Exception:  # pragma: no cover - get_dir only reads environment variables
+        cache = Path("~/.cache/torch/hub/checkpoints")
+    found = [cache / f for _, f in files if (cache / f).is_file()]
+    paper = ", the paper's setup" if name == "resnet50" else ""
+    versions = " or ".join(f"{f} ({v}{paper if k == 0 else ''})" for k, (v, f) in enumerate(files))
+    here = f"; a copy is already at {found[0]}: pass --weights {found[0]}" if found else ""
+    return (f"pretrained weights file {path} does not exist. lfp never downloads weights: torchvision's ImageNet {name} "
+            f"weights are {versions} from https://download.pytorch.org/models/; get the file once where there is network "
+            f"access, e.g. python -c \"import torchvision; torchvision.models.{name}(weights='IMAGENET1K_V1')\" saves it "
+            f"in {cache}, then pass --weights /path/to/{files[0][1]}{here}")
+
+
+def load_local_weights(path: str, arch: str | None = None) -> dict[str, torch.Tensor]:
     """A torchvision state dict from a local file, read with ``weights_only=True`` (no download, no pickle code)."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"pretrained weights file {p} does not exist (lfp never downloads weights: give a local file)")
+        raise InputError(missing_weights_message(p, arch))
     try:
         sd = torch.load(p, map_location="cpu", weights_only=True)
     except Exception:
@@ -72,7 +99,7 @@ def _resnet(name, num_classes, input_shape, weights, small_input):
 
     net = getattr(torchvision.models, name)(weights=None)
     if weights:
-        sd = load_local_weights(weights)
+        sd = load_local_weights(weights, name)
         missing, unexpected = net.load_state_dict(sd, strict=False)
         bad = [k for k in missing if not k.endswith("num_batches_tracked")]
         if bad or unexpected:

@@ -2,6 +2,12 @@
 
 A builder returns a module with ``features(x) -> (N, F)`` and ``head(f) -> (N, K)`` (``K = 1`` for a scalar-output
 binary model).
+
+Architectures of other installed packages: an entry point in the group ``lfpcli.models`` (name: the architecture's
+name, value: its builder, e.g. ``my-net = "mypkg.nets:build_my_net"`` under
+``[project.entry-points."lfpcli.models"]``) is registered the first time an unknown name is asked for or the names
+are listed. Only installed packages are imported this way (lfp never imports code from a model file), so a user's
+own class becomes an ``--arch`` for ``lfp train`` and for reading its state dict (``--in weights.pt --arch my-net``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from lfpcli.models.outputs import OUTPUTS
 from lfpcli.models.pixel import PixelModel
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+#: The entry-point group of other packages' architectures.
+ENTRY_POINT_GROUP = "lfpcli.models"
+_plugins_loaded = False
 
 
 def register_model(name: str):
@@ -28,7 +37,35 @@ def register_model(name: str):
     return deco
 
 
+def load_plugins() -> None:
+    """Register the architectures of installed packages (entry points of :data:`ENTRY_POINT_GROUP`), once. A
+    plugin that fails to import or is not callable is left out with a warning (it never stops lfp)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    import warnings
+    from importlib.metadata import entry_points
+
+    try:
+        eps = list(entry_points(group=ENTRY_POINT_GROUP))
+    except Exception:  # pragma: no cover - broken package metadata
+        return
+    for ep in eps:
+        if ep.name in _REGISTRY:
+            continue
+        try:
+            fn = ep.load()
+        except Exception as e:
+            warnings.warn(f"architecture '{ep.name}' of package entry point {ep.value} cannot be imported ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:120] if str(e) else ''}); left out", stacklevel=2)
+            continue
+        if callable(fn):
+            _REGISTRY[ep.name] = fn
+
+
 def list_models() -> list[str]:
+    load_plugins()
     return sorted(_REGISTRY)
 
 
@@ -39,6 +76,8 @@ def arch_defaults(arch: str) -> dict[str, Any]:
 
 
 def _builder(arch: str) -> Callable[..., nn.Module]:
+    if arch not in _REGISTRY:
+        load_plugins()
     if arch not in _REGISTRY:
         raise ConfigError(f"unknown architecture '{arch}'; choose one of: {', '.join(list_models())}")
     return _REGISTRY[arch]

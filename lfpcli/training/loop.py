@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 
+from lfpcli import distributed
 from lfpcli.data.dataset import Split
 from lfpcli.metrics import predict, split_metrics
+from lfpcli.precision import Execution
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training.config import TrainConfig
 from lfpcli.models.outputs import class_logits
@@ -53,6 +55,7 @@ def train_model(
     progress: Progress = no_progress,
     sidecar: Any = None,
     save_every: float = 0.0,
+    execution: Execution | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train`` (``cfg.loss``), minibatches drawn with ``generator``, or, given
     ``seed``, with one generator per epoch made from ``(seed, epoch)`` alone (what makes a run resumable).
@@ -65,6 +68,9 @@ def train_model(
     history, the best epoch so far) is kept there after an epoch once ``save_every`` seconds have passed since
     the last save (0: every epoch), and a run whose sidecar holds a state continues after its epoch, with the
     same result as a run never stopped (given ``seed``).
+
+    ``execution`` (:mod:`lfpcli.precision`): the forward runs under its autocast (loss and optimizer in float32,
+    a gradient scaler for fp16 on CUDA), weights and inputs channels-last and the forward compiled if it says so.
     """
     if generator is None and seed is None:
         raise ValueError("train_model needs a generator or a seed")
@@ -78,6 +84,14 @@ def train_model(
         raise ConfigError("--select val-worst-group needs data with groups; use --select val-accuracy")
     loss_fn = get_loss(cfg.loss)
     model.to(device)
+    ex = execution or Execution(str(device))
+    if ex.channels_last:
+        model.to(memory_format=torch.channels_last)
+    # under torchrun: DistributedDataParallel, each rank a shard of every minibatch (lfpcli.distributed)
+    job = distributed.world()
+    net = distributed.wrap(model, device)
+    forward = torch.compile(net) if ex.compile else net
+    scaler = ex.grad_scaler()
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs) if cfg.schedule == "cosine" else None
     train_counts = train.group_counts(len(group_names)) if group_names else None
@@ -110,33 +124,61 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
-        for b, (x, y, _, _) in enumerate(train.batches(cfg.batch_size, shuffle=True, generator=generator)):
+        if job.active:
+            batches = distributed.shard_batches(train, cfg.batch_size, generator)
+        else:
+            batches = ((x, y, None, 1.0, y.shape[0]) for x, y, _, _ in train.batches(cfg.batch_size, shuffle=True, generator=generator))
+        for b, (x, y, real, scale, count) in enumerate(batches):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = class_logits(model(x))
-            loss = loss_fn(logits, y).mean()
+            if ex.channels_last and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with ex.autocast():
+                out = forward(x)
+            logits = class_logits(out.float())
+            if real is None:
+                loss = loss_fn(logits, y).mean()
+            else:  # this rank's share of the minibatch's mean loss, so that DDP's average is that mean
+                real = real.to(device, non_blocking=True)
+                per = loss_fn(logits, y) * real
+                loss = per.sum() * scale
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * y.shape[0]
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += y.shape[0]
+            if scaler is None:
+                loss.backward()
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            if real is None:
+                loss_sum += loss.detach() * y.shape[0]
+                correct += (logits.detach().argmax(1) == y).sum()
+            else:
+                loss_sum += per.detach().sum()
+                correct += ((logits.detach().argmax(1) == y) & real).sum()
+            seen += count
             progress(stage, (epoch - 1) * n_batches + b + 1, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}",
                      loss=loss_sum / seen, **last)
         if sched is not None:
             sched.step()
+        job.all_sum(loss_sum, correct)  # under torchrun: the whole epoch's, over every rank's shards
         row: dict[str, Any] = {
             "epoch": epoch,
             "lr": opt.param_groups[0]["lr"],
             "train_loss": float(loss_sum) / max(len(train), 1),
             "train_accuracy": float(correct) / max(len(train), 1),
         }
-        if val is not None and len(val):
+        if val is not None and len(val) and job.main:  # under torchrun rank 0 validates and selects
             m = split_metrics(predict(model, val, device), val.y, val.group, group_names, train_counts)
             row["val_accuracy"] = m["accuracy"]
             row["val_worst_group_accuracy"] = m["worst_group_accuracy"]
             score = _score(m, cfg.select) if cfg.select != "last" else None
         else:
             score = None
+        if not math.isfinite(row["train_loss"]):
+            from lfpcli.errors import ConfigError
+
+            raise ConfigError(f"training diverged: the loss was {row['train_loss']} in epoch {epoch}, so no checkpoint is "
+                              f"written; lower the learning rate (--lr, now {cfg.lr:g}) or use --schedule cosine")
         result.history.append(row)
         last = {"val_acc": row.get("val_accuracy"), "val_wga": row.get("val_worst_group_accuracy")}
         progress(stage, epoch * n_batches, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}", loss=row["train_loss"], **last)
@@ -144,14 +186,15 @@ def train_model(
             best = score if score is not None else best
             result.selected_epoch = epoch
             result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        if sidecar is not None and epoch < cfg.epochs and time.monotonic() - saved_at >= save_every:
+        if sidecar is not None and job.main and epoch < cfg.epochs and time.monotonic() - saved_at >= save_every:
             sidecar.save("train-state", {
                 "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else {}, "history": result.history,
                 "selected_epoch": result.selected_epoch, "best_state": result.state_dict, "best": best,
             })
             saved_at = time.monotonic()
-    model.load_state_dict(result.state_dict)
+    if job.main:
+        model.load_state_dict(result.state_dict)
     return result
 
 

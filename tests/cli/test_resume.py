@@ -45,9 +45,14 @@ def timed(*args) -> float:
     return time.monotonic() - t
 
 
-def kill_at(argv, delay: float) -> bool:
-    """Start ``lfp ARGV``, SIGKILL it after ``delay`` seconds; whether it was killed (rather than done by then)."""
+def kill_at(argv, delay: float, after: Path | None = None) -> bool:
+    """Start ``lfp ARGV``, SIGKILL it after ``delay`` seconds (counted from the moment the file ``after`` appears,
+    if given: a kill that must land after some progress, however slow the machine); whether it was killed (rather
+    than done by then)."""
     p = subprocess.Popen([*LFP, *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if after is not None:
+        while not after.exists() and p.poll() is None:
+            time.sleep(0.02)
     try:
         p.wait(timeout=delay)
     except subprocess.TimeoutExpired:
@@ -102,7 +107,11 @@ def test_train_killed_at_random_moments_then_resumed_gives_the_same_weights(tmp_
     rng = random.Random(5)
     killed = 0
     for attempt in range(2):
-        killed += kill_at([*TRAIN, "--out", out, "--resume"], rng.uniform(0.3, 0.9) * seconds)
+        # the first kill at a random moment (start-up included); the second once an epoch's state is kept, so that
+        # at least one run is killed mid-way however the machine's load changes between runs
+        delay, after = ((rng.uniform(0.3, 0.9) * seconds, None) if attempt == 0
+                        else (rng.uniform(0.0, 0.1) * seconds, tmp_path / "out.pt.resume" / "train-state.pt"))
+        killed += kill_at([*TRAIN, "--out", out, "--resume"], delay, after)
         assert not list(tmp_path.glob(".out.pt.*.part"))
         if out.exists():  # finished before the kill: whole and correct
             got = ckpt_tensors(out)

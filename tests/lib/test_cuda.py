@@ -64,3 +64,28 @@ def test_pcfe_with_a_density_stays_on_the_device():
     cfg = make_config("pcfe-l0", {**PARAMS["pcfe-l0"], "tau": q.plausibility_weight()})
     r = get_solver("pcfe-l0").fn(model, x, t, cfg, plausibility=lambda xp, tt: q.log_prob(xp.flatten(1), tt))
     assert r.x.is_cuda and r.extras["plausibility"].is_cuda
+
+
+@pytest.mark.parametrize("method", list_solvers())
+def test_no_host_sync_inside_a_solvers_iterations(method):
+    """Under CUDA's sync debug mode every host-device synchronisation warns; a solver may sync a fixed number of
+    times (set-up checks, pcfe-l0's skip decision), never once per iteration: the count must not grow with steps."""
+    import warnings
+
+    model, x, t = _problem()
+    model, x, t = model.float().cuda(), x.float().cuda(), t.cuda()
+    fn = get_solver(method).fn
+
+    def syncs(steps: int) -> int:
+        cfg = make_config(method, {**PARAMS[method], "steps": steps})
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                fn(model, x, t, cfg, generator=torch.Generator().manual_seed(2))
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+    assert syncs(5) == syncs(25), f"{method}: host syncs grow with the number of iterations"
