@@ -8,7 +8,7 @@ _lfp() {
         case "${COMP_WORDS[i]}" in -*) ;; *) cmd="${COMP_WORDS[i]}"; key="$cmd"; break ;; esac
     done
     if [[ -z "$cmd" ]]; then
-        COMPREPLY=($(compgen -W "completion data density eval info perturb retrain saliency synth train verify --help --version" -- "$cur")); return
+        COMPREPLY=($(compgen -W "completion data density eval info perturb report retrain saliency synth train verify --help --version" -- "$cur")); return
     fi
     case "$cmd" in synth)
         if (( i + 1 < COMP_CWORD )) && [[ "${COMP_WORDS[i+1]}" != -* ]]; then key="$cmd ${COMP_WORDS[i+1]}"; fi ;;
@@ -25,9 +25,15 @@ _lfp() {
         "synth sweep --dist") COMPREPLY=($(compgen -W "uniform gauss" -- "$cur")); return ;;
         "synth sweep --preset") COMPREPLY=($(compgen -W "paper quick" -- "$cur")); return ;;
         "synth sweep --variant") COMPREPLY=($(compgen -W "noise natural" -- "$cur")); return ;;
+        "report --by") COMPREPLY=($(compgen -W "method,data,targets,density method,data method,data,targets" -- "$cur")); return ;;
+        "report --format") COMPREPLY=($(compgen -W "md csv tex json" -- "$cur")); return ;;
+        "report --layout") COMPREPLY=($(compgen -W "paper long" -- "$cur")); return ;;
+        "report --metric") COMPREPLY=($(compgen -W "accuracy worst-group mean-group train-weighted" -- "$cur")); return ;;
+        "report --scale") COMPREPLY=($(compgen -W "percent fraction" -- "$cur")); return ;;
+        "report --split") COMPREPLY=($(compgen -W "train val test" -- "$cur")); return ;;
     esac
     case "$prev" in
-        --arch) COMPREPLY=($(compgen -W "mlp one-hidden resnet18 resnet50 small-cnn" -- "$cur")); return ;;
+        --arch) COMPREPLY=($(compgen -W "kumano-cnn mlp one-hidden resnet18 resnet50 small-cnn wrn-28-10" -- "$cur")); return ;;
         --data) COMPREPLY=($(compgen -W "digits spurious-digits" -- "$cur") $(compgen -f -- "$cur")); return ;;
         --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
         --fit-on) COMPREPLY=($(compgen -W "train val group-balanced" -- "$cur")); return ;;
@@ -46,23 +52,24 @@ _lfp() {
         --step) COMPREPLY=($(compgen -W "sign max-normalized raw" -- "$cur")); return ;;
         --targets) COMPREPLY=($(compgen -W "random random-other deterministic" -- "$cur")); return ;;
         -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
-        --arch-arg|--baseline|--batch-size|--beta|--config|--density|--dim|--dist|--epochs|--eps|--eps-scaling|--gamma|--group|--hidden|--in|--indices|--lam|--layer|--limit|--line-search-iters|--lipschitz|--lr|--mask|--masks|--max-changed|--max-epochs|--momentum|--n|--n-natural|--n-noise|--noise|--out|--param|--png|--png-rows|--preset|--ratio|--rel-tol|--samples|--save-every|--search-steps|--seed|--seeds|--set|--step-size|--steps|--sweep|--target|--tau|--threads|--variant|--weight-decay|--weights|--window|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --arch-arg|--baseline|--batch-size|--beta|--by|--channels-last|--config|--density|--dim|--dist|--epochs|--eps|--eps-scaling|--format|--gamma|--group|--hidden|--in|--indices|--lam|--layer|--layout|--limit|--line-search-iters|--lipschitz|--lr|--mask|--masks|--max-changed|--max-epochs|--metric|--momentum|--n|--n-natural|--n-noise|--noise|--normalize|--out|--param|--png|--png-rows|--precision|--preset|--ratio|--rel-tol|--samples|--save-every|--scale|--search-steps|--seed|--seeds|--set|--step-size|--steps|--sweep|--target|--tau|--threads|--title|--variant|--weight-decay|--weights|--where|--window|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     if [[ "$cur" == -* ]]; then
         case "$key" in
             "completion") COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
             "data") COMPREPLY=($(compgen -W "--force --help --json --out --quiet -o -q" -- "$cur")) ;;
-            "density") COMPREPLY=($(compgen -W "--config --device --fit-on --force --help --in --json --kind --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
-            "eval") COMPREPLY=($(compgen -W "--batch-size --config --data --device --force --help --in --json --out --quiet --split -i -o -q" -- "$cur")) ;;
+            "density") COMPREPLY=($(compgen -W "--arch --arch-arg --config --data --device --fit-on --force --help --in --json --kind --normalize --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
+            "eval") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --force --help --in --json --normalize --out --quiet --split -i -o -q" -- "$cur")) ;;
             "info") COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
-            "perturb") COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --mask --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --resume --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
-            "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
-            "saliency") COMPREPLY=($(compgen -W "--baseline --batch-size --config --data --device --force --group --help --in --indices --json --layer --list-layers --masks --method --misclassified --n --noise --out --png --png-rows --quiet --samples --seed --split --steps --target -i -m -o -q" -- "$cur")) ;;
+            "perturb") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --beta --channels-last --compile --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --mask --max-changed --method --no-line-search --no-random-start --normalize --out --param --precision --projection --prox --quiet --random-start --resume --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
+            "report") COMPREPLY=($(compgen -W "--by --curves --force --format --help --json --layout --metric --out --scale --split --title --where -o" -- "$cur")) ;;
+            "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
+            "saliency") COMPREPLY=($(compgen -W "--arch --arch-arg --baseline --batch-size --channels-last --compile --config --data --device --force --group --help --in --indices --json --layer --list-layers --masks --method --misclassified --n --noise --normalize --out --png --png-rows --precision --quiet --samples --seed --split --steps --target -i -m -o -q" -- "$cur")) ;;
             "synth") COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
             "synth plot") COMPREPLY=($(compgen -W "--dist --force --help --json --method --out -m -o" -- "$cur")) ;;
             "synth run") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seed --set --threads --variant --window -m -o -q" -- "$cur")) ;;
             "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
-            "train") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
+            "train") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
             "verify") COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
         esac
         return
@@ -70,17 +77,18 @@ _lfp() {
     case "$key" in
         "completion") COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
         "data") COMPREPLY=($(compgen -W "digits spurious-digits" -- "$cur") $(compgen -f -- "$cur")) ;;
-        "density") COMPREPLY=($(compgen -W "--config --device --fit-on --force --help --in --json --kind --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
-        "eval") COMPREPLY=($(compgen -W "--batch-size --config --data --device --force --help --in --json --out --quiet --split -i -o -q" -- "$cur")) ;;
+        "density") COMPREPLY=($(compgen -W "--arch --arch-arg --config --data --device --fit-on --force --help --in --json --kind --normalize --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
+        "eval") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --force --help --in --json --normalize --out --quiet --split -i -o -q" -- "$cur")) ;;
         "info") COMPREPLY=($(compgen -f -- "$cur")) ;;
-        "perturb") COMPREPLY=($(compgen -W "--batch-size --beta --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --mask --max-changed --method --no-line-search --no-random-start --out --param --projection --prox --quiet --random-start --resume --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
-        "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
-        "saliency") COMPREPLY=($(compgen -W "--baseline --batch-size --config --data --device --force --group --help --in --indices --json --layer --list-layers --masks --method --misclassified --n --noise --out --png --png-rows --quiet --samples --seed --split --steps --target -i -m -o -q" -- "$cur")) ;;
+        "perturb") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --beta --channels-last --compile --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --mask --max-changed --method --no-line-search --no-random-start --normalize --out --param --precision --projection --prox --quiet --random-start --resume --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
+        "report") COMPREPLY=($(compgen -f -- "$cur")) ;;
+        "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
+        "saliency") COMPREPLY=($(compgen -W "--arch --arch-arg --baseline --batch-size --channels-last --compile --config --data --device --force --group --help --in --indices --json --layer --list-layers --masks --method --misclassified --n --noise --normalize --out --png --png-rows --precision --quiet --samples --seed --split --steps --target -i -m -o -q" -- "$cur")) ;;
         "synth") COMPREPLY=($(compgen -W "plot run sweep" -- "$cur")) ;;
         "synth plot") COMPREPLY=($(compgen -f -- "$cur")) ;;
         "synth run") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seed --set --threads --variant --window -m -o -q" -- "$cur")) ;;
         "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
-        "train") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
+        "train") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
         "verify") COMPREPLY=($(compgen -f -- "$cur")) ;;
     esac
 }

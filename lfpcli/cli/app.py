@@ -471,6 +471,8 @@ from lfpcli.cli.synth import register as _register_synth  # noqa: E402
 
 _register_synth(app)
 
+from lfpcli.cli.report import register as _register_report  # noqa: E402
+_register_report(app)
 
 
 @app.command(rich_help_panel=INSPECT)

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# What carries p-CFE's worst-group effect, one ingredient at a time (docs/study.md): each row changes one thing of
+# the default pcfe-l0 arm of examples/five_methods.sh, under random targets (the paper's rule on WaterBirds), for
+# every seed, and is reported as mean (std) over seeds beside the default, pgd-l2 and the standard model.
+#
+#   bash examples/pcfe_ablations.sh [--quick] [--seeds 0,1,2] [--out DIR] [--rows ROW,...] [--limit N]
+#
+# Run it on the DIR of examples/five_methods.sh (the same --quick and --seeds): it reuses that script's standard
+# models and its default pcfe-l0 and pgd-l2 arms, and makes them first if they are missing. ROW is a group or one
+# row of it (default: every row; rows run in the order given, each for every seed before the next row):
+#   density   no-density (plain S-CFE), gb-kde (a pixel KDE fitted group-balanced), feature-kde (a KDE in the
+#             model's feature space), vae (per-class VAEs, the paper code's theta = 2 and 4 search steps)
+#   sparsity  beta0.1, beta0.001 (the default is 0.01), l0-ball100 (an l0 ball of 100 changed values)
+#   training  select-wga (--select val-worst-group), epochs30 (--epochs 30), paper-code (the paper code's recipe:
+#             SGD, 113 epochs): the retrained pcfe-l0 model and, for comparison, the standard model and pgd-l2's
+# --limit N: as five_methods.sh --limit (perturb the first N training images; outputs under DIR/sS/ablations-limitN,
+# compared with DIR/sS/random-limitN). Resumable like five_methods.sh; stage times go to DIR/times.tsv.
+set -euo pipefail
+
+quick=0
+seeds="0,1,2"
+out=""
+rows="density,sparsity,training"
+limit=""
+declare -A ROW_GROUPS=([density]="no-density,gb-kde,feature-kde,vae" [sparsity]="beta0.1,beta0.001,l0-ball100"
+                   [training]="select-wga,epochs30,paper-code")
+ALL_ROWS="no-density gb-kde feature-kde vae beta0.1 beta0.001 l0-ball100 select-wga epochs30 paper-code"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1; shift ;;
+    --seeds) seeds="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
+    --rows) rows="$2"; shift 2 ;;
+    --limit) limit="$2"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    *) echo "pcfe_ablations.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+if [ "$quick" = 1 ]; then
+  data="spurious-digits:train_copies=1"; out="${out:-five-methods-quick}"
+else
+  data="spurious-digits"; out="${out:-five-methods}"
+fi
+LFP="${LFP:-lfp}"
+IFS=, read -r -a seed_list <<< "$seeds"
+if [ -n "$limit" ] && ! [[ "$limit" =~ ^[1-9][0-9]*$ ]]; then
+  echo "pcfe_ablations.sh: --limit takes a positive number of images, got $limit" >&2; exit 2
+fi
+lim=()
+sfx=""
+if [ -n "$limit" ]; then lim=(--limit "$limit"); sfx="-limit$limit"; fi
+# the rows asked for, groups expanded, in the order given
+row_list=()
+IFS=, read -r -a asked <<< "$rows"
+for r in "${asked[@]}"; do
+  if [ -n "${ROW_GROUPS[$r]:-}" ]; then IFS=, read -r -a sub <<< "${ROW_GROUPS[$r]}"; row_list+=("${sub[@]}")
+  elif [[ " $ALL_ROWS " == *" $r "* ]]; then row_list+=("$r")
+  else echo "pcfe_ablations.sh: unknown row $r (rows: density, sparsity, training or one of: $ALL_ROWS)" >&2; exit 2
+  fi
+done
+source "$(dirname "$0")/stage.sh"
+
+# perturb NAME ARGS...: a pcfe-l0 variant under random targets, retrained and evaluated
+variant() {
+  local s="$1" name="$2"; shift 2
+  local d="$out/s$s" a="$out/s$s/ablations$sfx"
+  stage "s$s/ablations$sfx/$name/perturb" "$a/$name.h5" "$LFP" perturb --method pcfe-l0 --targets random --in "$d/std.pt" \
+    --seed "$s" --out "$a/$name.h5" --resume --quiet "${lim[@]}" "$@"
+  stage "s$s/ablations$sfx/$name/retrain" "$a/$name.pt" "$LFP" retrain --in "$a/$name.h5" --seed "$s" --out "$a/$name.pt" --resume --quiet
+  stage "s$s/ablations$sfx/$name/eval" "$a/eval_$name.json" "$LFP" eval --in "$a/$name.pt" --out "$a/eval_$name.json" --quiet
+}
+
+# retrain_as NAME FLAGS...: the default pcfe-l0 and pgd-l2 sets retrained, and the standard model trained, with FLAGS
+retrain_as() {
+  local s="$1" name="$2"; shift 2
+  local d="$out/s$s" a="$out/s$s/ablations$sfx"
+  stage "s$s/ablations$sfx/std-$name/train" "$a/std-$name.pt" "$LFP" train --data "$data" --arch small-cnn --seed "$s" \
+    --out "$a/std-$name.pt" --resume --quiet "$@"
+  stage "s$s/ablations$sfx/std-$name/eval" "$a/eval_std-$name.json" "$LFP" eval --in "$a/std-$name.pt" --out "$a/eval_std-$name.json" --quiet
+  for m in pcfe-l0 pgd-l2; do
+    stage "s$s/ablations$sfx/$m-$name/retrain" "$a/$m-$name.pt" "$LFP" retrain --in "$d/random$sfx/$m.h5" --seed "$s" \
+      --out "$a/$m-$name.pt" --resume --quiet "$@"
+    stage "s$s/ablations$sfx/$m-$name/eval" "$a/eval_$m-$name.json" "$LFP" eval --in "$a/$m-$name.pt" --out "$a/eval_$m-$name.json" --quiet
+  done
+}
+
+start=$(date +%s)
+for s in "${seed_list[@]}"; do
+  d="$out/s$s"
+  mkdir -p "$d/random$sfx" "$d/ablations$sfx"
+  # what five_methods.sh makes (skipped when it is there): the standard model and the default arms compared against
+  stage "s$s/train" "$d/std.pt" "$LFP" train --data "$data" --arch small-cnn --seed "$s" --out "$d/std.pt" --resume --quiet
+  stage "s$s/eval-std" "$d/eval_std.json" "$LFP" eval --in "$d/std.pt" --out "$d/eval_std.json" --quiet
+  for m in pgd-l2 pcfe-l0; do
+    stage "s$s/random$sfx/$m/perturb" "$d/random$sfx/$m.h5" "$LFP" perturb --method "$m" --targets random --in "$d/std.pt" \
+      --seed "$s" --out "$d/random$sfx/$m.h5" --resume --quiet "${lim[@]}"
+    stage "s$s/random$sfx/$m/retrain" "$d/random$sfx/$m.pt" "$LFP" retrain --in "$d/random$sfx/$m.h5" --seed "$s" --out "$d/random$sfx/$m.pt" --resume --quiet
+    stage "s$s/random$sfx/$m/eval" "$d/random$sfx/eval_$m.json" "$LFP" eval --in "$d/random$sfx/$m.pt" --out "$d/random$sfx/eval_$m.json" --quiet
+  done
+done
+for row in "${row_list[@]}"; do
+  for s in "${seed_list[@]}"; do
+    d="$out/s$s"
+    a="$d/ablations$sfx"
+    case "$row" in
+      no-density) variant "$s" no-density --density none ;;
+      gb-kde)
+        # a pixel KDE fitted on equal numbers of each (label, background) group, as perturb fits its default (300 per class)
+        stage "s$s/ablations$sfx/gb-kde/density" "$a/density-gb-kde.h5" "$LFP" density --kind kde --fit-on group-balanced \
+          -p max_points=300 --in "$d/std.pt" --seed "$s" --out "$a/density-gb-kde.h5" --quiet
+        variant "$s" gb-kde --density "$a/density-gb-kde.h5" ;;
+      feature-kde) variant "$s" feature-kde --density feature-kde ;;
+      vae)
+        # the paper code's plausibility term: one VAE per class on that class's clean images, theta = 2, 4 search steps
+        stage "s$s/ablations$sfx/vae/density" "$a/density-vae.h5" "$LFP" density --kind vae --in "$d/std.pt" --seed "$s" \
+          --out "$a/density-vae.h5" --resume --quiet
+        variant "$s" vae --density "$a/density-vae.h5" --tau 2 --search-steps 4 ;;
+      beta0.1) variant "$s" beta0.1 --beta 0.1 ;;
+      beta0.001) variant "$s" beta0.001 --beta 0.001 ;;
+      l0-ball100) variant "$s" l0-ball100 --prox l0-ball --max-changed 100 ;;
+      select-wga) retrain_as "$s" select-wga --select val-worst-group ;;
+      epochs30) retrain_as "$s" epochs30 --epochs 30 ;;
+      paper-code) retrain_as "$s" paper-code --recipe paper-code ;;
+    esac
+  done
+done
+
+shopt -s nullglob
+evals=()
+for s in "${seed_list[@]}"; do
+  evals+=("$out/s$s/eval_std.json" "$out/s$s/random$sfx/eval_pgd-l2.json" "$out/s$s/random$sfx/eval_pcfe-l0.json" "$out/s$s"/ablations$sfx/eval_*.json)
+done
+"$LFP" report "${evals[@]}" --layout long --split train,test --out "$out/ablations$sfx.md" --force > /dev/null
+"$LFP" report "${evals[@]}" --layout long --split train,test --out "$out/ablations$sfx.csv" --force > /dev/null
+echo
+cat "$out/ablations$sfx.md"
+echo
+echo "ablation rows: $out/ablations.md, $out/ablations.csv; stage times: $out/times.tsv"
+echo "this invocation: $(( $(date +%s) - start )) s (stages skipped because their outputs existed cost nothing)"

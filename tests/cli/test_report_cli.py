@@ -1,0 +1,84 @@
+"""``lfp report`` as a user runs it: a tiny real chain (mlp on ``digits``, two seeds, pgd-l2 under two target rules),
+its eval reports aggregated into tables in every format, and the training curves of its checkpoints."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+
+import pytest
+from clirun import lfp
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Per seed: a standard mlp, pgd-l2 sets under random and random-other targets, the retrained models, and an
+    eval report of each (written by ``lfp eval --out``)."""
+    from lfpcli.commands import evaluate, perturb, retrain, train
+
+    d = tmp_path_factory.mktemp("report-chain")
+    evals, models = [], []
+    for s in (0, 1):
+        m = d / f"std{s}.pt"
+        train(m, data="digits", arch="mlp", epochs=2, seed=s, device="cpu")
+        models.append(m)
+        evaluate(model=m, device="cpu", out=d / f"e_std{s}.json")
+        evals.append(d / f"e_std{s}.json")
+        for t in ("random", "random-other"):
+            p, r = d / f"p_{t}{s}.h5", d / f"r_{t}{s}.pt"
+            perturb(p, model=m, method="pgd-l2", targets=t, limit=60, params={"eps": 1.0, "steps": 3}, seed=s, device="cpu")
+            retrain(r, perturbed=p, epochs=2, seed=s, device="cpu")
+            models.append(r)
+            # names that say nothing: grouping must come from the files' provenance
+            e = d / f"x{len(evals)}.json"
+            evaluate(model=r, device="cpu", out=e)
+            evals.append(e)
+    return {"dir": d, "evals": evals, "models": models}
+
+
+def test_tables_to_stdout_and_files(chain, capsys, tmp_path):
+    code, out, err = lfp("report", *chain["evals"], capsys=capsys)
+    assert code == 0 and err == ""
+    assert "| data | split | PGD l2 (random) | PGD l2 (random-other) | Original |" in out
+    assert "runs per column: 2 (seeds 0, 1)" in out
+    code, out, err = lfp("report", *chain["evals"], "--out", tmp_path / "t.csv", capsys=capsys)
+    assert code == 0 and "t.csv" in out
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "t.csv").read_text())))
+    std_test = next(r for r in rows if r["column"] == "Original" and r["split"] == "test" and r["metric"] == "accuracy")
+    # by hand, from the reports themselves
+    accs = [json.loads((chain["dir"] / f"e_std{s}.json").read_text())["splits"]["test"]["accuracy"] for s in (0, 1)]
+    assert float(std_test["mean"]) == pytest.approx(statistics.mean(accs))
+    assert float(std_test["std"]) == pytest.approx(statistics.stdev(accs))
+    assert std_test["n"] == "2" and std_test["seeds"] == "0 1"
+    # an existing output needs --force
+    code, _, err = lfp("report", *chain["evals"], "--out", tmp_path / "t.csv", capsys=capsys)
+    assert code == 2 and "--force" in err
+    code, _, _ = lfp("report", *chain["evals"], "--out", tmp_path / "t.csv", "--force", capsys=capsys)
+    assert code == 0
+    for fmt, name in (("tex", "t.tex"), ("md", "t.md"), ("json", "t.json")):
+        code, _, _ = lfp("report", *chain["evals"], "--format", fmt, "--out", tmp_path / name, capsys=capsys)
+        assert code == 0 and (tmp_path / name).stat().st_size > 0
+    assert json.loads((tmp_path / "t.json").read_text())["kind"] == "lfp-report"
+
+
+def test_json_where_long_and_metrics(chain, capsys):
+    code, out, _ = lfp("report", *chain["evals"], "--json", "--where", "targets=random", "--split", "test",
+                       "--metric", "accuracy", capsys=capsys)
+    assert code == 0
+    obj = json.loads(out)
+    assert [c["label"] for c in obj["columns"]] == ["PGD l2", "Original"] and "text" not in obj
+    assert len(obj["left_out_by_where"]) == 2
+    code, out, _ = lfp("report", *chain["evals"], "--layout", "long", "--split", "train,test", "--scale", "fraction",
+                       capsys=capsys)
+    assert code == 0 and "| configuration | runs | train accuracy | test accuracy |" in out
+
+
+def test_curves(chain, capsys, tmp_path):
+    code, out, err = lfp("report", "--curves", *chain["models"], "--out", tmp_path / "c.png", "--title", "digits", capsys=capsys)
+    assert code == 0 and err == ""
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "3 panels" in out and "Original" in out
+    code, out, _ = lfp("report", "--curves", chain["models"][0], "--out", tmp_path / "c.svg", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["panels"][0]["epochs"] == 2
