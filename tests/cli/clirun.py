@@ -21,3 +21,12 @@ def lfp(*args, capsys) -> tuple[int, str, str]:
         warnings.showwarning = saved
     out, err = capsys.readouterr()
     return e.value.code, out, err
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that a test stops with SIGINT: the default disposition, so that Python turns the
+    signal into KeyboardInterrupt even when the test run itself was started with SIGINT ignored (a background job
+    of a non-interactive shell is)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

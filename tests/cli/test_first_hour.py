@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clirun import lfp
+from clirun import interruptible, lfp
 from lfpcli.cli.app import command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def test_ctrl_c_stops_with_one_line_and_leaves_nothing(model, tmp_path):
     env = {**os.environ, "LFP_DEBUG": "0"}
     p = subprocess.Popen([sys.executable, "-m", "lfpcli", "perturb", "--in", str(model), "--out", str(out), "--method",
                           "pcfe-l0", "--density", "none", "--steps", "100000", "--limit", "8"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=interruptible)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".int.h5.*.part")) and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.05)  # the temporary output exists once the solver is at work

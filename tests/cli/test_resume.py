@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 
+from clirun import interruptible
+
 LFP = [sys.executable, "-m", "lfpcli"]
 
 
@@ -45,13 +47,13 @@ def timed(*args) -> float:
     return time.monotonic() - t
 
 
-def kill_at(argv, delay: float, after: Path | None = None) -> bool:
-    """Start ``lfp ARGV``, SIGKILL it after ``delay`` seconds (counted from the moment the file ``after`` appears,
-    if given: a kill that must land after some progress, however slow the machine); whether it was killed (rather
-    than done by then)."""
+def kill_at(argv, delay: float, after=None) -> bool:
+    """Start ``lfp ARGV``, SIGKILL it after ``delay`` seconds (counted from the moment ``after()`` is true, if given:
+    a kill that must land after some progress, however slow the machine); whether it was killed (rather than done
+    by then)."""
     p = subprocess.Popen([*LFP, *map(str, argv)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if after is not None:
-        while not after.exists() and p.poll() is None:
+        while not after() and p.poll() is None:
             time.sleep(0.02)
     try:
         p.wait(timeout=delay)
@@ -79,9 +81,14 @@ def test_perturb_killed_at_random_moments_then_resumed_gives_the_same_tensors(mo
     out.write_bytes(earlier)
     rng = random.Random(11)
     killed = 0
+    side = tmp_path / "out.h5.resume"
     for attempt in range(3):
-        # a random moment of a run (start-up included), so kills land in set-up, in a batch, between batches
-        killed += kill_at([*PERTURB, "--in", model, "--out", out, "--force", "--resume"], rng.uniform(0.3, 0.95) * seconds)
+        # a random moment of a run (start-up included), so kills land in set-up, in a batch, between batches; the
+        # later runs, which resume and so finish sooner, are killed shortly after they have kept one more batch
+        kept = len(list(side.glob("batch-*.pt")))
+        after = None if attempt == 0 else (lambda kept=kept: len(list(side.glob("batch-*.pt"))) > kept)
+        delay = rng.uniform(0.3, 0.95) * seconds if attempt == 0 else rng.uniform(0.0, 0.03) * seconds
+        killed += kill_at([*PERTURB, "--in", model, "--out", out, "--force", "--resume"], delay, after)
         # the earlier output, or (a run that finished before the kill) a whole and correct new one, never a partial one
         if out.read_bytes() != earlier:
             assert all(np.array_equal(h5_tensors(out)[k], v) for k, v in want.items())
@@ -110,7 +117,7 @@ def test_train_killed_at_random_moments_then_resumed_gives_the_same_weights(tmp_
         # the first kill at a random moment (start-up included); the second once an epoch's state is kept, so that
         # at least one run is killed mid-way however the machine's load changes between runs
         delay, after = ((rng.uniform(0.3, 0.9) * seconds, None) if attempt == 0
-                        else (rng.uniform(0.0, 0.1) * seconds, tmp_path / "out.pt.resume" / "train-state.pt"))
+                        else (rng.uniform(0.0, 0.1) * seconds, (tmp_path / "out.pt.resume" / "train-state.pt").exists))
         killed += kill_at([*TRAIN, "--out", out, "--resume"], delay, after)
         assert not list(tmp_path.glob(".out.pt.*.part"))
         if out.exists():  # finished before the kill: whole and correct
@@ -128,7 +135,7 @@ def test_train_killed_at_random_moments_then_resumed_gives_the_same_weights(tmp_
 def test_ctrl_c_keeps_the_progress_and_says_how_to_finish(model, tmp_path):
     out = tmp_path / "p.h5"
     p = subprocess.Popen([*LFP, *map(str, PERTURB), "--in", str(model), "--out", str(out)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, preexec_fn=interruptible)
     side = tmp_path / "p.h5.resume"
     deadline = time.monotonic() + 120
     while not (side.exists() and list(side.glob("batch-*.pt"))) and time.monotonic() < deadline:

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from clirun import lfp
+from clirun import interruptible, lfp
 
 TINY = ["--dim", "60", "--hidden", "16", "--n-natural", "10", "--n-noise", "20", "--window", "20", "--rel-tol", "0.2",
         "--device", "cpu"]
@@ -75,7 +75,7 @@ def _start(argv: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LFP_PROGRESS": "0"}
     env.pop("LFP_DEBUG", None)
     return subprocess.Popen([sys.executable, "-m", "lfpcli", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
 
 
 def _wait_rows(folder: Path, k: int, proc: subprocess.Popen, timeout: float = 120) -> int:
