@@ -174,12 +174,11 @@ class GaussianKDE(ClassDensity):
             # every class in one batched product: (K, M, D) inputs against (K, P, D) reference points, padded
             # points masked out with -inf; the Python loop per class is gone, the arithmetic is the same
             pad, slots, _ = self._padded(x, t)
-            ref, valid = self._padded_points(points)
+            ref, valid, n_ref = self._padded_points(points)
             d2 = (pad.pow(2).sum(-1, keepdim=True) - 2.0 * torch.bmm(pad, ref.transpose(1, 2))
                   + ref.pow(2).sum(-1).unsqueeze(1)).clamp_min(0.0)
             scale = (-0.5 / (bandwidth * bandwidth)).view(-1, 1, 1)
             lse = torch.logsumexp((d2 * scale).masked_fill(~valid.unsqueeze(1), -math.inf), dim=2).flatten()[slots]
-            n_ref = torch.tensor(sizes, device=x.device, dtype=x.dtype)
             return lse - (n_ref.log() + 0.5 * dim * (LOG_2PI + 2.0 * torch.log(bandwidth)))[t]
 
         def one_class(k: int, xk: Tensor) -> Tensor:
@@ -195,9 +194,10 @@ class GaussianKDE(ClassDensity):
         # Grouping by class: gathering each sample's reference set would need (N, n_t, D) memory.
         return self._grouped(x, t, one_class)
 
-    def _padded_points(self, points: Tensor) -> tuple[Tensor, Tensor]:
-        """The reference points as ``(K, P, D)`` (P the largest class's count, zero rows as padding) and the
-        ``(K, P)`` mask of real rows; kept for the dtype and device last asked for."""
+    def _padded_points(self, points: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The reference points as ``(K, P, D)`` (P the largest class's count, zero rows as padding), the ``(K, P)``
+        mask of real rows and the ``(K,)`` counts; kept for the dtype and device last asked for, so an evaluation
+        inside a solver's loop copies nothing to the device."""
         key = (points.dtype, points.device)
         cached = getattr(self, "_points_padded", None)
         if cached is None or cached[0] != key:
@@ -209,9 +209,9 @@ class GaussianKDE(ClassDensity):
             for k, nk in enumerate(sizes):  # once per fit, not per evaluation
                 ref[k, :nk] = points[off[k] : off[k + 1]]
                 valid[k, :nk] = True
-            cached = (key, ref, valid)
+            cached = (key, ref, valid, torch.tensor(sizes, device=points.device, dtype=points.dtype))
             self._points_padded = cached
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
 
     def plausibility_weight(self) -> float:
         """The mean squared bandwidth ``mean_t h_t^2`` (see ``ClassDensity.plausibility_weight``)."""

@@ -101,8 +101,8 @@ def test_bad_sweep_values(err_ws, capsys, case):
     if case == "no cuda":
         import torch
 
-        if torch.cuda.is_available():
-            pytest.skip("a GPU is present")
+        if torch.cuda.is_available():  # the same refusal for a device index that does not exist
+            extra = ["--device", f"cuda:{torch.cuda.device_count()}"]
     err_expect_failure(err_ws, sweep_argv(err_ws, *extra), capsys, expect=words)
     assert not (err_ws.out / "s.h5.resume").exists()
 
