@@ -9,7 +9,6 @@ from rich.table import Table
 
 from lfpcli.cli import render
 from lfpcli.cli.options import (
-    BatchOpt,
     ChannelsLastOpt,
     CompileOpt,
     ConfigOpt,
@@ -22,6 +21,7 @@ from lfpcli.cli.options import (
     PrecisionOpt,
     QuietOpt,
     SeedOpt,
+    SolverBatchOpt,
     key_values,
 )
 from lfpcli.commands.common import fmt
@@ -64,7 +64,7 @@ def saliency(
     normalize: NormalizeOpt = None,
     arch: ForeignArchOpt = None,
     arch_arg: ForeignArchArgOpt = None,
-    batch_size: BatchOpt = 256,
+    batch_size: SolverBatchOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",

@@ -46,7 +46,7 @@ from lfpcli.commands.common import (
 from lfpcli.data import resolve, spec_label
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
-from lfpcli.precision import prepare_model, resolve_execution
+from lfpcli.precision import auto_batch_size, input_gradient_step, prepare_model, resolve_execution
 from lfpcli.progress import Progress, no_progress
 
 TARGET_RULES = ("label", "pred", "perturbation")
@@ -223,6 +223,20 @@ def saliency_layers(model: str | Path, *, device: str = "cpu", foreign: ForeignO
             "layers": [r.to_dict() for r in table]}
 
 
+
+#: Images per batch on a CPU when --batch-size is not given.
+CPU_BATCH = 256
+
+
+def saliency_batch_size(runners: list[torch.nn.Module], input_shape: tuple[int, ...], device: torch.device, n: int) -> int:
+    """``CPU_BATCH`` on a CPU; on CUDA the smallest over ``runners`` of the largest batch whose forward and
+    backward to the input fits (every method runs one such pass at a time: smoothgrad loops over its noisy
+    copies, integrated-gradients batches its steps by the batch), with 20% headroom, at most ``n``."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    return min(auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, n))
+               for net in runners)
+
 def saliency(
     out: str | Path,
     *,
@@ -244,7 +258,7 @@ def saliency(
     png: str | Path | None = None,
     png_rows: int = PNG_ROWS,
     seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     device: str = "auto",
     precision: str = "fp32",
     channels_last: str = "auto",
@@ -280,12 +294,15 @@ def saliency(
     and ``normalize`` (:mod:`lfpcli.commands.foreign`), which apply to every such file among ``models``;
     Grad-CAM needs a state dict (the other two have no layers lfp can hook). ``precision``, ``channels_last``,
     ``compile``: how each model's forward and backward run (:mod:`lfpcli.precision`; maps are float32).
+    ``batch_size`` None: 256 on a CPU, on CUDA the largest batch every model's forward and backward fits
+    (:func:`saliency_batch_size`); the maps do not depend on it.
     """
     check_output(out, force, (".h5", ".hdf5"))
     if png is not None:
         check_png_output(png, force)
     check_seed(seed)
-    check_positive_int("batch-size", batch_size)
+    if batch_size is not None:
+        check_positive_int("batch-size", batch_size)
     check_positive_int("png-rows", png_rows)
     if n is not None:
         check_positive_int("n", n)
@@ -319,6 +336,9 @@ def saliency(
                       if config.method == "gradcam" else (None, None))
     execs = [resolve_execution(dev, precision, channels_last, compile, net) for net, _ in nets]
     runners = [prepare_model(net, ex) for (net, _), ex in zip(nets, execs)]
+    batch_from = "--batch-size" if batch_size is not None else ("default on CPU" if dev.type != "cuda" else "largest that fits")
+    if batch_size is None:
+        batch_size = saliency_batch_size(runners, img.input_shape, dev, len(img.x))
     rows = _select(img, indices=indices, n=n, group=group, misclassified=misclassified, first_net=nets[0][0],
                    device=dev, batch_size=batch_size, seed=seed)
     count = len(rows)
@@ -388,7 +408,7 @@ def saliency(
             "models": [str(p) for p in paths], "data": data, "split": img.split, "indices": list(indices) if indices is not None else None,
             "n": n, "group": group, "misclassified": misclassified, "config": config.to_dict(), "target": tgt_rule,
             "masks": str(masks) if masks is not None else None, "png": str(png) if png is not None else None,
-            "png_rows": png_rows, "seed": seed, "batch_size": batch_size, "device": device,
+            "png_rows": png_rows, "seed": seed, "batch_size": batch_size, "batch_size_from": batch_from, "device": device,
             "execution": [ex.to_dict() for ex in execs],
         }
         model_parents = [model_parent(p, meta) for p, (_, meta) in zip(paths, nets)]

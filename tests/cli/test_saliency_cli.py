@@ -145,3 +145,44 @@ def test_python_api_matches(models, tmp_path):
 
     r = lfpcli.saliency(tmp_path / "m.h5", models=[models / "std.pt"], indices=[0, 1, 2], layer="features.3", device="cpu")
     assert r["n"] == 3 and r["models"][0]["layer"] == "features.3"
+
+
+def test_batch_size_default_recorded_and_maps_do_not_depend_on_it(models, tmp_path):
+    """Without --batch-size a CPU run takes 256 and says so; a given size is recorded as given, and the maps,
+    predictions and shares are those of any other batch size."""
+    import lfpcli
+    from lfpcli.artifacts.saliency import read_saliency
+
+    lfpcli.saliency(tmp_path / "a.h5", models=[models / "std.pt"], n=20, device="cpu")
+    lfpcli.saliency(tmp_path / "b.h5", models=[models / "std.pt"], n=20, batch_size=7, device="cpu")
+    (_, ma, ra), (_, mb, rb) = read_saliency(tmp_path / "a.h5"), read_saliency(tmp_path / "b.h5")
+    assert (ra["params"]["batch_size"], ra["params"]["batch_size_from"]) == (256, "default on CPU")
+    assert (rb["params"]["batch_size"], rb["params"]["batch_size_from"]) == (7, "--batch-size")
+    np.testing.assert_allclose(ma[0]["map"], mb[0]["map"], rtol=1e-5, atol=1e-6)
+    assert np.array_equal(ma[0]["pred"], mb[0]["pred"])
+    np.testing.assert_allclose(ma[0]["share"], mb[0]["share"], rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_batch_size_is_the_smallest_that_every_model_fits(monkeypatch):
+    """On CUDA each model's largest batch is probed (its forward and backward to the input) and the smallest
+    wins, capped at the number of images; no GPU is needed to check that rule."""
+    import importlib
+
+    cmd = importlib.import_module("lfpcli.commands.saliency")
+
+    fits = {"a": 300, "b": 120}
+    calls = []
+
+    def probe(net, shape, device):
+        return net
+
+    def largest(step, *, device, limit, **_):
+        calls.append((step, limit))
+        return min(fits[step], limit)
+
+    monkeypatch.setattr(cmd, "input_gradient_step", probe)
+    monkeypatch.setattr(cmd, "auto_batch_size", largest)
+    assert cmd.saliency_batch_size(["a", "b"], (3, 16, 16), torch.device("cuda"), 1000) == 120
+    assert calls == [("a", 1000), ("b", 1000)]
+    assert cmd.saliency_batch_size(["a", "b"], (3, 16, 16), torch.device("cuda"), 50) == 50
+    assert cmd.saliency_batch_size(["a"], (3, 16, 16), torch.device("cpu"), 10) == cmd.CPU_BATCH

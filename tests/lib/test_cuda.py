@@ -89,3 +89,16 @@ def test_no_host_sync_inside_a_solvers_iterations(method):
         return sum("synchroniz" in str(w.message).lower() for w in caught)
 
     assert syncs(5) == syncs(25), f"{method}: host syncs grow with the number of iterations"
+
+
+def test_saliency_picks_a_batch_that_fits_on_cuda(tmp_path):
+    """Without --batch-size saliency on CUDA probes the device and records what it chose."""
+    import lfpcli
+    from lfpcli.artifacts.saliency import read_saliency
+    from lfpcli.commands import train
+
+    train(tmp_path / "m.pt", data="spurious-digits:size=16,train_copies=1", arch="small-cnn", epochs=1, seed=0, device="cpu")
+    lfpcli.saliency(tmp_path / "s.h5", models=[tmp_path / "m.pt"], n=40, device="cuda")
+    _, _, record = read_saliency(tmp_path / "s.h5")
+    assert record["params"]["batch_size_from"] == "largest that fits"
+    assert 1 <= record["params"]["batch_size"] <= 360
