@@ -4,7 +4,7 @@
 # (random: the paper's code; random-other: its Definition 4.1), for several seeds; then lfp report.
 #
 #   bash examples/five_methods.sh [--quick] [--seeds 0,1,2] [--out DIR] [--targets random,random-other]
-#                                 [--methods pgd-l2,pgd-linf,pgd-l0,cfe-l2,pcfe-l0] [--limit N]
+#                                 [--methods pgd-l2,pgd-linf,pgd-l0,cfe-l2,pcfe-l0] [--limit N] [--jobs J]
 #
 # Every stage uses the seed of its run (lfp train/perturb/retrain --seed S) and every other setting is lfp's
 # default, so each number traces to the commands this script prints. Resumable: a stage whose output exists is
@@ -16,7 +16,10 @@
 # so every stage that touches the training split costs a fifth; every method and training setting stays lfp's
 # default. --limit N perturbs only the first N training images and retrains on those (outputs under DIR/sS/RULE-limitN;
 # the standard models are shared): a smaller experiment for a busy machine, reported as its own columns (the
-# report names perturb.limit as the setting that splits them). Measured run times are in docs/study.md.
+# report names perturb.limit as the setting that splits them). --jobs J runs J seeds at a time, each as its own
+# process with OMP_NUM_THREADS = cores / J unless you set it (on a small machine several one-thread processes
+# get more done than one process using every core: lfp's models are small); the results are the same. Measured
+# run times are in docs/study.md.
 set -euo pipefail
 
 quick=0
@@ -25,6 +28,7 @@ out=""
 targets="random,random-other"
 methods="pgd-l2,pgd-linf,pgd-l0,cfe-l2,pcfe-l0"
 limit=""
+jobs=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1; shift ;;
@@ -33,7 +37,8 @@ while [ $# -gt 0 ]; do
     --targets) targets="$2"; shift 2 ;;
     --methods) methods="$2"; shift 2 ;;
     --limit) limit="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "five_methods.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -49,6 +54,9 @@ IFS=, read -r -a method_list <<< "$methods"
 if [ -n "$limit" ] && ! [[ "$limit" =~ ^[1-9][0-9]*$ ]]; then
   echo "five_methods.sh: --limit takes a positive number of images, got $limit" >&2; exit 2
 fi
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "five_methods.sh: --jobs takes a positive number of seeds to run at once, got $jobs" >&2; exit 2
+fi
 lim=()
 sfx=""
 if [ -n "$limit" ]; then lim=(--limit "$limit"); sfx="-limit$limit"; fi
@@ -56,7 +64,30 @@ if [ -n "$limit" ]; then lim=(--limit "$limit"); sfx="-limit$limit"; fi
 source "$(dirname "$0")/stage.sh"
 
 start=$(date +%s)
-for s in "${seed_list[@]}"; do
+if [ "$jobs" -gt 1 ] && [ "${#seed_list[@]}" -gt 1 ]; then
+  # one process per seed (this script with --jobs 1), at most $jobs at once; then the tables below, once
+  threads="${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))}"
+  args=(--out "$out" --targets "$targets" --methods "$methods")
+  [ "$quick" = 1 ] && args+=(--quick)
+  [ -n "$limit" ] && args+=(--limit "$limit")
+  pids=()
+  for s in "${seed_list[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    FIVE_METHODS_ONE_SEED=1 OMP_NUM_THREADS="$threads" bash "$0" "${args[@]}" --seeds "$s" --jobs 1 \
+      > "$out/logs/seed$s.log" 2>&1 &
+    pids+=("$!")
+    echo "seed $s: running (log: $out/logs/seed$s.log, $threads thread(s))"
+  done
+  failed=0
+  for i in "${!pids[@]}"; do
+    if ! wait "${pids[$i]}"; then echo "seed ${seed_list[$i]} failed; see $out/logs/seed${seed_list[$i]}.log" >&2; failed=1; fi
+  done
+  [ "$failed" = 0 ] || exit 1
+  seed_runs=()
+else
+  seed_runs=("${seed_list[@]}")
+fi
+for s in "${seed_runs[@]}"; do
   d="$out/s$s"
   mkdir -p "$d"
   stage "s$s/train" "$d/std.pt" "$LFP" train --data "$data" --arch small-cnn --seed "$s" --out "$d/std.pt" --resume --quiet
@@ -71,6 +102,9 @@ for s in "${seed_list[@]}"; do
     done
   done
 done
+
+# a seed run by --jobs leaves the tables to the script that started it
+if [ "${FIVE_METHODS_ONE_SEED:-0}" = 1 ]; then exit 0; fi
 
 # the tables: grouping comes from the eval reports' provenance (method, target rule, density, data, settings)
 evals=()

@@ -4,10 +4,11 @@ mkdir -p "$out/logs"
 touch "$out/times.tsv"
 
 # seconds of CPU (user + system) used by finished child processes so far, from bash's `times` (run in this shell:
-# a $(...) subshell would count its own children only)
+# a $(...) subshell would count its own children only); scratch files carry this shell's pid, since several
+# scripts may run side by side on one $out
 child_cpu() {
-  times > "$out/logs/.times"
-  tail -n 1 "$out/logs/.times" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } printf "%.1f", s }'
+  times > "$out/logs/.times.$$"
+  tail -n 1 "$out/logs/.times.$$" | awk '{ s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); sub("s", "", a[2]); s += a[1] * 60 + a[2] } printf "%.1f", s }'
 }
 now() { date +%s.%N; }
 
@@ -20,10 +21,10 @@ stage() {
   fi
   echo "run   $name: $*"
   local t0 c0 t1 c1
-  t0=$(now); child_cpu > "$out/logs/.c0"
+  t0=$(now); child_cpu > "$out/logs/.c0.$$"
   "$@" > "$out/logs/${name//\//_}.log"
-  t1=$(now); child_cpu > "$out/logs/.c1"
-  c0=$(cat "$out/logs/.c0"); c1=$(cat "$out/logs/.c1")
+  t1=$(now); child_cpu > "$out/logs/.c1.$$"
+  c0=$(cat "$out/logs/.c0.$$"); c1=$(cat "$out/logs/.c1.$$")
   awk -v n="$name" -v a="$t0" -v b="$t1" -v c="$c0" -v e="$c1" 'BEGIN { printf "%s\t%.1f\t%.1f\n", n, b - a, e - c }' >> "$out/times.tsv"
   awk -v a="$t0" -v b="$t1" -v c="$c0" -v e="$c1" 'BEGIN { printf "      done: %.0f s wall, %.0f s CPU\n", b - a, e - c }'
 }
