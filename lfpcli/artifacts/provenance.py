@@ -4,7 +4,7 @@ A record is a JSON-able dict::
 
     {"kind": "checkpoint", "schema": 1, "command": "lfp train ...", "argv": [...],
      "params": {...every parameter, defaults resolved...}, "seeds": {"seed": 0},
-     "versions": {"lfpcli": ..., "torch": ..., "python": ..., "cuda": ...}, "device": "cpu",
+     "versions": {"lfpcli": ..., "torch": ..., "python": ..., "cuda": ...}, "device": "cpu", "threads": 2,
      "created": "2026-11-25T10:00:00+00:00",
      "parents": [{"role": "model", "path": "model.pt", "abspath": "/abs/model.pt",
                   "sha256": "...", "kind": "checkpoint"}]}
@@ -93,6 +93,9 @@ def make_record(
         "seeds": dict(seeds or {}),
         "versions": versions(),
         "device": str(device) if device is not None else "cpu",
+        # CPU results depend on it: another thread count sums in another order, so trained weights differ by
+        # rounding (and a training run can drift from there)
+        "threads": torch.get_num_threads(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "parents": list(parents or []),
     }

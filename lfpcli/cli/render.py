@@ -257,7 +257,8 @@ def _add(tree: Tree, value: Any, depth: int = 0) -> None:
 
 def show_info(r: dict[str, Any]) -> None:
     tree = Tree(f"[bold]{r['path']}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
-    tree.add(f"[bold]created[/bold]: {r.get('created')} on {r.get('device')}")
+    threads = f" ({plural(r['threads'], 'CPU thread')})" if isinstance(r.get("threads"), int) else ""
+    tree.add(f"[bold]created[/bold]: {r.get('created')} on {r.get('device')}{threads}")
     tree.add(f"[bold]command[/bold]: {r.get('command')}")
     parents = tree.add("[bold]parents[/bold]" + ("" if r["parents"] else ": none"))
     mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED since[/red]", "missing": "[yellow]missing[/yellow]"}

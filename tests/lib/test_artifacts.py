@@ -132,3 +132,15 @@ def test_dataset_file_round_trip(tmp_path):
 def test_wrong_kind_is_named(digits_pgd):
     with pytest.raises(ArtifactError, match="perturbed-set file; expected dataset"):
         open_h5(digits_pgd, ["dataset"])
+
+
+def test_record_keeps_the_cpu_thread_count():
+    """CPU results depend on the number of torch threads (summation order), so every record names it."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert make_record("eval", {})["threads"] == 1
+        torch.set_num_threads(2)
+        assert make_record("eval", {})["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
