@@ -223,7 +223,6 @@ def saliency_layers(model: str | Path, *, device: str = "cpu", foreign: ForeignO
             "layers": [r.to_dict() for r in table]}
 
 
-
 #: Images per batch on a CPU when --batch-size is not given.
 CPU_BATCH = 256
 
@@ -236,6 +235,7 @@ def saliency_batch_size(runners: list[torch.nn.Module], input_shape: tuple[int, 
         return CPU_BATCH
     return min(auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, n))
                for net in runners)
+
 
 def saliency(
     out: str | Path,
