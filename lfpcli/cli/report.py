@@ -38,6 +38,10 @@ def report(
                                         rich_help_panel=TABLES)] = "paper",
     scale: Annotated[str, typer.Option("--scale", metavar="percent|fraction", help="md and tex: percentages with 2 decimals (as the paper) "
                                        "or fractions with 3.", rich_help_panel=TABLES)] = "percent",
+    baseline: Annotated[str | None, typer.Option("--baseline", metavar="COLUMN", help="Compare every column with this one "
+                                                 "(its label, e.g. Original, or a method): runs paired by seed, the mean "
+                                                 "difference (column minus baseline) with its 95% Student-t interval, as a "
+                                                 "second table and in csv/json.", rich_help_panel=TABLES)] = None,
     curves: Annotated[bool, typer.Option("--curves", help="Draw training and validation accuracy per epoch of the checkpoints FILE... "
                                          "(the paper's Figures 13-21) to --out (.png, .pdf, .svg): one panel per experiment, seeds "
                                          "averaged (band: min to max).", rich_help_panel=CURVES)] = False,
@@ -58,7 +62,7 @@ def report(
 
     if curves:
         for name, value in (("--by", by != "method,data,targets,density"), ("--metric", metric), ("--split", split),
-                            ("--where", where), ("--format", fmt), ("--layout", layout != "paper"), ("--scale", scale != "percent")):
+                            ("--where", where), ("--baseline", baseline), ("--format", fmt), ("--layout", layout != "paper"), ("--scale", scale != "percent")):
             if value:
                 raise typer.BadParameter(f"{name} applies to tables, not to --curves", param_hint=name)
         from lfpcli.commands.report import report_curves
@@ -84,7 +88,7 @@ def report(
         return {k: v for k, v in rep.items() if k != "text"} if json_ else rep
 
     _run(as_json, show, json_, None, files=list(files), by=by, metrics=metric, splits=split, where=where, fmt=fmt,
-         layout=layout, scale=scale, out=out, force=force)
+         layout=layout, scale=scale, baseline=baseline, out=out, force=force)
 
 
 def register(app: typer.Typer) -> None:

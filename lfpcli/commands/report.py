@@ -58,6 +58,7 @@ def report(
     fmt: str | None = None,
     layout: str = "paper",
     scale: str = "percent",
+    baseline: str | None = None,
     out: str | Path | None = None,
     force: bool = False,
     argv: list[str] | None = None,
@@ -65,7 +66,8 @@ def report(
     """Aggregate eval reports (``lfp eval --out``) into tables; see :mod:`lfpcli.report.aggregate`.
 
     Returns the aggregated report (JSON-able) with ``text``: the tables in ``fmt`` (md, csv, tex, json), also
-    written to ``out`` when given (atomically; an existing file only with ``force``)."""
+    written to ``out`` when given (atomically; an existing file only with ``force``). ``baseline``: a column
+    (e.g. ``Original``) every other column is compared with, paired by seed (mean difference, 95% t interval)."""
     fmt = output_format(fmt, out)
     for name, value, allowed in (("--layout", layout, LAYOUTS), ("--scale", scale, SCALES)):
         if value not in allowed:
@@ -76,7 +78,8 @@ def report(
     if not by_keys:
         raise ConfigError("--by: give at least one key (method, data, targets, density)")
     rep = aggregate(load_runs(list(files)), by=by_keys, metrics=_split_list(metrics, DEFAULT_METRICS),
-                    splits=None if splits is None else _split_list(splits, DEFAULT_SPLITS), where=parse_where(where))
+                    splits=None if splits is None else _split_list(splits, DEFAULT_SPLITS), where=parse_where(where),
+                    baseline=baseline)
     text = render(rep, fmt, layout=layout, scale=scale)
     if out is not None:
         with atomic_output(out, force) as tmp:

@@ -260,8 +260,12 @@ def aggregate(
     metrics: Sequence[str] = DEFAULT_METRICS,
     splits: Sequence[str] | None = None,
     where: Sequence[tuple[str, str]] = (),
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """Group ``runs`` into experiments and reduce each over its seeds; see the module docstring.
+
+    ``baseline`` names a column (e.g. ``Original``): every other cell gets ``vs_baseline``, the paired difference
+    (cell minus baseline, runs paired by seed) with its 95% Student-t interval (:mod:`lfpcli.report.paired`).
 
     ``splits`` None: train and test (the paper's), those of them the reports have, else every split they have.
     Returns a JSON-able dict: ``columns`` (id, label, the keys that define it), ``rows`` (one per data set, split
@@ -373,6 +377,7 @@ def aggregate(
                                      "reports": [r.path for r in used], "runs": len(rs)}
                 rows.append({"data": data_labels[dkey], "data_key": dkey, "split": split, "metric": metric, "cells": cells})
     notes = []
+    base = _pair_with_baseline(baseline, [c for _, c in ordered], rows, notes) if baseline is not None else None
     empty = [m for m in metrics if not any(c["n"] for r in rows if r["metric"] == m for c in r["cells"].values())]
     if empty and len(empty) < len(metrics):
         rows = [r for r in rows if r["metric"] not in empty]
@@ -400,8 +405,56 @@ def aggregate(
                     for _, c in ordered],
         "rows": rows,
         "splits_by": splits_by,
+        "baseline": base,
         "notes": notes,
     }
+
+
+def find_column(name: str, cols: Sequence[Column]) -> Column:
+    """The column ``name`` names: its label (any case), its id, or a method (``original``, ``pgd-l2``) that one
+    column alone has."""
+    want = name.strip().lower()
+    for match in (lambda c: c.label.lower() == want, lambda c: c.id == want,
+                  lambda c: str(c.keys.get("method")).lower() == want):
+        found = [c for c in cols if match(c)]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            raise ConfigError(f"--baseline {name}: {len(found)} columns match ({'; '.join(c.label for c in found)}); "
+                              f"give one column's full label")
+    raise ConfigError(f"--baseline {name}: no such column; the columns are: {'; '.join(c.label for c in cols)}")
+
+
+def _pair_with_baseline(name: str, cols: Sequence[Column], rows: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+    """Give every cell of every other column its paired difference with the baseline column's cell of the same row
+    (``vs_baseline``, :func:`lfpcli.report.paired.paired_difference`): runs are paired by their seed label."""
+    from lfpcli.report.paired import paired_difference
+
+    base = find_column(name, cols)
+    labels = {c.id: c.label for c in cols}
+    unpaired: dict[str, set] = {}
+    for row in rows:
+        b = row["cells"].get(base.id)
+        if not b:
+            continue
+        by_seed = {}
+        for cid, cell in row["cells"].items():
+            if len(set(cell["seeds"])) != len(cell["seeds"]):
+                dup = next(x for x in cell["seeds"] if cell["seeds"].count(x) > 1)
+                raise InputError(f"--baseline: column {labels[cid]} has two runs of seed {dup}; pairing by seed needs one "
+                                 f"run per seed and column")
+            by_seed[cid] = dict(zip(cell["seeds"], cell["values"]))
+        for cid, cell in row["cells"].items():
+            if cid == base.id:
+                continue
+            cell["vs_baseline"] = d = paired_difference(by_seed[cid], by_seed[base.id])
+            if d["unpaired"]:
+                unpaired.setdefault(labels[cid], set()).update(d["unpaired"])
+    for label, seeds in unpaired.items():
+        notes.append(f"{label}: seed(s) {', '.join(sorted(seeds))} have no partner in the baseline {base.label} (or the other "
+                     f"way round) and are left out of its paired differences")
+    return {"id": base.id, "label": base.label, "level": 0.95,
+            "difference": "column minus baseline, paired by seed; 95% Student-t interval over the pairs"}
 
 
 def _where_ok(r: Run, key: str, value: str) -> bool:

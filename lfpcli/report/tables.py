@@ -38,6 +38,36 @@ def cell_text(cell: dict[str, Any] | None, scale: str) -> str:
     return text
 
 
+def diff_text(cell: dict[str, Any] | None, scale: str) -> str:
+    """A paired difference: ``+mean [low, high]``; ``+mean (n=1)`` without an interval; ``-`` without pairs."""
+    d = (cell or {}).get("vs_baseline")
+    if not d or not d.get("n"):
+        return "-"
+
+    def num(v: float) -> str:
+        return f"{100 * v:+.2f}" if scale == "percent" else f"{v:+.3f}"
+
+    if d.get("ci") is None:
+        return f"{num(d['mean'])} (n=1)"
+    return f"{num(d['mean'])} [{num(d['ci'][0])}, {num(d['ci'][1])}]"
+
+
+def _diff_title(rep: dict[str, Any], what: str, scale: str) -> str:
+    unit = "percentage points" if scale == "percent" else "fraction"
+    return (f"{what[0].upper()}{what[1:]}: difference from {rep['baseline']['label']}, paired by seed: mean [95% "
+            f"Student-t interval] ({unit})")
+
+
+def _diff_body(body: list[list[Any]], lead: int, keep: list[bool]) -> list[list[Any]]:
+    """``body`` with each cell turned into its paired-difference text, columns ``keep`` only."""
+    return [[x for x, k in zip(row[:lead], keep[:lead]) if k]
+            + [x if isinstance(x, str) else _Diff(x or {}) for x, k in zip(row[lead:], keep[lead:]) if k] for row in body]
+
+
+class _Diff(dict):
+    """A cell shown as its paired difference."""
+
+
 def _runs_line(rep: dict[str, Any]) -> str:
     """How many runs each column averages, and their seeds."""
     per_col: dict[str, set] = {}
@@ -95,6 +125,14 @@ def _title(metric_title: str, scale: str) -> str:
     return f"{metric_title[0].upper()}{metric_title[1:]}, mean (std) over seeds ({unit})"
 
 
+def _text(x: Any, scale: str) -> str:
+    if isinstance(x, str):
+        return x
+    if isinstance(x, _Diff):
+        return diff_text(x, scale)
+    return cell_text(x, scale)
+
+
 def render_md(rep: dict[str, Any], *, layout: str = "paper", scale: str = "percent") -> str:
     lines: list[str] = []
 
@@ -102,8 +140,9 @@ def render_md(rep: dict[str, Any], *, layout: str = "paper", scale: str = "perce
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "|".join("---" if i < 2 else "---:" for i in range(len(header))) + "|")
         for row in body:
-            lines.append("| " + " | ".join(x if isinstance(x, str) else cell_text(x, scale) for x in row) + " |")
+            lines.append("| " + " | ".join(_text(x, scale) for x in row) + " |")
 
+    base = rep.get("baseline")
     if layout == "paper":
         for i, (title, header, body) in enumerate(_paper_tables(rep)):
             if i:
@@ -117,12 +156,21 @@ def render_md(rep: dict[str, Any], *, layout: str = "paper", scale: str = "perce
                 shown.append([row[0] if row[0] != prev else ""] + row[1:])
                 prev = row[0]
             table(header, shown)
+            if base:
+                keep = [True, True] + [h != base["label"] for h in header[2:]]
+                lines += ["", f"**{_diff_title(rep, title, scale)}**", ""]
+                table([h for h, k in zip(header, keep) if k], _diff_body(shown, 2, keep))
     else:
         header, body = _long_table(rep)
         unit = "%" if scale == "percent" else "fraction"
         lines.append(f"**mean (std) over seeds ({unit})**")
         lines.append("")
         table(header, body)
+        if base:
+            lead = header.index("runs") + 1
+            rows = [r for r in body if r[lead - 2] != base["label"]]
+            lines += ["", f"**{_diff_title(rep, 'every figure', scale)}**", ""]
+            table(header, _diff_body(rows, lead, [True] * len(header)))
     lines.append("")
     lines.append(f"{rep['std']}; {_runs_line(rep)}.")
     for note in rep["notes"]:
@@ -160,7 +208,7 @@ def render_tex(rep: dict[str, Any], *, layout: str = "paper", scale: str = "perc
         out.append(" & ".join(_tex_label(h) if i >= nlead else _tex_escape(h) for i, h in enumerate(header)) + r" \\")
         out.append(r"\midrule")
         for row in body:
-            out.append(" & ".join(_tex_escape(x) if isinstance(x, str) else cell_text(x, scale) for x in row) + r" \\")
+            out.append(" & ".join(_tex_escape(x) if isinstance(x, str) else _text(x, scale) for x in row) + r" \\")
         out.append(r"\bottomrule")
         out.append(r"\end{tabular}")
         out.append(r"\end{table}")
@@ -172,9 +220,17 @@ def render_tex(rep: dict[str, Any], *, layout: str = "paper", scale: str = "perc
                 shown.append([row[0] if row[0] != prev else ""] + row[1:])
                 prev = row[0]
             tabular(_title(title, scale), ["Dataset", "Split Set"] + header[2:], shown, 2)
+            if rep.get("baseline"):
+                keep = [True, True] + [h != rep["baseline"]["label"] for h in header[2:]]
+                tabular(_diff_title(rep, title, scale), [h for h, k in zip(["Dataset", "Split Set"] + header[2:], keep) if k],
+                        _diff_body(shown, 2, keep), 2)
     else:
         header, body = _long_table(rep)
-        tabular(_title("results", scale), header, body, header.index("runs") + 1)
+        lead = header.index("runs") + 1
+        tabular(_title("results", scale), header, body, lead)
+        if rep.get("baseline"):
+            rows = [r for r in body if r[lead - 2] != rep["baseline"]["label"]]
+            tabular(_diff_title(rep, "every figure", scale), header, _diff_body(rows, lead, [True] * len(header)), lead)
     return "\n".join(out) + "\n"
 
 
@@ -183,7 +239,9 @@ def render_csv(rep: dict[str, Any]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["data", "split", "metric", "column", "method", "targets", "density", "variant", "n", "runs", "mean",
-                "std", "min", "max", "seeds", "values"])
+                "std", "min", "max", "seeds", "values", "baseline", "diff_n", "diff_mean", "diff_std", "diff_ci_low",
+                "diff_ci_high", "diff_seeds"])
+    base = (rep.get("baseline") or {}).get("label", "")
     cols = {c["id"]: c for c in rep["columns"]}
     for row in rep["rows"]:
         for cid, cell in row["cells"].items():
@@ -192,8 +250,16 @@ def render_csv(rep: dict[str, Any]) -> str:
             w.writerow([row["data"], row["split"], row["metric"], c["label"], c.get("method") or "",
                         c.get("targets") or "", c.get("density") or "", variant, cell["n"], cell["runs"],
                         _raw(cell["mean"]), _raw(cell["std"]), _raw(cell["min"]), _raw(cell["max"]),
-                        " ".join(cell["seeds"]), " ".join(repr(v) for v in cell["values"])])
+                        " ".join(cell["seeds"]), " ".join(repr(v) for v in cell["values"])] + _diff_fields(cell, base))
     return buf.getvalue()
+
+
+def _diff_fields(cell: dict[str, Any], base: str) -> list[str]:
+    d = cell.get("vs_baseline")
+    if not d:
+        return [base if base else "", "", "", "", "", "", ""]
+    ci = d.get("ci") or [None, None]
+    return [base, str(d["n"]), _raw(d["mean"]), _raw(d["std"]), _raw(ci[0]), _raw(ci[1]), " ".join(d["seeds"])]
 
 
 def _raw(v: float | None) -> str:

@@ -82,3 +82,43 @@ def test_curves(chain, capsys, tmp_path):
     assert "3 panels" in out and "Original" in out
     code, out, _ = lfp("report", "--curves", chain["models"][0], "--out", tmp_path / "c.svg", "--json", capsys=capsys)
     assert code == 0 and json.loads(out)["panels"][0]["epochs"] == 2
+
+
+def test_baseline_pairs_each_column_with_original_by_seed(chain, capsys, tmp_path):
+    """--baseline Original: every other column's mean difference (column minus Original, paired by seed) and its
+    95% Student-t interval, in csv and json, checked by hand against scipy's t quantile."""
+    from scipy import stats
+
+    code, out, err = lfp("report", *chain["evals"], "--baseline", "Original", "--out", tmp_path / "b.csv", capsys=capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
+    row = next(r for r in rows if r["column"] == "PGD l2 (random)" and r["split"] == "test" and r["metric"] == "accuracy")
+    reports = sorted(chain["dir"].glob("x*.json"))
+    by_seed = {}
+    for p in reports:
+        rep = json.loads(p.read_text())
+        if rep["provenance"]["targets"] == "random":
+            by_seed[str(rep["provenance"]["seeds"]["retrain"])] = rep["splits"]["test"]["accuracy"]
+    base = {str(s): json.loads((chain["dir"] / f"e_std{s}.json").read_text())["splits"]["test"]["accuracy"] for s in (0, 1)}
+    diffs = [by_seed[s] - base[s] for s in ("0", "1")]
+    mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
+    half = stats.t.ppf(0.975, 1) * sd / 2 ** 0.5
+    assert row["baseline"] == "Original" and row["diff_n"] == "2" and row["diff_seeds"] == "0 1"
+    assert float(row["diff_mean"]) == pytest.approx(mean, abs=1e-12)
+    assert float(row["diff_ci_low"]) == pytest.approx(mean - half, rel=1e-9, abs=1e-12)
+    assert float(row["diff_ci_high"]) == pytest.approx(mean + half, rel=1e-9, abs=1e-12)
+    # the markdown shows a second table per metric, the baseline column left out of it
+    code, out, _ = lfp("report", *chain["evals"], "--baseline", "original", capsys=capsys)
+    assert code == 0 and "difference from Original, paired by seed" in out
+    diff_table = out.split("difference from Original")[1].split("\n\n")[1]
+    assert "| data | split | PGD l2 (random) | PGD l2 (random-other) |" in diff_table
+    assert f"{100 * mean:+.2f} [{100 * (mean - half):+.2f}, {100 * (mean + half):+.2f}]" in out
+    # json carries the same, per cell
+    code, out, _ = lfp("report", *chain["evals"], "--baseline", "Original", "--format", "json", capsys=capsys)
+    rep = json.loads(out)
+    assert rep["baseline"]["label"] == "Original"
+    cells = [c for r in rep["rows"] for c in r["cells"].values() if "vs_baseline" in c]
+    assert cells and all(c["vs_baseline"]["n"] == 2 for c in cells)
+    # a column that does not exist is one line naming the columns there are
+    code, _, err = lfp("report", *chain["evals"], "--baseline", "ERM", capsys=capsys)
+    assert code == 2 and "Original" in err and "PGD l2 (random)" in err and len(err.strip().splitlines()) == 1
