@@ -330,18 +330,19 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def shard_batches(split: Any, batch_size: int, generator: torch.Generator
+def shard_batches(split: Any, batch_size: int, generator: torch.Generator, order: torch.Tensor | None = None,
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]]:
     """This rank's shard of each minibatch of an epoch: ``(x, y, real, scale, count)``.
 
     The minibatches are those of ``split.batches(batch_size, shuffle=True, generator=generator)`` (the same draw from
-    ``generator``); minibatch ``idx`` is split into ``world_size`` contiguous shards (sizes differ by at most one).
+    ``generator``), or of ``order`` where given (a resampled epoch); minibatch ``idx`` is split into ``world_size`` contiguous shards (sizes differ by at most one).
     ``real`` marks the shard's samples (a rank whose shard is empty gets one sample of the minibatch marked not
     real, so that every rank runs the model); the loss ``(per_sample * real).sum() * scale`` all-reduced
     (averaged) by DDP is the minibatch's mean loss. ``count``: real samples here."""
     w = world()
-    n = len(split)
-    order = torch.randperm(n, generator=generator)
+    if order is None:
+        order = torch.randperm(len(split), generator=generator)
+    n = len(order)
     shards = []
     for start in range(0, n, batch_size):
         idx = order[start : start + batch_size]

@@ -29,7 +29,7 @@ def _choices() -> dict[str, list[str]]:
         "--schedule": list(SCHEDULES), "--select": list(SELECTIONS), "--device": ["auto", "cpu", "cuda"],
         "--split": ["train", "val", "test"], "--init": ["auto", "scratch", "pretrained"], "--loss": ["ce", "logistic", "exponential", "margin"], "--output": ["logits", "scalar"],
         "--step": ["sign", "max-normalized", "raw"], "--prox": ["l0", "l1", "l1/2", "l0-ball", "none"],
-        "--kind": density_kinds(), "--fit-on": ["train", "val", "group-balanced"], "--projection": ["clip", "rescale"],
+        "--kind": density_kinds(), "--fit-on": ["train", "val", "group-balanced"], "--balance": ["none", "groups"], "--projection": ["clip", "rescale"],
     }
 
 

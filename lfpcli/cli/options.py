@@ -149,6 +149,12 @@ SelectOpt = Annotated[
     typer.Option("--select", help="Which epoch to keep: last, val-accuracy or val-worst-group (best on the clean validation split) "
                  f"{train_default('select')}.", rich_help_panel=TRAIN_PANEL),
 ]
+BalanceOpt = Annotated[
+    Optional[str],
+    typer.Option("--balance", metavar="none|groups", help="none (each training sample once an epoch) or groups (as many samples drawn with replacement, "
+                 "every (label, attribute) group equally likely: the group-balanced reference that uses the group labels) "
+                 f"{train_default('balance')}.", rich_help_panel=TRAIN_PANEL),
+]
 TrainLossOpt = Annotated[
     Optional[str],
     typer.Option("--loss", help="Training loss: ce, logistic or exponential (on a --output scalar model ce = logistic = "

@@ -37,6 +37,7 @@ def retrain(
     schedule: str | None = None,
     select: str | None = None,
     loss: str | None = None,
+    balance: str | None = None,
     seed: int = 0,
     device: str = "auto",
     force: bool = False,
@@ -100,7 +101,7 @@ def retrain(
     clean = ds.clean_data if ds.clean_data is not None else resolve(ds.clean_spec, progress=progress)
     src_cfg = (source.get("train") or {}).get("config") or {}
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select, loss=loss)
+                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select, loss=loss, balance=balance)
     cfg = TrainConfig.resolve(given, recipe=recipe, base=src_cfg or ds.train_defaults)
     params = {"perturbed": str(perturbed), "data": ds.spec, "arch": arch, "arch_args": arch_args, "init": init,
               "weights": weights, "recipe": recipe, **cfg.to_dict(), "seed": seed, "device": device,

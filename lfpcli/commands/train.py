@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from lfpcli.artifacts import check_output, make_record, parent_entry, save_checkpoint, sha256_file
+from lfpcli.artifacts import check_output, load_checkpoint, make_record, parent_entry, save_checkpoint, sha256_file
 from lfpcli.commands.common import (
     check_seed,
     clean_metrics,
@@ -19,6 +19,7 @@ from lfpcli.data import Dataset, resolve
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
 from lfpcli.models.registry import arch_defaults
+from lfpcli.models.transfer import transfer_features
 from lfpcli import __version__
 from lfpcli.artifacts.resume import Sidecar
 from lfpcli import distributed
@@ -59,6 +60,24 @@ def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def pretrained_checkpoint(weights: str | Path, arch: str, ds: Dataset) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """``(state_dict, model meta)`` when ``weights`` is an lfp checkpoint (a model to fine-tune: every tensor but its
+    head is copied), else None (a torchvision state dict for the architecture's own ``weights`` option). The
+    checkpoint must be of ``arch`` and of inputs shaped as ``ds``'s."""
+    from lfpcli.artifacts.foreign_model import sniff_model_file
+
+    if sniff_model_file(weights).kind != "checkpoint":
+        return None
+    sd, meta = load_checkpoint(weights)
+    src = meta.get("model") or {}
+    if src.get("arch") != arch:
+        raise ConfigError(f"--weights {weights} is an lfp checkpoint of a {src.get('arch')}, not a {arch}: give --arch {src.get('arch')}")
+    if tuple(src.get("input_shape") or ()) != tuple(ds.input_shape):
+        raise ConfigError(f"--weights {weights} was trained on inputs of shape {tuple(src.get('input_shape') or ())}; "
+                          f"this data's are {tuple(ds.input_shape)}")
+    return sd, src
+
+
 def fit_and_save(
     out: str | Path,
     *,
@@ -90,12 +109,22 @@ def fit_and_save(
     torch.manual_seed(seed)
     init: dict[str, Any] = {"type": "scratch", "seed": seed}
     build_args = dict(arch_args)
-    if weights:
+    mean, std = ds.mean, ds.std
+    source = pretrained_checkpoint(weights, arch, ds) if weights else None
+    if source is not None:
+        src_sd, src_model = source
+        arch_args = {**{k: v for k, v in (src_model.get("arch_args") or {}).items() if k != "weights"}, **arch_args}
+        build_args = dict(arch_args)
+        mean, std = src_model["mean"], src_model["std"]  # the normalisation its features were learnt with
+    elif weights:
         build_args["weights"] = weights
-    model = build_model(arch, ds.num_classes, ds.input_shape, ds.mean, ds.std, output=output, **build_args)
+    model = build_model(arch, ds.num_classes, ds.input_shape, mean, std, output=output, **build_args)
+    if source is not None:
+        transfer_features(model, source[0], f"--weights {weights}")
     if weights:
-        init = {"type": "pretrained", "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
-        parents = parents + [parent_entry("weights", weights, "weights")]
+        init = {"type": "pretrained", "format": "lfp-checkpoint" if source is not None else "state-dict",
+                "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
+        parents = parents + [parent_entry("weights", weights, "checkpoint" if source is not None else "weights")]
     ex = resolve_execution(device, model=model, **(execution or {}))
     params = {**params, "execution": ex.to_dict()}
     val = ds.splits.get("val")
@@ -125,8 +154,8 @@ def fit_and_save(
             "arch_args": {**arch_defaults(arch), **arch_args, "weights": None},
             "num_classes": ds.num_classes,
             "input_shape": list(ds.input_shape),
-            "mean": ds.mean,
-            "std": ds.std,
+            "mean": mean,
+            "std": std,
             "output": output,
         }),
         init=init,
@@ -170,6 +199,7 @@ def train(
     schedule: str | None = None,
     select: str | None = None,
     loss: str | None = None,
+    balance: str | None = None,
     output: str = "logits",
     seed: int = 0,
     device: str = "auto",
@@ -196,7 +226,7 @@ def train(
     ds = resolve(data, progress=progress)
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                  nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select,
-                 loss=loss if loss is not None or output != "scalar" else "logistic")
+                 loss=loss if loss is not None or output != "scalar" else "logistic", balance=balance)
     cfg = TrainConfig.resolve(given, recipe=recipe, base=ds.train_defaults)
     params = {"data": ds.spec, "arch": arch, "arch_args": arch_args, "weights": weights, "recipe": recipe,
               **cfg.to_dict(), "output": output, "seed": seed, "device": device}

@@ -77,14 +77,16 @@ class Split:
 
     def batches(
         self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
-        workers: int | None = None,
+        workers: int | None = None, order: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Yield ``(x, y, group, index)`` batches; ``shuffle`` draws the order from ``generator``.
+        """Yield ``(x, y, group, index)`` batches; ``shuffle`` draws the order from ``generator``; ``order`` (M,)
+        gives it instead (row numbers, repeats allowed: a resampled epoch).
 
         Lazily read inputs are read batch by batch (by ``workers`` DataLoader processes where the source
         decodes images; default: the source's setting), in the same order as an in-memory split would give."""
-        n = len(self)
-        order = torch.randperm(n, generator=generator) if shuffle else None
+        if order is None:
+            order = torch.randperm(len(self), generator=generator) if shuffle else None
+        n = len(self) if order is None else len(order)
         if not self.in_memory:
             from lfpcli.data.lazy import batch_positions, iter_batches
 

@@ -10,6 +10,10 @@ from lfpcli.errors import ConfigError
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "cosine")
 SELECTIONS = ("last", "val-accuracy", "val-worst-group")
+#: How an epoch draws its samples: ``none`` every training sample once; ``groups`` as many samples, drawn with
+#: replacement so that every (label, attribute) group is equally likely (group-balanced upsampling, the usual
+#: reference that uses the group labels: Sagawa et al. 2020, Idrissi et al. 2022).
+BALANCES = ("none", "groups")
 #: Training losses (``lfpcli.solvers.losses``): on a scalar-output binary model ``ce`` and ``logistic`` are both
 #: ``log(1 + exp(-s z))`` and ``exponential`` is ``exp(-s z)``, labels ``s`` in {-1, +1}.
 TRAIN_LOSSES = ("ce", "logistic", "exponential")
@@ -27,7 +31,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimizer and loop settings. ``select``: keep the last epoch, or the epoch with the best validation
-    accuracy / worst-group accuracy (ties go to the earlier epoch)."""
+    accuracy / worst-group accuracy (ties go to the earlier epoch). ``balance``: see :data:`BALANCES`."""
 
     epochs: int = 15
     optimizer: str = "adam"
@@ -39,6 +43,7 @@ class TrainConfig:
     schedule: str = "constant"
     select: str = "last"
     loss: str = "ce"
+    balance: str = "none"
 
     def __post_init__(self):
         if self.epochs < 1:
@@ -59,6 +64,8 @@ class TrainConfig:
             raise ConfigError(f"--select must be one of {', '.join(SELECTIONS)}, got '{self.select}'")
         if self.loss not in TRAIN_LOSSES:
             raise ConfigError(f"--loss must be one of {', '.join(TRAIN_LOSSES)}, got '{self.loss}'")
+        if self.balance not in BALANCES:
+            raise ConfigError(f"--balance must be one of {', '.join(BALANCES)}, got '{self.balance}'")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ConfigError("--nesterov needs --optimizer sgd with a momentum > 0")
 

@@ -78,6 +78,10 @@ def train_model(
         from lfpcli.errors import ConfigError
 
         raise ConfigError(f"--select {cfg.select} needs a validation split, and this data has none")
+    if cfg.balance == "groups" and not bool((train.group >= 0).all()):
+        from lfpcli.errors import ConfigError
+
+        raise ConfigError("--balance groups needs every training sample's group, and this data has none; use --balance none")
     if cfg.select == "val-worst-group" and not group_names:
         from lfpcli.errors import ConfigError
 
@@ -124,10 +128,11 @@ def train_model(
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
+        order = epoch_order(train, cfg.balance, generator)
         if job.active:
-            batches = distributed.shard_batches(train, cfg.batch_size, generator)
+            batches = distributed.shard_batches(train, cfg.batch_size, generator, order)
         else:
-            batches = ((x, y, None, 1.0, y.shape[0]) for x, y, _, _ in train.batches(cfg.batch_size, shuffle=True, generator=generator))
+            batches = ((x, y, None, 1.0, y.shape[0]) for x, y, _, _ in train.batches(cfg.batch_size, order=order))
         for b, (x, y, real, scale, count) in enumerate(batches):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if ex.channels_last and x.dim() == 4:
@@ -196,6 +201,18 @@ def train_model(
     if job.main:
         model.load_state_dict(result.state_dict)
     return result
+
+
+def epoch_order(train: Split, balance: str, generator: torch.Generator) -> torch.Tensor:
+    """The rows of one epoch, in order, drawn from ``generator``: a permutation of every row (``balance="none"``),
+    or ``len(train)`` rows drawn with replacement, each from group g with probability ``1 / (G * n_g)`` so that the
+    G groups present are equally likely (``"groups"``)."""
+    n = len(train)
+    if balance == "none":
+        return torch.randperm(n, generator=generator)
+    counts = torch.bincount(train.group)
+    weight = 1.0 / counts[train.group].double()
+    return torch.multinomial(weight, n, replacement=True, generator=generator)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:

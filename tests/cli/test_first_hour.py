@@ -75,7 +75,8 @@ def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
     assert "2.5*eps/steps" in flat
     _, train_help, _ = lfp("train", "--help", capsys=capsys)
     flat = " ".join(train_help.split())
-    assert "spurious-digits 10" in flat and "(default adam)" in flat and "(default 0.001)" in flat
+    assert "spurious-digits 10" in flat and "spurious-digits adam" in flat and "spurious-digits 0.001" in flat
+    assert "spurious-scenes sgd" in flat and "other data adam" in flat
 
 
 def test_lr_means_the_learning_rate_only(model, tmp_path, capsys):
