@@ -34,7 +34,8 @@ _lfp() {
     esac
     case "$prev" in
         --arch) COMPREPLY=($(compgen -W "kumano-cnn mlp one-hidden resnet18 resnet50 small-cnn wrn-28-10" -- "$cur")); return ;;
-        --data) COMPREPLY=($(compgen -W "digits spurious-digits" -- "$cur") $(compgen -f -- "$cur")); return ;;
+        --balance) COMPREPLY=($(compgen -W "none groups" -- "$cur")); return ;;
+        --data) COMPREPLY=($(compgen -W "digits scenes-pretrain spurious-digits spurious-scenes" -- "$cur") $(compgen -f -- "$cur")); return ;;
         --device) COMPREPLY=($(compgen -W "auto cpu cuda" -- "$cur")); return ;;
         --fit-on) COMPREPLY=($(compgen -W "train val group-balanced" -- "$cur")); return ;;
         --init) COMPREPLY=($(compgen -W "auto scratch pretrained" -- "$cur")); return ;;
@@ -57,38 +58,38 @@ _lfp() {
     if [[ "$cur" == -* ]]; then
         case "$key" in
             "completion") COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
-            "data") COMPREPLY=($(compgen -W "--force --help --json --out --quiet -o -q" -- "$cur")) ;;
+            "data") COMPREPLY=($(compgen -W "--force --help --json --list --out --quiet -o -q" -- "$cur")) ;;
             "density") COMPREPLY=($(compgen -W "--arch --arch-arg --config --data --device --fit-on --force --help --in --json --kind --normalize --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
             "eval") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --force --help --in --json --normalize --out --quiet --split -i -o -q" -- "$cur")) ;;
             "info") COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
             "perturb") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --beta --channels-last --compile --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --mask --max-changed --method --no-line-search --no-random-start --normalize --out --param --precision --projection --prox --quiet --random-start --resume --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
-            "report") COMPREPLY=($(compgen -W "--by --curves --force --format --help --json --layout --metric --out --scale --split --title --where -o" -- "$cur")) ;;
-            "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
+            "report") COMPREPLY=($(compgen -W "--baseline --by --curves --force --format --help --json --layout --metric --out --scale --split --title --where -o" -- "$cur")) ;;
+            "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --balance --batch-size --channels-last --compile --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
             "saliency") COMPREPLY=($(compgen -W "--arch --arch-arg --baseline --batch-size --channels-last --compile --config --data --device --force --group --help --in --indices --json --layer --list-layers --masks --method --misclassified --n --noise --normalize --out --png --png-rows --precision --quiet --samples --seed --split --steps --target -i -m -o -q" -- "$cur")) ;;
             "synth") COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
             "synth plot") COMPREPLY=($(compgen -W "--dist --force --help --json --method --out -m -o" -- "$cur")) ;;
             "synth run") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seed --set --threads --variant --window -m -o -q" -- "$cur")) ;;
             "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
-            "train") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
+            "train") COMPREPLY=($(compgen -W "--arch --arch-arg --balance --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
             "verify") COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
         esac
         return
     fi
     case "$key" in
         "completion") COMPREPLY=($(compgen -W "bash zsh fish" -- "$cur")) ;;
-        "data") COMPREPLY=($(compgen -W "digits spurious-digits" -- "$cur") $(compgen -f -- "$cur")) ;;
+        "data") COMPREPLY=($(compgen -W "digits scenes-pretrain spurious-digits spurious-scenes" -- "$cur") $(compgen -f -- "$cur")) ;;
         "density") COMPREPLY=($(compgen -W "--arch --arch-arg --config --data --device --fit-on --force --help --in --json --kind --normalize --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
         "eval") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --force --help --in --json --normalize --out --quiet --split -i -o -q" -- "$cur")) ;;
         "info") COMPREPLY=($(compgen -f -- "$cur")) ;;
         "perturb") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --beta --channels-last --compile --config --data --density --device --eps --force --gamma --help --in --json --lam --limit --line-search --line-search-iters --lipschitz --loss --mask --max-changed --method --no-line-search --no-random-start --normalize --out --param --precision --projection --prox --quiet --random-start --resume --search-steps --seed --split --step --step-size --steps --targets --tau -i -m -o -p -q" -- "$cur")) ;;
         "report") COMPREPLY=($(compgen -f -- "$cur")) ;;
-        "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
+        "retrain") COMPREPLY=($(compgen -W "--arch --arch-arg --balance --batch-size --channels-last --compile --config --device --epochs --force --help --in --init --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -i -o -q" -- "$cur")) ;;
         "saliency") COMPREPLY=($(compgen -W "--arch --arch-arg --baseline --batch-size --channels-last --compile --config --data --device --force --group --help --in --indices --json --layer --list-layers --masks --method --misclassified --n --noise --normalize --out --png --png-rows --precision --quiet --samples --seed --split --steps --target -i -m -o -q" -- "$cur")) ;;
         "synth") COMPREPLY=($(compgen -W "plot run sweep" -- "$cur")) ;;
         "synth plot") COMPREPLY=($(compgen -f -- "$cur")) ;;
         "synth run") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seed --set --threads --variant --window -m -o -q" -- "$cur")) ;;
         "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
-        "train") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
+        "train") COMPREPLY=($(compgen -W "--arch --arch-arg --balance --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
         "verify") COMPREPLY=($(compgen -f -- "$cur")) ;;
     esac
 }

@@ -13,6 +13,7 @@ from lfpcli import __version__
 from lfpcli.cli import render
 from lfpcli.cli.options import (
     ArchArgOpt,
+    BalanceOpt,
     BatchOpt,
     ChannelsLastOpt,
     CompileOpt,
@@ -126,6 +127,7 @@ def train(
     schedule: ScheduleOpt = None,
     select: SelectOpt = None,
     loss: TrainLossOpt = None,
+    balance: BalanceOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
@@ -147,7 +149,7 @@ def train(
     _run(run, lambda s: render.show_training(s, "trained"), json_, quiet, out=out, data=data, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg"), weights=weights, recipe=recipe, epochs=epochs, optimizer=optimizer,
          lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, batch_size=batch_size, schedule=schedule,
-         select=select, loss=loss, output=output, seed=seed, device=device, force=force, resume=resume, save_every=save_every,
+         select=select, loss=loss, balance=balance, output=output, seed=seed, device=device, force=force, resume=resume, save_every=save_every,
          precision=precision, channels_last=channels_last, compile=compile_)
 
 
@@ -258,6 +260,7 @@ def retrain(
     schedule: ScheduleOpt = None,
     select: SelectOpt = None,
     loss: TrainLossOpt = None,
+    balance: BalanceOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
@@ -279,7 +282,7 @@ def retrain(
     _run(run, lambda s: render.show_training(s, "retrained"), json_, quiet, out=out, perturbed=in_, arch=arch,
          arch_args=key_values(arch_arg, "--arch-arg") if arch_arg else None, init=init, weights=weights, recipe=recipe,
          epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-         batch_size=batch_size, schedule=schedule, select=select, loss=loss, seed=seed, device=device, force=force,
+         batch_size=batch_size, schedule=schedule, select=select, loss=loss, balance=balance, seed=seed, device=device, force=force,
          resume=resume, save_every=save_every, precision=precision, channels_last=channels_last, compile=compile_)
 
 
@@ -428,6 +431,7 @@ def verify(
 def data_(
     spec: Annotated[str, typer.Argument(help="Data spec: digits, spurious-digits[:key=value,...], NAME:root=DIR for a paper dataset on your disk, folder:csv=FILE, or an lfp .h5 file.")] = "spurious-digits",
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file: for data read from image files, a chunked uint8 cache that every command reads batch by batch (decoded once).", metavar="FILE.h5")] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List every data spec lfp knows (built-in and on your disk) with its description, parameters and defaults; with --json, as JSON.")] = False,
     force: ForceOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -454,10 +458,19 @@ def data_(
     that every command reads lazily, so later runs decode no JPEG
     ($LFP_PRELOAD_MB: files up to this size are loaded whole, default 256).
 
+    Example: lfp data --list (every data spec, its parameters and defaults)
+
     Example: lfp data spurious-digits:correlation=0.9 --out sd90.h5
 
     Example: lfp data waterbirds:root=~/data/waterbird_complete95_forest2water2 --out wb.h5
     """
+    if list_:
+        if out is not None:
+            raise typer.BadParameter("--list writes nothing; leave out --out", param_hint="--list")
+        from lfpcli.commands.data import list_data
+
+        _run(list_data, render.show_data_list, json_)
+        return
     from lfpcli.commands import describe_data as run
 
     _run(run, render.show_data, json_, quiet, data=spec, out=out, force=force)

@@ -232,6 +232,16 @@ def show_data(s: dict[str, Any]) -> None:
         out.print(f"written to [bold]{s['out']}[/bold]")
 
 
+def show_data_list(s: dict[str, Any]) -> None:
+    """``lfp data --list``: one paragraph per data spec (name, source, description, parameters with defaults)."""
+    for d in s["datasets"]:
+        out.print(f"[bold]{d['name']}[/bold] ({d['source']}): {d['description']}")
+        params = ", ".join(f"{k}={_value(p['default']) if p['default'] is not None else '-'}" for k, p in d["params"].items())
+        out.print(f"  parameters: {params}")
+        out.print(f"  e.g. --data {d['example']}")
+    out.print("Give parameters after the name: NAME:key=value,key=value (lfp data NAME describes one; --json for all of this).")
+
+
 def _value(v: Any) -> str:
     """A parameter value as a person writes it: floats to 6 significant digits."""
     return f"{v:.6g}" if isinstance(v, float) else str(v)

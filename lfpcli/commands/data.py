@@ -9,6 +9,7 @@ from lfpcli.artifacts import check_output, make_record
 from lfpcli.artifacts.datasets import write_dataset
 from lfpcli.commands.common import data_parent
 from lfpcli.data import resolve
+from lfpcli.data.registry import catalogue
 from lfpcli.progress import Progress, no_progress
 
 
@@ -35,3 +36,8 @@ def describe_data(data: str, *, out: str | Path | None = None, force: bool = Fal
         write_dataset(out, ds, record, force=force, progress=progress)
         summary["out"] = str(out)
     return summary
+
+
+def list_data(argv: list[str] | None = None) -> dict[str, Any]:
+    """Every data spec lfp knows (:func:`lfpcli.data.registry.catalogue`): ``{"datasets": [...]}``."""
+    return {"datasets": catalogue()}

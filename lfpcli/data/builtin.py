@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lfpcli.data import scenes
 from lfpcli.data.dataset import Dataset, Split, channel_stats
 from lfpcli.errors import ConfigError
 from lfpcli.progress import Progress, no_progress
@@ -222,6 +223,8 @@ class Builtin:
     version: int
     perturb_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     train_defaults: dict[str, Any] = field(default_factory=dict)
+    #: One line for ``lfp data --list``.
+    summary: str = ""
 
     def full_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """The given parameters with the builder's defaults filled in (what artifacts record); keyword-only
@@ -237,9 +240,28 @@ class Builtin:
 
 
 BUILTINS: dict[str, Builtin] = {
-    "digits": Builtin(build_digits, {"seed": int}, DIGITS_VERSION, DIGITS_PERTURB_DEFAULTS, DIGITS_TRAIN_DEFAULTS),
+    "digits": Builtin(build_digits, {"seed": int}, DIGITS_VERSION, DIGITS_PERTURB_DEFAULTS, DIGITS_TRAIN_DEFAULTS,
+                      "scikit-learn's 1,797 real 8x8 handwritten digits, 10 classes (60/20/20 split)"),
     "spurious-digits": Builtin(
         build_spurious_digits, {"seed": int, "correlation": float, "size": int, "contrast": float, "separation": float, "train_copies": int},
         SPURIOUS_VERSION, SPURIOUS_PERTURB_DEFAULTS, SPURIOUS_TRAIN_DEFAULTS,
+        "digits >= 5 vs < 5 drawn on water/land backgrounds that agree with the label in 95% of train; groups "
+        "2*y + background; 28x28 RGB, digit masks",
+    ),
+    "spurious-scenes": Builtin(
+        scenes.build_spurious_scenes,
+        {"seed": int, "correlation": float, "size": int, "train_size": int, "val_per_group": int, "test_per_group": int,
+         "object_min": float, "object_max": float},
+        scenes.SCENES_VERSION, scenes.SCENES_PERTURB_DEFAULTS, scenes.SCENES_TRAIN_DEFAULTS,
+        "the WaterBirds-like testbed: small rounded (landbird) or spiky (waterbird) objects, 16 species a class, on "
+        "land or water scenes agreeing with the class in 95% of train; groups 2*y + place; 32x32 RGB, object masks; "
+        "start from a scenes-pretrain model (docs/testbed.md)",
+    ),
+    "scenes-pretrain": Builtin(
+        scenes.build_scenes_pretrain,
+        {"seed": int, "classes": int, "per_class": int, "size": int, "object_min": float, "object_max": float},
+        scenes.SCENES_VERSION, {}, scenes.PRETRAIN_TRAIN_DEFAULTS,
+        "spurious-scenes' pretraining source (its ImageNet): 64 other object species on every scene type, no "
+        "label-scene correlation",
     ),
 }

@@ -23,6 +23,32 @@ def list_real_datasets() -> list[str]:
     return list(REAL)
 
 
+def catalogue() -> list[dict[str, Any]]:
+    """Every data spec lfp knows, for ``lfp data --list``: name, where it comes from (``built-in``: generated offline
+    and cached; ``your disk``: read from ``root``/``csv``), a one-line description and each parameter's type and
+    default (``required`` for the one a disk dataset needs)."""
+    import inspect
+
+    out = []
+    for name in list_datasets():
+        entry = BUILTINS[name]
+        defaults = entry.full_params({})
+        out.append({"name": name, "source": "built-in", "description": entry.summary,
+                    "params": {k: {"type": t.__name__, "default": defaults.get(k)} for k, t in entry.param_types.items()},
+                    "train_defaults": entry.train_defaults, "perturb_defaults": entry.perturb_defaults,
+                    "example": name})
+    for name, entry in REAL.items():
+        sig = inspect.signature(entry.builder).parameters
+        params = {}
+        for k, t in entry.param_types.items():
+            d = sig[k].default if k in sig else None
+            params[k] = {"type": t.__name__, "default": "required" if k == entry.required else
+                         (None if d is inspect.Parameter.empty else d)}
+        out.append({"name": name, "source": "your disk", "description": entry.summary, "params": params,
+                    "example": f"{name}:{entry.required}={'FILE.csv' if entry.required == 'csv' else 'DIR'}"})
+    return out
+
+
 def _all_names() -> str:
     return ", ".join(list_datasets()) + "; from your disk: " + ", ".join(f"{n}:{REAL[n].required}=..." for n in REAL)
 
