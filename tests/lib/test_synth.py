@@ -513,6 +513,42 @@ def test_resume_with_other_parameters_is_refused(tmp_path):
     assert s["resumed_points"] == 0 and out.exists() and not progress_folder(out).exists()
 
 
+def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
+    """Any other plan value, setting, preset, CPU thread count or lfp version is another sweep: its rerun is
+    refused (naming what differs) and the kept rows stay, never mixed into other results."""
+    import lfpcli
+    from lfpcli.artifacts.resume import resume_dir as progress_folder
+    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+
+    out = tmp_path / "s.h5"
+
+    def stop(stage, done, total, **status):
+        if stage == "configurations" and done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SweepInterrupted):
+        synth_sweep(out, progress=stop, **SWEEP)
+    kept = sorted(p.name for p in progress_folder(out).iterdir())
+    changes = [{"methods": "pgd-l2,pgd-linf"}, {"methods": "pgd-l2"}, {"dists": "gauss"}, {"variants": "noise,natural"},
+               {"seeds": "0,2"}, {"dim": 61}, {"hidden": 15}, {"n_natural": 11}, {"n_noise": 21}, {"eps": 0.5}, {"ratio": 0.1},
+               {"sweeps": ["dim=50,70"]}, {"sweeps": ["hidden=8,16"]}, {"sweeps": ["pgd-l2:dim=50,60"]}, {"preset": "paper"}]
+    changes += [{"settings": {**SWEEP["settings"], k: v}} for k, v in {**TRAINING_SETTINGS, **SOLVER_SETTINGS}.items()]
+    for change in changes:
+        with pytest.raises(InputError, match="another command"):
+            synth_sweep(out, **{**SWEEP, **change})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        with pytest.raises(InputError, match="cpu_threads"):
+            synth_sweep(out, **SWEEP)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")
+    with pytest.raises(InputError, match="versions.lfpcli"):
+        synth_sweep(out, **SWEEP)
+    assert sorted(p.name for p in progress_folder(out).iterdir()) == kept
+
+
 def test_results_file_and_figure(tmp_path):
     from lfpcli.artifacts import read_record
     from lfpcli.commands.synth import synth_plot, synth_run, synth_sweep
