@@ -493,11 +493,10 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     assert record["kind"] == "synth-results" and record["resumed_points"] == 3 and len(rows) == 8
 
 
-def test_resume_with_other_parameters_is_refused(tmp_path):
+def _interrupted_sweep(out):
+    """``SWEEP`` into ``out``, interrupted after its first configuration; the names of the kept files."""
     from lfpcli.artifacts.resume import resume_dir as progress_folder
     from lfpcli.commands.synth import SweepInterrupted, synth_sweep
-
-    out = tmp_path / "s.h5"
 
     def stop(stage, done, total, **status):
         if stage == "configurations" and done == 1:
@@ -505,7 +504,15 @@ def test_resume_with_other_parameters_is_refused(tmp_path):
 
     with pytest.raises(SweepInterrupted):
         synth_sweep(out, progress=stop, **SWEEP)
-    before = sorted(p.name for p in progress_folder(out).iterdir())
+    return sorted(p.name for p in progress_folder(out).iterdir())
+
+
+def test_resume_with_other_parameters_is_refused(tmp_path):
+    from lfpcli.artifacts.resume import resume_dir as progress_folder
+    from lfpcli.commands.synth import synth_sweep
+
+    out = tmp_path / "s.h5"
+    before = _interrupted_sweep(out)
     with pytest.raises(InputError, match=r"hidden: 16 then, 8 now"):
         synth_sweep(out, **{**SWEEP, "hidden": 8})
     assert sorted(p.name for p in progress_folder(out).iterdir()) == before
@@ -518,17 +525,10 @@ def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
     refused (naming what differs) and the kept rows stay, never mixed into other results."""
     import lfpcli
     from lfpcli.artifacts.resume import resume_dir as progress_folder
-    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+    from lfpcli.commands.synth import synth_sweep
 
     out = tmp_path / "s.h5"
-
-    def stop(stage, done, total, **status):
-        if stage == "configurations" and done == 1:
-            raise KeyboardInterrupt
-
-    with pytest.raises(SweepInterrupted):
-        synth_sweep(out, progress=stop, **SWEEP)
-    kept = sorted(p.name for p in progress_folder(out).iterdir())
+    kept = _interrupted_sweep(out)
     changes = [{"methods": "pgd-l2,pgd-linf"}, {"methods": "pgd-l2"}, {"dists": "gauss"}, {"variants": "noise,natural"},
                {"seeds": "0,2"}, {"dim": 61}, {"hidden": 15}, {"n_natural": 11}, {"n_noise": 21}, {"eps": 0.5}, {"ratio": 0.1},
                {"sweeps": ["dim=50,70"]}, {"sweeps": ["hidden=8,16"]}, {"sweeps": ["pgd-l2:dim=50,60"]}, {"preset": "paper"}]
