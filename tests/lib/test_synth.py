@@ -391,7 +391,7 @@ def test_points_differing_in_any_input_of_a_stage_never_share_its_cache_key():
 SWEEP_FAST = Settings(max_epochs=100, window=10, rel_tol=0.2, pgd_steps=3, eps_scaling="fixed")
 #: Two values of each field a cached stage depends on.
 STAGE_SWEEPS = {"hidden": (4, 6), "n_natural": (6, 9), "n_noise": (8, 11), "dim": (12, 16), "dist": ("uniform", "gauss"),
-                "variant": ("noise", "natural")}
+                "variant": ("noise", "natural"), "seed": (0, 1)}
 
 
 @pytest.mark.parametrize("key", list(STAGE_SWEEPS))
