@@ -74,10 +74,9 @@ def json_checksum(obj: Mapping[str, Any]) -> str:
 
 
 def tensor_bytes(t: torch.Tensor) -> bytes:
-    """The raw bytes of a tensor's values, in row-major order, whatever its dtype."""
+    """The raw bytes of a tensor's values, in row-major order, whatever its dtype (a bool's byte as stored, so a
+    damaged 1 that still reads as True is seen too; an intact bool's bytes are 0 and 1, as before)."""
     flat = t.detach().cpu().contiguous().reshape(-1)
-    if flat.dtype == torch.bool:
-        flat = flat.to(torch.uint8)
     return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
 
 

@@ -2,8 +2,9 @@
 
 The progress of ``OUT`` lives in the folder ``OUT.resume/`` (never under the final name):
 
-- ``run.json``: the fingerprint of the command that started it (its resolved parameters and the sha256 of every
-  input file), so that a ``--resume`` of another command is refused;
+- ``run.json``: the fingerprint of the command that started it (:func:`run_fingerprint`: its resolved parameters,
+  the sha256 of every input file, lfp's version, the device and CPU threads), so that a ``--resume`` of another
+  command, or one that would compute the remaining units differently, is refused;
 - ``<unit>.pt``: one file per finished unit of work (a batch of a perturbed set, the training state after an
   epoch), a dict of plain tensors and JSON values written under a temporary name and renamed when complete, so
   a kill at any moment leaves only whole units.
@@ -24,10 +25,23 @@ from typing import Any, Mapping
 
 import torch
 
+import lfpcli
 from lfpcli.artifacts.provenance import jsonable
 from lfpcli.errors import ArtifactError, InputError
 
 SUFFIX = ".resume"
+
+
+def run_fingerprint(command: str, params: Mapping[str, Any], parents: list[Mapping[str, Any]], device: torch.device) -> dict[str, Any]:
+    """What a ``--resume`` must share with the run that kept the progress: the command, its resolved parameters
+    (but ``device`` as the user gave it: ``auto`` and ``cpu`` may name the same device), the sha256 of each input
+    file by role, lfp's version, the type of the device used and, on a CPU, torch's thread count (the last bits
+    of CPU results depend on it, so units computed with another would not be those of one uninterrupted run)."""
+    return {
+        "command": command, "params": {k: v for k, v in params.items() if k != "device"},
+        "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": lfpcli.__version__,
+        "device": device.type, "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
+    }
 
 
 def resume_dir(out: str | os.PathLike) -> Path:
@@ -158,4 +172,4 @@ def _to_cpu(v: Any) -> Any:
     return v
 
 
-__all__ = ["SUFFIX", "Sidecar", "resume_dir"]
+__all__ = ["SUFFIX", "Sidecar", "resume_dir", "run_fingerprint"]

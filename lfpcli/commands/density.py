@@ -9,10 +9,9 @@ from typing import Any, Callable
 
 import torch
 
-from lfpcli import __version__
 from lfpcli.artifacts import check_output, make_record, parent_entry, sha256_file
 from lfpcli.artifacts.density import read_density, write_density
-from lfpcli.artifacts.resume import Sidecar
+from lfpcli.artifacts.resume import Sidecar, run_fingerprint
 from lfpcli.commands.common import (
     ForeignOptions,
     check_compatible,
@@ -158,9 +157,7 @@ def fit_density_file(
                   **({"data": data} if data is not None else {})}
     sidecar = None
     if base == "vae":  # the one estimator whose fit takes long enough to be worth resuming
-        sidecar = Sidecar(out, {"command": "density", "params": {k: v for k, v in run_params.items() if k != "device"},
-                                "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__},
-                          resume=resume, force=force)
+        sidecar = Sidecar(out, run_fingerprint("density", run_params, parents, dev), resume=resume, force=force)
     try:
         with sidecar if sidecar is not None else contextlib.nullcontext():
             q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), fit_y.y, ds.num_classes, seed=seed,

@@ -28,9 +28,8 @@ from lfpcli.data import resolve
 from lfpcli.errors import ConfigError, InputError, Interrupted
 from lfpcli.precision import auto_batch_size, input_gradient_step, prepare_model, resolve_execution
 from lfpcli.progress import Progress, no_progress, scaled
-from lfpcli.artifacts.resume import Sidecar
+from lfpcli.artifacts.resume import Sidecar, run_fingerprint
 from lfpcli import distributed
-from lfpcli import __version__
 from lfpcli.solvers import TARGET_RULES, choose_targets, get_solver, make_config, norms
 
 
@@ -187,9 +186,8 @@ def perturb(
     stage = f"{method} on {n} sample{'s' if n != 1 else ''}"
     progress(stage, 0, total_batches * iters, unit="iter")
     # finished batches are kept beside the output, so that a killed run finishes with --resume
-    sidecar = distributed.shared_sidecar(lambda: Sidecar(
-        out, {"command": "perturb", "params": {k: v for k, v in run_params.items() if k != "device"},
-              "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__}, resume=resume, force=force), out)
+    sidecar = distributed.shared_sidecar(
+        lambda: Sidecar(out, run_fingerprint("perturb", run_params, parents, dev), resume=resume, force=force), out)
 
     def solve(b: int, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Solve batch ``b`` (inputs ``x``) and keep it in the sidecar."""

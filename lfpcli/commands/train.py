@@ -20,8 +20,7 @@ from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
 from lfpcli.models.registry import arch_defaults
 from lfpcli.models.transfer import transfer_features
-from lfpcli import __version__
-from lfpcli.artifacts.resume import Sidecar
+from lfpcli.artifacts.resume import Sidecar, run_fingerprint
 from lfpcli import distributed
 from lfpcli.errors import Interrupted
 from lfpcli.precision import resolve_execution
@@ -128,9 +127,8 @@ def fit_and_save(
     ex = resolve_execution(device, model=model, **(execution or {}))
     params = {**params, "execution": ex.to_dict()}
     val = ds.splits.get("val")
-    sidecar = distributed.shared_sidecar(lambda: Sidecar(
-        out, {"command": "train", "params": {k: v for k, v in params.items() if k != "device"},
-              "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": __version__}, resume=resume, force=force), out)
+    sidecar = distributed.shared_sidecar(
+        lambda: Sidecar(out, run_fingerprint("train", params, parents, device), resume=resume, force=force), out)
     try:
         with sidecar:
             result = train_model(model, ds.splits["train"], cfg, device=device, seed=seed, val=val, group_names=ds.group_names,

@@ -47,7 +47,8 @@ from lfpcli.synth.train import FitConfig, fit
 
 __all__ = [
     "DISTS", "EPS_METHODS", "METHODS", "Point", "RATIO_METHODS", "Settings", "StageCache", "VARIANTS",
-    "ROW_FIELDS", "TIMING_FIELDS", "budget_key", "run_point", "solver_config",
+    "ROW_FIELDS", "TIMING_FIELDS", "budget_key", "natural_data", "perturbation_source", "run_point", "solver_config",
+    "stage_keys",
 ]
 
 METHODS = ("pgd-l2", "pgd-linf", "pgd-l0", "cfe-l2", "pcfe-l0")
@@ -301,6 +302,43 @@ def _key(*parts: Any) -> str:
     return "|".join(str(p) for p in parts)
 
 
+def natural_data(p: Point) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``n`` natural inputs ``(n, d)`` and their labels ``(n,)`` (CPU), from the point's own seed."""
+    gen = generator(derive_seed(p.seed, "natural-data", p.dist, p.dim, p.n_natural))
+    return draw_inputs(p.dist, p.n_natural, p.dim, gen), draw_labels(p.n_natural, gen)
+
+
+def perturbation_source(p: Point, natural_x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inputs to perturb and their targets (on ``natural_x``'s device): variant ``noise``, ``m`` fresh inputs
+    and targets, drawn independently of the natural data whatever ``m`` is; variant ``natural``, the natural
+    inputs ``natural_x`` with targets drawn independently of their labels."""
+    if p.variant == "natural":
+        t = draw_labels(p.n_natural, generator(derive_seed(p.seed, "natural-targets", p.dist, p.dim, p.n_natural)))
+        return natural_x, t.to(natural_x.device)
+    gen = generator(derive_seed(p.seed, "noise-data", p.dist, p.dim, p.n_noise))
+    x = draw_inputs(p.dist, p.n_noise, p.dim, gen)
+    return x.to(natural_x.device), draw_labels(p.n_noise, gen).to(natural_x.device)
+
+
+def stage_keys(p: Point, s: Settings) -> dict[str, str]:
+    """The :class:`StageCache` key of each stage :func:`run_point` may reuse, covering everything it depends on:
+
+    - ``natural``: the natural data and network (seed, dist, d, n, h, the training settings and slope);
+    - ``source``: the inputs to perturb and their targets (seed, variant, dist, d, n, m);
+    - ``baseline``: the network trained on the source and its accuracy on the natural data (the source's inputs,
+      h, the training settings and slope).
+
+    Only the method, its budget and the solver settings are left out: points differing in those share the stages."""
+    fcfg = s.fit_config()
+    stamp = _key(*[getattr(fcfg, f.name) for f in fields(fcfg)], s.slope)
+    source = _key("source", p.seed, p.variant, p.dist, p.dim, p.n_natural, p.n_noise)
+    return {
+        "natural": _key("natural", p.seed, p.dist, p.dim, p.hidden, p.n_natural, stamp),
+        "source": source,
+        "baseline": _key("baseline", source, p.hidden, stamp),
+    }
+
+
 def run_point(
     point: Point,
     settings: Settings,
@@ -321,31 +359,23 @@ def run_point(
     p, s = point, settings
     fcfg = s.fit_config()
     a = output_signs(p.hidden, device=device)
-    stamp = _key(*[getattr(fcfg, f.name) for f in fields(fcfg)], s.slope)
+    keys = stage_keys(p, s)
 
     def natural():
         t0 = time.perf_counter()
-        gen = generator(derive_seed(p.seed, "natural-data", p.dist, p.dim, p.n_natural))
-        x = draw_inputs(p.dist, p.n_natural, p.dim, gen)
-        y = draw_labels(p.n_natural, gen)
+        x, y = natural_data(p)
         w0 = init_first_layer((1, p.hidden, p.dim), generator(derive_seed(p.seed, "natural-init", p.dist, p.dim, p.hidden, p.n_natural)))
         x, y = x.to(device), y.to(device)
         r = fit(w0.to(device), x.unsqueeze(0), y.unsqueeze(0), a, fcfg, slope=s.slope, progress=progress, stage="natural network")
         return {"x": x, "y": y, "fit": r, "seconds": time.perf_counter() - t0}
 
-    nat, nat_reused = cache.get(_key("natural", p.seed, p.dist, p.dim, p.hidden, p.n_natural, stamp), natural)
+    nat, nat_reused = cache.get(keys["natural"], natural)
 
     def source():
-        if p.variant == "natural":
-            t = draw_labels(p.n_natural, generator(derive_seed(p.seed, "natural-targets", p.dist, p.dim, p.n_natural)))
-            return {"x": nat["x"], "t": t.to(device)}
-        gen = generator(derive_seed(p.seed, "noise-data", p.dist, p.dim, p.n_noise))
-        x = draw_inputs(p.dist, p.n_noise, p.dim, gen)
-        t = draw_labels(p.n_noise, gen)
-        return {"x": x.to(device), "t": t.to(device)}
+        x, t = perturbation_source(p, nat["x"])
+        return {"x": x, "t": t}
 
-    src_key = _key("source", p.seed, p.variant, p.dist, p.dim, p.n_natural, p.n_noise)
-    src, _ = cache.get(src_key, source)
+    src, _ = cache.get(keys["source"], source)
     w_init = init_first_layer(
         (1, p.hidden, p.dim), generator(derive_seed(p.seed, "retrain-init", p.variant, p.dist, p.dim, p.hidden, p.n_natural, p.n_noise))
     ).to(device)
@@ -356,7 +386,7 @@ def run_point(
         acc = _accuracy(r.w, nat["x"], nat["y"], a, s.slope)
         return {"fit": r, "acc": acc, "seconds": time.perf_counter() - t0}
 
-    base, base_reused = cache.get(_key("baseline", src_key, p.hidden, stamp), baseline)
+    base, base_reused = cache.get(keys["baseline"], baseline)
 
     # perturb toward the targets against f, with the registered solver, in batches
     t0 = time.perf_counter()

@@ -113,3 +113,53 @@ def test_large_images_are_pooled_to_32_pixels_a_side():
     assert pool(x).shape == (2, 3, 32, 32)
     small = torch.rand(2, 1, 28, 28)
     assert pool(small) is small
+
+
+def _tiny(spec: dict, seed: int):
+    from lfpcli.data.dataset import Dataset, Split
+
+    g = torch.Generator().manual_seed(seed)
+    splits = {s: Split(torch.rand(12, 1, 2, 2, generator=g), torch.arange(12) % 2, torch.full((12,), -1), torch.arange(12))
+              for s in ("train", "val", "test")}
+    return Dataset(spec=spec, splits=splits, num_classes=2, class_names=["a", "b"], input_shape=(1, 2, 2), mean=[0.5], std=[0.25])
+
+
+def test_the_cached_fit_is_keyed_by_every_part_of_the_data_spec_and_the_estimator(tmp_path, monkeypatch):
+    """Another name, version, parameter, file content or estimator gets a fit of its own in a file of its own;
+    the first data then still reads its own fit back."""
+    import lfpcli.commands.log_density as mod
+
+    monkeypatch.setenv("LFP_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "log-density"
+    cpu = torch.device("cpu")
+    base = {"type": "builtin", "name": "toy", "version": 1, "params": {"seed": 0, "size": 4}}
+    first = _tiny(base, 0)
+    x, t = first.split("val").x, first.split("val").y
+    want = evaluation_density(first, cpu)[0](x, t)
+    data_file = tmp_path / "d.h5"
+    data_file.write_bytes(b"one")
+    others = [{**base, "name": "toy2"}, {**base, "version": 2}, {**base, "params": {"seed": 1, "size": 4}},
+              {**base, "params": {"seed": 0, "size": 5}}, {**base, "params": {**base["params"], "extra": 0}},
+              {"type": "file", "path": str(data_file)}, {"type": "file", "path": str(data_file), "sha256": "0" * 64}]
+    for i, spec in enumerate(others, start=1):
+        before = set(folder.iterdir())
+        ds = _tiny(spec, i)
+        got = evaluation_density(ds, cpu)[0](x, t)
+        assert len(set(folder.iterdir()) - before) == 1, f"{spec}: no fit of its own"
+        assert not torch.equal(got, want)
+    data_file.write_bytes(b"two")  # the same path, other content
+    before = set(folder.iterdir())
+    evaluation_density(_tiny({"type": "file", "path": str(data_file)}, 9), cpu)
+    assert len(set(folder.iterdir()) - before) == 1, "a data file's content is not in the key"
+    monkeypatch.setattr(mod, "ESTIMATOR", "kde-pixel-v0")
+    before = set(folder.iterdir())
+    evaluation_density(first, cpu)
+    assert len(set(folder.iterdir()) - before) == 1, "the estimator is not in the key"
+    monkeypatch.undo()
+    monkeypatch.setenv("LFP_CACHE_DIR", str(tmp_path / "cache"))
+
+    def refit(*a, **k):
+        raise AssertionError("refitted although cached")
+
+    monkeypatch.setattr(mod, "fit_density", refit)
+    assert torch.equal(evaluation_density(first, cpu)[0](x, t), want)

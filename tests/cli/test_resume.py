@@ -174,3 +174,41 @@ def test_a_vae_density_fit_interrupted_between_classes_resumes_to_the_same_fit(m
     fit_density_file(out, model=model, kind="vae", params=params, device="cpu", resume=True)
     got, want = h5_tensors(out), h5_tensors(ref)
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("command", ["train", "perturb", "density"])
+def test_each_resumable_command_fingerprints_every_recorded_parameter_and_input(command, digits_model, tmp_path, monkeypatch):
+    """What a ``--resume`` must match: every parameter the output records (but the device as given), every parent
+    file's sha256, lfp's version, the device and the CPU threads; a parameter left out would let a resume with
+    another value finish with units computed under the old one."""
+    import importlib
+
+    from lfpcli.artifacts import read_record
+    from lfpcli.artifacts.resume import Sidecar
+
+    module = importlib.import_module(f"lfpcli.commands.{command}")
+    seen = []
+
+    class Recording(Sidecar):
+        def __init__(self, out, fingerprint, **kw):
+            super().__init__(out, fingerprint, **kw)
+            seen.append(self.fingerprint)
+
+    monkeypatch.setattr(module, "Sidecar", Recording)
+    out = tmp_path / ("m.pt" if command == "train" else "o.h5")
+    if command == "train":
+        module.train(out, data="digits", arch="mlp", epochs=1, seed=2, device="cpu")
+    elif command == "perturb":  # with a mask: two input files
+        np.save(tmp_path / "mask.npy", np.ones((1, 8, 8), dtype=np.float32))
+        module.perturb(out, model=digits_model, method="pcfe-l0", limit=8, params={"steps": 2, "search_steps": 1}, density="none",
+                       mask=str(tmp_path / "mask.npy"), device="cpu")
+    else:
+        module.fit_density_file(out, model=digits_model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4}, device="cpu")
+    record = read_record(out)[0]
+    (fp,) = seen
+    assert fp["command"] == command
+    assert fp["params"] == {k: v for k, v in record["params"].items() if k != "device"}
+    assert fp["inputs"] == {p["role"]: p["sha256"] for p in record["parents"]}
+    assert len(fp["inputs"]) == {"train": 0, "perturb": 2, "density": 1}[command]  # train on built-in data reads no file
+    assert fp["lfpcli"] == record["versions"]["lfpcli"]
+    assert fp["device"] == "cpu" and fp["cpu_threads"] == record["threads"]

@@ -144,3 +144,78 @@ def test_record_keeps_the_cpu_thread_count():
         assert make_record("eval", {})["threads"] == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------------------------ resume fingerprints
+
+FINGERPRINT = {"command": "perturb", "params": {"method": "pgd-l0", "config": {"steps": 40, "eps": 0.5, "lo": [0.0]}, "seed": 0,
+                                                "data": {"name": "digits", "params": {"seed": 0}}},
+               "inputs": {"model": "a" * 64, "density": "b" * 64}, "lfpcli": "0.1.0", "device": "cpu", "cpu_threads": 2}
+
+
+def _leaves(obj, path=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _leaves(v, (*path, k))
+    else:
+        yield path
+
+
+def _with(obj, path, change):
+    """A copy of ``obj`` with ``change(dict, key)`` applied at ``path``."""
+    import copy
+
+    out = copy.deepcopy(obj)
+    d = out
+    for k in path[:-1]:
+        d = d[k]
+    change(d, path[-1])
+    return out
+
+
+def test_a_resume_is_refused_whatever_part_of_the_fingerprint_differs(tmp_path):
+    from lfpcli.artifacts.resume import Sidecar
+    from lfpcli.errors import InputError
+
+    out = tmp_path / "o.h5"
+    Sidecar(out, FINGERPRINT, resume=False, force=False).save("batch-000000", {"x": torch.ones(2)})
+    changes = []
+    for path in _leaves(FINGERPRINT):
+        changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k, [d[k]] if not isinstance(d[k], list) else d[k] + [1]))))
+        changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.pop(k))))  # gone
+        changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k + "_new", 1))))  # one more beside it
+    for path, other in changes:
+        with pytest.raises(InputError, match="another command"):
+            Sidecar(out, other, resume=True, force=False)
+    side = Sidecar(out, json.loads(json.dumps(FINGERPRINT)), resume=True, force=False)  # the same: resumed
+    assert side.units() == ["batch-000000"]
+
+
+def test_the_run_fingerprint_changes_with_every_input_but_the_device_as_given(monkeypatch):
+    import lfpcli
+    from lfpcli.artifacts.resume import run_fingerprint
+
+    params = {"method": "pgd-l0", "config": {"steps": 40, "eps": 0.5}, "seed": 0, "targets": "next", "device": "auto",
+              "execution": {"device": "cpu", "precision": "fp32"}}
+    parents = [{"role": "model", "sha256": "a" * 64, "path": "m.pt"}, {"role": "data", "sha256": "b" * 64, "path": "d.h5"}]
+    cpu = torch.device("cpu")
+    want = run_fingerprint("perturb", params, parents, cpu)
+    assert run_fingerprint("perturb", {**params, "device": "cpu"}, parents, cpu) == want  # "auto" and "cpu": one device
+    others = [run_fingerprint("train", params, parents, cpu), run_fingerprint("perturb", params, parents[:1], cpu),
+              run_fingerprint("perturb", params, [*parents, {"role": "mask", "sha256": "c" * 64}], cpu),
+              run_fingerprint("perturb", params, [parents[0], {**parents[1], "sha256": "c" * 64}], cpu),
+              run_fingerprint("perturb", params, [parents[0], {**parents[1], "role": "density"}], cpu),
+              run_fingerprint("perturb", params, parents, torch.device("cuda"))]
+    for path in _leaves({k: v for k, v in params.items() if k != "device"}):
+        others.append(run_fingerprint("perturb", _with(params, path, lambda d, k: d.__setitem__(k, [d[k]])), parents, cpu))
+        others.append(run_fingerprint("perturb", _with(params, path, lambda d, k: d.pop(k)), parents, cpu))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        others.append(run_fingerprint("perturb", params, parents, cpu))
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")
+    others.append(run_fingerprint("perturb", params, parents, cpu))
+    for i, other in enumerate(others):
+        assert other != want, i

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import pytest
 import torch
 
@@ -55,6 +57,62 @@ def test_cache_returns_identical_data():
     assert again.spec == fresh.spec and again.perturb_defaults == fresh.perturb_defaults
 
 
+class _CountingBuiltin:
+    """A stand-in built-in: a tiny dataset whose values depend on its parameters; counts its builds."""
+
+    def __init__(self, name: str, version: int):
+        self.name, self.version, self.builds = name, version, 0
+
+    def build(self, params, progress=None):
+        from lfpcli.data.dataset import Dataset, Split
+
+        self.builds += 1
+        g = torch.Generator().manual_seed(zlib.crc32(repr((self.name, self.version, sorted(params.items()))).encode()))
+        splits = {s: Split(torch.rand(3, 1, 2, 2, generator=g), torch.tensor([0, 1, 0]), torch.full((3,), -1), torch.arange(3))
+                  for s in ("train", "val", "test")}
+        return Dataset(spec={"type": "builtin", "name": self.name, "version": self.version, "params": dict(params)}, splits=splits,
+                       num_classes=2, class_names=["a", "b"], input_shape=(1, 2, 2), mean=[0.5], std=[0.25])
+
+
+def test_the_builtin_cache_key_covers_every_input(tmp_path, monkeypatch):
+    """Changing the name, any parameter, the generator version, lfp's version or the cache layout gives another
+    cache file (never the file of other inputs, read or overwritten); the same inputs again read their own file."""
+    import lfpcli
+    from lfpcli.data import files
+
+    cache = tmp_path / "cache"
+    params = {"seed": 0, "size": 4, "correlation": 0.5}
+    entry = _CountingBuiltin("toy", 1)
+
+    def get(name="toy", p=params, e=entry):
+        return files.cached_builtin(name, p, e, cache)
+
+    first = get()
+    assert get().spec == first.spec and entry.builds == 1  # the same inputs: read back, not rebuilt
+    variants = [("name", lambda: get(name="toy2", e=_CountingBuiltin("toy2", 1)))]
+    for k in params:
+        other = {**params, k: params[k] + 1}
+        variants.append((f"params.{k}", lambda other=other: get(p=other)))
+    variants += [("an added parameter", lambda: get(p={**params, "extra": 1})),
+                 ("version", lambda: get(e=_CountingBuiltin("toy", 2)))]
+    for what, call in variants:
+        before = set(cache.iterdir())
+        ds = call()
+        assert len(set(cache.iterdir()) - before) == 1, f"{what} changed, no new cache file"
+        assert ds.spec["params"] != params or ds.spec["name"] != "toy" or ds.spec["version"] != 1
+    for what, patch in (("lfp version", lambda: monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")),
+                        ("cache layout", lambda: monkeypatch.setattr(files, "CACHE_LAYOUT", files.CACHE_LAYOUT + 1))):
+        before = set(cache.iterdir())
+        patch()
+        get()
+        assert len(set(cache.iterdir()) - before) == 1, f"{what} changed, no new cache file"
+    monkeypatch.undo()
+    builds = entry.builds
+    again = get()  # the first inputs' file is still theirs
+    assert entry.builds == builds and again.spec == first.spec
+    assert torch.equal(again.splits["train"].x, first.splits["train"].x)
+
+
 @pytest.mark.parametrize("bad", ["imagenet", "spurious-digits:bogus=1", "spurious-digits:correlation=2", "digits:seed=x", ""])
 def test_bad_specs(bad):
     with pytest.raises(ConfigError):
@@ -64,3 +122,4 @@ def test_bad_specs(bad):
 def test_registry_lists_builtins():
     assert {"digits", "spurious-digits"} <= set(list_datasets())
     assert parse_spec("digits:seed=2") == {"type": "builtin", "name": "digits", "params": {"seed": 2}}
+

@@ -242,6 +242,32 @@ def test_mixed_targets_equal_per_class_evaluation(kind, params):
 
 
 @pytest.mark.parametrize("kind,params", ESTIMATORS)
+def test_what_log_prob_keeps_between_calls_follows_its_inputs(kind, params):
+    """``log_prob`` keeps what it derives from the targets (range check, class counts, order) and from the fitted
+    points (the kde's padded copy per dtype) between calls: other targets, the same target tensor edited in place,
+    or another dtype must give what an estimator that has kept nothing gives."""
+    x, y = blobs()
+    q = fit_density(kind, x, y, 3, **params)
+    xq = queries(30)
+
+    def fresh(xx, tt):
+        tensors, meta = q.state()
+        return density_from_state(kind, tensors, meta).log_prob(xx, tt.clone())
+
+    t = torch.arange(30) % 3
+    assert torch.equal(q.log_prob(xq, t), fresh(xq, t))
+    t.copy_(torch.where(torch.arange(30) < 20, 0, (t + 1) % 3))  # in place: other classes, other class counts
+    assert torch.equal(q.log_prob(xq, t), fresh(xq, t))
+    t2 = (torch.arange(30) + 2) % 3  # another tensor, same shape
+    assert torch.equal(q.log_prob(xq, t2), fresh(xq, t2))
+    for dtype in (torch.float32, F64, torch.float32):
+        assert torch.equal(q.log_prob(xq.to(dtype), t2), fresh(xq.to(dtype), t2)), dtype
+    t2[0] = 3  # in place, out of range: checked again
+    with pytest.raises(ConfigError, match="targets must lie"):
+        q.log_prob(xq, t2)
+
+
+@pytest.mark.parametrize("kind,params", ESTIMATORS)
 def test_gradient_matches_finite_differences(kind, params):
     x, y = blobs()
     q = fit_density(kind, x, y, 3, **params)

@@ -222,3 +222,58 @@ def test_files_written_before_checksums_still_read(written, tmp_path):
         g.attrs["lfp_schema"] = 2  # claims the new schema without its checksums
     with pytest.raises(LfpError, match="checksum"):
         read(old)
+
+
+# ------------------------------------------------------------------------------------------------ fixed cases
+# The random flips above rarely land on the bits a checksum over converted values (float64, float32, rounded,
+# listed as text) loses: the lowest bit of a large int64, of a float64 mantissa. These cases flip every bit.
+
+#: Per dtype, values whose every bit matters: large integers (beyond float64's 53 bits), full float mantissas.
+FIXED_VALUES = {
+    torch.float32: [1.0000001, -3.4e38, 1.2e-38], torch.float64: [1.0 + 2**-52, -1e300, 3.141592653589793],
+    torch.int64: [2**62 + 1, -(2**53) - 1, 7], torch.int32: [2**31 - 1, -5], torch.int16: [-32768, 1], torch.int8: [-128, 3],
+    torch.uint8: [255, 1], torch.float16: [1.0009765625, -65504.0], torch.bfloat16: [1.0078125, -3.0e38], torch.bool: [True, False],
+}
+
+
+@pytest.mark.parametrize("dtype", list(FIXED_VALUES), ids=str)
+def test_every_bit_of_every_value_is_in_the_checkpoint_checksum(dtype):
+    from lfpcli.artifacts.integrity import checkpoint_checksum
+
+    t = torch.tensor(FIXED_VALUES[dtype], dtype=dtype)
+    meta = {"kind": "checkpoint"}
+    want = checkpoint_checksum({"w": t}, meta)
+    raw = t.view(torch.uint8)
+    for byte in range(raw.numel()):
+        for bit in range(8):  # a bool's too: a damaged file can hold a byte 3 where it held a 1
+            flipped = raw.clone()
+            flipped[byte] ^= 1 << bit
+            assert checkpoint_checksum({"w": flipped.view(dtype)}, meta) != want, f"{dtype}: bit {bit} of byte {byte} is not covered"
+
+
+def test_the_lowest_bit_of_a_stored_value_flipped_is_an_error(template, tmp_path):
+    """On disk: the least significant byte of a float32, a float64 and a large int64 in a saved checkpoint."""
+    sd = {"f32": torch.tensor([1.0000001, 2.5], dtype=torch.float32), "f64": torch.tensor([1.0 + 2**-52, 2.5], dtype=torch.float64),
+          "i64": torch.tensor([2**62 + 1, 3], dtype=torch.int64)}
+    path = tmp_path / "c.pt"
+    save_checkpoint(path, sd, template)
+    data = path.read_bytes()
+    for name, t in sd.items():
+        raw = t.numpy().tobytes()
+        at = data.find(raw)
+        assert at >= 0 and data.find(raw, at + 1) < 0, f"{name}'s bytes are not stored once as they are"
+        bad = bytearray(data)
+        bad[at] ^= 1  # little-endian: the value's lowest bit
+        (tmp_path / "bad.pt").write_bytes(bytes(bad))
+        with pytest.raises(LfpError, match="checksum"):
+            load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_a_changed_last_digit_of_a_json_report_is_an_error(tmp_path):
+    path = tmp_path / "r.json"
+    save_json_artifact(path, make_record("eval", {"model": "m.pt"}), {"splits": {"test": {"accuracy": 0.1234567890123456}}})
+    text = path.read_text()
+    assert "0.1234567890123456" in text
+    (tmp_path / "bad.json").write_text(text.replace("0.1234567890123456", "0.1234567890123457"))
+    with pytest.raises(LfpError, match="checksum"):
+        load_json_artifact(tmp_path / "bad.json")

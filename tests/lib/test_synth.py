@@ -17,7 +17,7 @@ from lfpcli.synth import (
     run_sweep, solver_config,
 )
 from lfpcli.synth.data import generator
-from lfpcli.synth.protocol import ROW_FIELDS, StageCache
+from lfpcli.synth.protocol import ROW_FIELDS, StageCache, natural_data, perturbation_source, stage_keys
 
 CPU = torch.device("cpu")
 #: Fast settings for tiny networks: same rule as the quick preset.
@@ -281,6 +281,139 @@ def test_a_configuration_gives_the_same_numbers_alone_or_in_a_sweep():
             assert alone[k] == rows[i][k] or (isinstance(alone[k], float) and math.isnan(alone[k]) and math.isnan(rows[i][k])), k
 
 
+def _same_row(a: dict, b: dict) -> list[str]:
+    """The ``ROW_FIELDS`` on which two rows differ (NaN equals NaN)."""
+    return [k for k in ROW_FIELDS
+            if not (a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])))]
+
+
+@pytest.mark.parametrize("dist", ["uniform", "gauss"])
+def test_noise_is_drawn_independently_of_the_natural_data_even_at_equal_sizes(dist):
+    """The paper's n_noise curve passes through m = n: the noise there must still be fresh inputs with fresh
+    targets, not the natural samples with their labels."""
+    for seed in (0, 1):
+        for n in (5, 40):
+            p = tiny(dist=dist, seed=seed, dim=6, n_natural=n, n_noise=n)
+            x, y = natural_data(p)
+            xn, tn = perturbation_source(p, x)
+            assert xn.shape == x.shape and tn.shape == y.shape
+            shared = (xn[:, None, :] == x[None, :, :]).all(-1)
+            assert not shared.any(), "a noise input is one of the natural inputs"
+            if n == 40:
+                assert not torch.equal(tn, y), "the noise targets are the natural labels"
+        # variant natural: the natural inputs, with targets drawn independently of their labels
+        q = tiny(dist=dist, seed=seed, variant="natural", dim=6, n_natural=40)
+        x, y = natural_data(q)
+        xs, ts = perturbation_source(q, x)
+        assert torch.equal(xs, x)
+        assert 0.2 < float((ts == y).float().mean()) < 0.8, "the targets follow the labels"
+
+
+def test_a_baseline_on_as_much_noise_as_natural_data_learns_nothing_of_the_natural_labels():
+    """m = n end to end: a network trained on unperturbed noise with random targets labels the natural data at
+    about chance (had the noise been the natural data, it would score what it fits: 1.0)."""
+    s = Settings(max_epochs=1000, window=20, rel_tol=0.2, pgd_steps=2)
+    for seed in (1, 2):
+        r = run_point(tiny(seed=seed, dim=40, hidden=8, n_natural=30, n_noise=30), s, device=CPU)
+        assert r["fit_baseline"] == 1.0, r
+        assert r["acc_baseline"] <= 0.7, r
+
+
+#: The settings no stage depends on (the solvers'): points differing only in these share every stage.
+SOLVER_SETTINGS = {"pgd_steps": 7, "pgd_step": 0.3, "linf_step": "sign", "linf_projection": "clip", "eps_scaling": "fixed",
+                   "pgd_l0_step": 0.4, "cfe_lam": 0.01, "cfe_lr": 0.02, "pcfe_iterations": 0.1, "pcfe_search_steps": 3,
+                   "pcfe_lipschitz": 4.0, "pcfe_step": "anneal", "pcfe_beta": 0.1, "pcfe_kappa": 0.1, "solver_batch": 7}
+#: The settings the natural network and the baseline depend on (training and the network's slope), each changed.
+TRAINING_SETTINGS = {"loss": "logistic", "lr": 0.02, "momentum": 0.5, "max_epochs": 100, "window": 10, "rel_tol": 0.1,
+                     "loss_tol": 0.01, "slope": 0.02}
+#: The point fields each cached stage depends on (variant ``natural`` perturbs the natural samples, so there the
+#: source depends on n; the baseline is scored on the natural samples, so it depends on n whatever the variant).
+STAGE_INPUTS = {
+    "natural": {"seed", "dist", "dim", "hidden", "n_natural"},
+    "source": {"seed", "variant", "dist", "dim", "n_noise"},
+    "baseline": {"seed", "variant", "dist", "dim", "hidden", "n_natural", "n_noise"},
+}
+
+
+def _changed(p: Point, name: str) -> list[Point]:
+    """Valid points that differ from ``p`` in field ``name`` (and, where validity needs it, its companions)."""
+    d = p.to_dict()
+    if name in ("seed", "dim", "hidden", "n_natural", "n_noise"):
+        if name == "n_noise" and p.variant == "natural":
+            return []
+        return [Point(**{**d, name: d[name] + 1})]
+    if name == "dist":
+        return [Point(**{**d, "dist": "gauss" if p.dist == "uniform" else "uniform"})]
+    if name == "variant":
+        return [Point(**{**d, "variant": "natural", "n_noise": 0}) if p.variant == "noise"
+                else Point(**{**d, "variant": "noise", "n_noise": p.n_natural}),
+                *([Point(**{**d, "variant": "noise", "n_noise": 9})] if p.variant == "natural" else [])]
+    if name == "method":  # one of the same budget kind, one of the other
+        if p.eps is not None:
+            return [Point(**{**d, "method": "pgd-linf" if p.method == "pgd-l2" else "pgd-l2"}),
+                    Point(**{**d, "method": "pcfe-l0", "eps": None, "ratio": 0.5})]
+        return [Point(**{**d, "method": "cfe-l2" if p.method != "cfe-l2" else "pgd-l0"}),
+                Point(**{**d, "method": "pgd-l2", "eps": 0.5, "ratio": None})]
+    if name in ("eps", "ratio"):
+        return [] if d[name] is None else [Point(**{**d, name: d[name] / 2})]
+    raise AssertionError(name)
+
+
+def test_points_differing_in_any_input_of_a_stage_never_share_its_cache_key():
+    from dataclasses import fields as dc_fields
+
+    assert set(SOLVER_SETTINGS) | set(TRAINING_SETTINGS) == {f.name for f in dc_fields(Settings)}, \
+        "a new setting: say whether the stages depend on it"
+    assert all(Settings(**{k: v}).to_dict()[k] != Settings().to_dict()[k] for k, v in {**SOLVER_SETTINGS, **TRAINING_SETTINGS}.items())
+    point_fields = {f.name for f in dc_fields(Point)}
+    s0 = Settings()
+    for base in (tiny(), tiny(variant="natural"), tiny("pgd-l0", dist="gauss", seed=3)):
+        keys = stage_keys(base, s0)
+        assert len(set(keys.values())) == len(keys)
+        for stage, inputs in STAGE_INPUTS.items():
+            inputs = inputs | ({"n_natural"} if stage == "source" and base.variant == "natural" else set())
+            for name in point_fields:
+                for other in _changed(base, name):
+                    if name in inputs:
+                        assert stage_keys(other, s0)[stage] != keys[stage], f"{stage} stage: {name} changed, same key"
+                    elif name in ("method", "eps", "ratio"):
+                        assert stage_keys(other, s0)[stage] == keys[stage], f"{stage} stage not shared across {name}"
+            for name, value in TRAINING_SETTINGS.items():
+                other = stage_keys(base, Settings(**{name: value}))[stage]
+                if stage == "source":
+                    continue
+                assert other != keys[stage], f"{stage} stage: setting {name} changed, same key"
+            for name, value in SOLVER_SETTINGS.items():
+                assert stage_keys(base, Settings(**{name: value}))[stage] == keys[stage], f"{stage} stage not shared across {name}"
+
+
+#: Tiny and quick: a few solver steps, a low epoch cap.
+SWEEP_FAST = Settings(max_epochs=100, window=10, rel_tol=0.2, pgd_steps=3, eps_scaling="fixed")
+#: Two values of each field a cached stage depends on.
+STAGE_SWEEPS = {"hidden": (4, 6), "n_natural": (6, 9), "n_noise": (8, 11), "dim": (12, 16), "dist": ("uniform", "gauss"),
+                "variant": ("noise", "natural"), "seed": (0, 1)}
+
+
+@pytest.mark.parametrize("key", list(STAGE_SWEEPS))
+def test_every_point_of_a_sweep_over_a_stage_input_gives_the_numbers_it_gives_alone(key):
+    """Consecutive points of the sweep differ in ``key`` alone, so a cached stage that ignored it would be reused
+    by the next point with the earlier point's numbers."""
+    points = []
+    for v in STAGE_SWEEPS[key]:
+        values = {"method": "pgd-l2", "dist": "uniform", "variant": "noise", "dim": 12, "hidden": 4, "n_natural": 6,
+                  "n_noise": 8, "eps": 0.5, "ratio": None, "seed": 0}
+        values[key] = v
+        if values["variant"] == "natural":
+            values["n_noise"] = 0
+        points.append(Point(**values))
+    rows = run_sweep(points, SWEEP_FAST, device=CPU)
+    alone = [run_point(p, SWEEP_FAST, device=CPU) for p in points]
+    for p, a, r in zip(points, alone, rows):
+        assert not _same_row(a, r), (p, _same_row(a, r))
+    # the two values give other baselines, so a baseline reused across them would show above
+    assert alone[0]["loss_baseline"] != alone[1]["loss_baseline"]
+
+
 # --------------------------------------------------------------------------------------------- plans
 
 
@@ -360,11 +493,10 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     assert record["kind"] == "synth-results" and record["resumed_points"] == 3 and len(rows) == 8
 
 
-def test_resume_with_other_parameters_is_refused(tmp_path):
+def _interrupted_sweep(out):
+    """``SWEEP`` into ``out``, interrupted after its first configuration; the names of the kept files."""
     from lfpcli.artifacts.resume import resume_dir as progress_folder
     from lfpcli.commands.synth import SweepInterrupted, synth_sweep
-
-    out = tmp_path / "s.h5"
 
     def stop(stage, done, total, **status):
         if stage == "configurations" and done == 1:
@@ -372,12 +504,49 @@ def test_resume_with_other_parameters_is_refused(tmp_path):
 
     with pytest.raises(SweepInterrupted):
         synth_sweep(out, progress=stop, **SWEEP)
-    before = sorted(p.name for p in progress_folder(out).iterdir())
+    return sorted(p.name for p in progress_folder(out).iterdir())
+
+
+def test_resume_with_other_parameters_is_refused(tmp_path):
+    from lfpcli.artifacts.resume import resume_dir as progress_folder
+    from lfpcli.commands.synth import synth_sweep
+
+    out = tmp_path / "s.h5"
+    before = _interrupted_sweep(out)
     with pytest.raises(InputError, match=r"hidden: 16 then, 8 now"):
         synth_sweep(out, **{**SWEEP, "hidden": 8})
     assert sorted(p.name for p in progress_folder(out).iterdir()) == before
     s = synth_sweep(out, **{**SWEEP, "hidden": 8}, force=True)  # --force: the other sweep's progress is discarded
     assert s["resumed_points"] == 0 and out.exists() and not progress_folder(out).exists()
+
+
+def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
+    """Any other plan value, setting, preset, CPU thread count or lfp version is another sweep: its rerun is
+    refused (naming what differs) and the kept rows stay, never mixed into other results."""
+    import lfpcli
+    from lfpcli.artifacts.resume import resume_dir as progress_folder
+    from lfpcli.commands.synth import synth_sweep
+
+    out = tmp_path / "s.h5"
+    kept = _interrupted_sweep(out)
+    changes = [{"methods": "pgd-l2,pgd-linf"}, {"methods": "pgd-l2"}, {"dists": "gauss"}, {"variants": "noise,natural"},
+               {"seeds": "0,2"}, {"dim": 61}, {"hidden": 15}, {"n_natural": 11}, {"n_noise": 21}, {"eps": 0.5}, {"ratio": 0.1},
+               {"sweeps": ["dim=50,70"]}, {"sweeps": ["hidden=8,16"]}, {"sweeps": ["pgd-l2:dim=50,60"]}, {"preset": "paper"}]
+    changes += [{"settings": {**SWEEP["settings"], k: v}} for k, v in {**TRAINING_SETTINGS, **SOLVER_SETTINGS}.items()]
+    for change in changes:
+        with pytest.raises(InputError, match="another command"):
+            synth_sweep(out, **{**SWEEP, **change})
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads + 1)
+        with pytest.raises(InputError, match="cpu_threads"):
+            synth_sweep(out, **SWEEP)
+    finally:
+        torch.set_num_threads(threads)
+    monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")
+    with pytest.raises(InputError, match="versions.lfpcli"):
+        synth_sweep(out, **SWEEP)
+    assert sorted(p.name for p in progress_folder(out).iterdir()) == kept
 
 
 def test_results_file_and_figure(tmp_path):
