@@ -430,7 +430,7 @@ def data_(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file: for data read from image files, a chunked uint8 cache that every command reads batch by batch (decoded once).", metavar="FILE.h5")] = None,
     force: ForceOpt = False,
     download: Annotated[bool, typer.Option("--download", help="Fetch the paper dataset SPEC names into its root first (waterbirds, spuco-dogs, spuco-birds, spuco-animals, mnist, fmnist, cifar10), in the layout lfp reads: checksums where the source publishes them, the loader's layout check, then renamed into place; already there: nothing is done (--force fetches again).")] = False,
-    source: Annotated[Optional[str], typer.Option("--source", help="With --download, where a dataset published in several places comes from: waterbirds group_DRO (default, the paper's) or wilds; cifar10 python (default, torchvision's) or binary.")] = None,
+    source: Annotated[Optional[str], typer.Option("--source", help="With --download, where a dataset published in several places comes from: waterbirds group_DRO (default, the paper's) or wilds; cifar10 python (default, torchvision's) or binary.", metavar="NAME")] = None,
     mirror: Annotated[Optional[str], typer.Option("--mirror", help="With --download, fetch each file from URL/NAME (NAME: the file's own name, e.g. train-images-idx3-ubyte.gz) instead of its source; default $LFP_MIRROR.", metavar="URL")] = None,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="With --download, accept an archive whose checksum differs from the published one (a mirror's repackaged copy); the layout check still runs and the output says so.")] = False,
     json_: JsonOpt = False,
