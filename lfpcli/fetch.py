@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from lfpcli.errors import InputError
@@ -107,10 +107,8 @@ def new_folders(*folders: Path) -> Iterator[None]:
         yield
     except BaseException:
         for d in sorted(made, key=lambda f: len(f.parts), reverse=True):
-            try:
+            with suppress(OSError):  # not empty: something else lives there now
                 d.rmdir()
-            except OSError:
-                pass
         raise
 
 

@@ -287,3 +287,42 @@ def test_the_progress_bar_shows_bytes(tmp_path, capsys, monkeypatch):
     n = len(files["train-images-idx3-ubyte.gz"])
     assert f"{n}/{n}" in err and "B/s" in err, "size and rate"
 
+
+
+def test_macos_resource_forks_in_a_tarball_are_skipped(tmp_path, capsys):
+    """A tarball made on a Mac carries ``._NAME`` files (and ``__MACOSX/``) beside the images: junk that would stop
+    the loader (``._0.jpg`` is no JPEG), so it is never unpacked."""
+    dogs, _ = F.make_spuco(tmp_path / "fab", ("spuco_dogs",), per_leaf=1)
+    junk = {"spuco_dogs/train/small_dogs/indoor/._0.jpg": b"\x00\x05\x16\x07 AppleDouble",
+            "__MACOSX/spuco_dogs/._train": b"\x00\x05\x16\x07"}
+    files = {"spuco_dogs.tar.gz": _tar_gz(dogs / "spuco_dogs", "spuco_dogs", extra=junk)}
+    root = tmp_path / "data"
+    with serve(files) as srv:
+        s = _run_json(["data", f"spuco-dogs:root={root}", "--download", "--mirror", srv.url], capsys)
+    assert s["sizes"] == {"train": 4, "val": 4, "test": 4}
+    assert not list(root.rglob("._*")) and not (root / "__MACOSX").exists()
+
+
+def test_an_existing_out_file_is_refused_before_anything_is_fetched(tmp_path, capsys):
+    files = _idx_files(tmp_path / "fab", "MNIST")
+    (tmp_path / "mnist.h5").write_bytes(b"mine")
+    with serve(files) as srv:
+        code, out, err = lfp("data", f"mnist:root={tmp_path / 'data'}", "--download", "--mirror", srv.url, "--no-verify",
+                             "--out", tmp_path / "mnist.h5", capsys=capsys)
+        err_assert_one_line(code, out, err, expect=("mnist.h5", "--force"))
+        assert srv.requests == [] and not (tmp_path / "data").exists()
+        s = _run_json(["data", f"mnist:root={tmp_path / 'data'}", "--download", "--mirror", srv.url, "--no-verify",
+                       "--out", tmp_path / "fresh.h5"], capsys)
+    assert s["out"] == str(tmp_path / "fresh.h5") and (tmp_path / "fresh.h5").is_file()
+
+
+def test_ctrl_c_says_what_was_kept(tmp_path, capsys, monkeypatch):
+    import lfpcli.commands.data as command
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(command, "download", interrupted)
+    code, out, err = lfp("data", f"mnist:root={tmp_path}", "--download", capsys=capsys)
+    assert code == 130 and out == ""
+    assert err.startswith("error: interrupted; nothing half-fetched") and "same command goes on" in err
