@@ -53,12 +53,12 @@ _lfp() {
         --step) COMPREPLY=($(compgen -W "sign max-normalized raw" -- "$cur")); return ;;
         --targets) COMPREPLY=($(compgen -W "random random-other deterministic" -- "$cur")); return ;;
         -m) COMPREPLY=($(compgen -W "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0" -- "$cur")); return ;;
-        --arch-arg|--baseline|--batch-size|--beta|--by|--channels-last|--config|--density|--dim|--dist|--epochs|--eps|--eps-scaling|--format|--gamma|--group|--hidden|--in|--indices|--lam|--layer|--layout|--limit|--line-search-iters|--lipschitz|--lr|--mask|--masks|--max-changed|--max-epochs|--metric|--momentum|--n|--n-natural|--n-noise|--noise|--normalize|--out|--param|--png|--png-rows|--precision|--preset|--ratio|--rel-tol|--samples|--save-every|--scale|--search-steps|--seed|--seeds|--set|--step-size|--steps|--sweep|--target|--tau|--threads|--title|--variant|--weight-decay|--weights|--where|--window|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --arch-arg|--baseline|--batch-size|--beta|--by|--channels-last|--config|--density|--dim|--dist|--epochs|--eps|--eps-scaling|--format|--gamma|--group|--hidden|--in|--indices|--lam|--layer|--layout|--limit|--line-search-iters|--lipschitz|--lr|--mask|--masks|--max-changed|--max-epochs|--metric|--mirror|--momentum|--n|--n-natural|--n-noise|--noise|--normalize|--out|--param|--png|--png-rows|--precision|--preset|--ratio|--rel-tol|--samples|--save-every|--scale|--search-steps|--seed|--seeds|--set|--source|--step-size|--steps|--sweep|--target|--tau|--threads|--title|--variant|--weight-decay|--weights|--where|--window|-i|-o|-p) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     if [[ "$cur" == -* ]]; then
         case "$key" in
             "completion") COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
-            "data") COMPREPLY=($(compgen -W "--force --help --json --list --out --quiet -o -q" -- "$cur")) ;;
+            "data") COMPREPLY=($(compgen -W "--download --force --help --json --list --mirror --no-verify --out --quiet --source -o -q" -- "$cur")) ;;
             "density") COMPREPLY=($(compgen -W "--arch --arch-arg --config --data --device --fit-on --force --help --in --json --kind --normalize --out --param --quiet --resume --seed -i -o -p -q" -- "$cur")) ;;
             "eval") COMPREPLY=($(compgen -W "--arch --arch-arg --batch-size --config --data --device --force --help --in --json --normalize --out --quiet --split -i -o -q" -- "$cur")) ;;
             "info") COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;

@@ -2,7 +2,7 @@
 # The paper's SpuCoAnimals experiment (Section 5, Tables 1 and 2) on SpuCo's dogs: ResNet-50 fine-tuned from ImageNet
 #
 #   bash examples/paper_spuco_dogs.sh --dry-run                      # print every lfp command, run nothing
-#   bash examples/paper_spuco_dogs.sh --root DIR [--variant paper-code] [--seeds 0,1,2,3,4] [--out DIR] [--weights FILE]
+#   bash examples/paper_spuco_dogs.sh --root DIR [--variant paper-code] [--seeds 0,1,2,3,4] [--out DIR] [--weights FILE|IMAGENET1K_V1]
 #
 # For each of 5 seeds: train the standard model, then for each target rule (random) and each of the five methods
 # (pgd-l2, pgd-linf, pgd-l0, cfe-l2, pcfe-l0) perturb the training split, retrain a fresh model on it alone and

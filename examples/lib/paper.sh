@@ -7,7 +7,7 @@
 #   ROOT_HINT    what the root folder holds, for the message when it is missing
 #   CONFIGS      folder of the presets, examples/configs/NAME
 #   TARGETS      default target rules, comma-separated (random; random,deterministic for Appendix B)
-#   WEIGHTS      1 when the network starts from torchvision's ImageNet ResNet-50 (--weights FILE)
+#   WEIGHTS      1 when the network starts from torchvision's ImageNet ResNet-50 (--weights FILE|NAME)
 #   CURVES       1 to end with `lfp report --curves` (training curves: the appendix's Figures 13-21)
 #   CODE_DATA_OPTS  optional: ",key=value,..." appended to the data spec in the paper-code variant
 #
@@ -23,7 +23,7 @@ $TITLE
 
 usage: $0 [--dry-run] [--root DIR] [--variant paper-text|paper-code] [--seeds 0,1,2,3,4]
           [--targets $TARGETS] [--methods pgd-l2,pgd-linf,pgd-l0,cfe-l2,pcfe-l0]
-          [--out DIR] [--device auto|cpu|cuda|cuda:N]$( [ "$WEIGHTS" = 1 ] && printf '%s' " [--weights FILE]" )
+          [--out DIR] [--device auto|cpu|cuda|cuda:N]$( [ "$WEIGHTS" = 1 ] && printf '%s' " [--weights FILE|NAME]" )
 
   --dry-run   print the lfp commands, one a line, and run nothing (no root or file is needed)
   --root      the data's folder (default: \$$ROOT_ENV): $ROOT_HINT
@@ -32,8 +32,9 @@ usage: $0 [--dry-run] [--root DIR] [--variant paper-text|paper-code] [--seeds 0,
 EOF
   if [ "$WEIGHTS" = 1 ]; then
     cat <<EOF
-  --weights   torchvision's ImageNet ResNet-50 file (default: \$LFP_RESNET50_WEIGHTS, else
-              \$TORCH_HOME/hub/checkpoints/resnet50-0676ba61.pth); lfp never downloads it
+  --weights   torchvision's ImageNet ResNet-50: a file (default: \$LFP_RESNET50_WEIGHTS, else
+              \$TORCH_HOME/hub/checkpoints/resnet50-0676ba61.pth), or the name IMAGENET1K_V1 (the
+              paper's), which lfp fetches into torch's hub cache once when it is not there
 EOF
   fi
   echo "Presets: $CONFIGS/VARIANT/*.yaml (README.md, section Paper presets). Steps whose output exists are skipped: rerun to continue."
@@ -98,7 +99,7 @@ paper_main() {
       --methods) methods="${2:?--methods needs a list}"; shift 2 ;;
       --out) out="${2:?--out needs a folder}"; shift 2 ;;
       --device) device="${2:?--device needs a device}"; shift 2 ;;
-      --weights) weights="${2:?--weights needs a file}"; shift 2 ;;
+      --weights) weights="${2:?--weights needs a file or a name such as IMAGENET1K_V1}"; shift 2 ;;
       -h|--help) paper_usage; exit 0 ;;
       *) paper_die "unknown option '$1' (see $0 --help)" ;;
     esac
@@ -117,11 +118,12 @@ paper_main() {
       echo "# no --root and no \$$ROOT_ENV: the commands show $root"
     fi
   else
-    [ -n "$root" ] || paper_die "no data root: give --root DIR or set $ROOT_ENV ($ROOT_HINT); lfp never downloads data"
+    [ -n "$root" ] || paper_die "no data root: give --root DIR or set $ROOT_ENV ($ROOT_HINT); to fetch the data: lfp data $NAME:root=DIR --download"
     [ -d "$root" ] || paper_die "data root $root is not a folder: give --root DIR or set $ROOT_ENV ($ROOT_HINT)"
     command -v "$LFP" > /dev/null || paper_die "$LFP is not on PATH (install lfp, or set LFP=/path/to/lfp)"
-    if [ "$WEIGHTS" = 1 ] && [ ! -f "$weights" ]; then
-      paper_die "ResNet-50 weights $weights not found: lfp never downloads them. Get torchvision's resnet50-0676ba61.pth (ImageNet V1, the paper's setup) once where there is network access, e.g. python -c \"import torchvision; torchvision.models.resnet50(weights='IMAGENET1K_V1')\" (it lands in ~/.cache/torch/hub/checkpoints/), or from https://download.pytorch.org/models/resnet50-0676ba61.pth; then give --weights FILE or set LFP_RESNET50_WEIGHTS"
+    # a name (IMAGENET1K_V1) is lfp's to resolve and fetch; a file must be there
+    if [ "$WEIGHTS" = 1 ] && [[ ! "$weights" =~ ^[A-Z][A-Z0-9_]*$ ]] && [ ! -f "$weights" ]; then
+      paper_die "ResNet-50 weights $weights not found: give --weights IMAGENET1K_V1 (lfp fetches torchvision's resnet50-0676ba61.pth, ImageNet V1, the paper's setup, into torch's hub cache once), or get that file where there is network access (https://download.pytorch.org/models/resnet50-0676ba61.pth) and give --weights FILE or set LFP_RESNET50_WEIGHTS"
     fi
     mkdir -p "$out"
   fi

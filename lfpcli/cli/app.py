@@ -433,12 +433,17 @@ def data_(
     out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file: for data read from image files, a chunked uint8 cache that every command reads batch by batch (decoded once).", metavar="FILE.h5")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List every data spec lfp knows (built-in and on your disk) with its description, parameters and defaults; with --json, as JSON.")] = False,
     force: ForceOpt = False,
+    download: Annotated[bool, typer.Option("--download", help="Fetch the paper dataset SPEC names into its root first (waterbirds, spuco-dogs, spuco-birds, spuco-animals, mnist, fmnist, cifar10), in the layout lfp reads: checksums where the source publishes them, the loader's layout check, then renamed into place; already there: nothing is done (--force fetches again).")] = False,
+    source: Annotated[Optional[str], typer.Option("--source", help="With --download, where a dataset published in several places comes from: waterbirds group_DRO (default, the paper's) or wilds; cifar10 python (default, torchvision's) or binary.", metavar="NAME")] = None,
+    mirror: Annotated[Optional[str], typer.Option("--mirror", help="With --download, fetch each file from URL/NAME (NAME: the file's own name, e.g. train-images-idx3-ubyte.gz) instead of its source; default $LFP_MIRROR.", metavar="URL")] = None,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="With --download, accept an archive whose checksum differs from the published one (a mirror's repackaged copy); the layout check still runs and the output says so.")] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Describe a data spec (splits, classes, class index, groups); with --out, write it as an lfp dataset file.
+    """Describe a data spec (splits, classes, class index, groups); with --out, write it as an lfp dataset file;
+    with --download, fetch a paper dataset first.
 
-    Datasets on your disk (never downloaded), options after the name:
+    Datasets on your disk (fetched only with --download), options after the name:
 
     - waterbirds:root=DIR  group_DRO's waterbird_complete95_forest2water2/ or
       WILDS' waterbirds_v1.0/ (metadata.csv); groups 2*y + place
@@ -463,17 +468,28 @@ def data_(
     Example: lfp data spurious-digits:correlation=0.9 --out sd90.h5
 
     Example: lfp data waterbirds:root=~/data/waterbird_complete95_forest2water2 --out wb.h5
+
+    Example: lfp data mnist:root=~/data --download
     """
     if list_:
-        if out is not None:
-            raise typer.BadParameter("--list writes nothing; leave out --out", param_hint="--list")
+        if out is not None or download:
+            raise typer.BadParameter("--list writes and fetches nothing; leave out --out and --download", param_hint="--list")
         from lfpcli.commands.data import list_data
 
         _run(list_data, render.show_data_list, json_)
         return
-    from lfpcli.commands import describe_data as run
+    if not download:
+        given = [f for f, v in (("--source", source), ("--mirror", mirror), ("--no-verify", no_verify)) if v]
+        if given:
+            raise typer.BadParameter(f"{given[0]} only applies with --download", param_hint=given[0])
+        from lfpcli.commands import describe_data as run
 
-    _run(run, render.show_data, json_, quiet, data=spec, out=out, force=force)
+        _run(run, render.show_data, json_, quiet, data=spec, out=out, force=force)
+        return
+    from lfpcli.commands import download_data
+
+    _run(download_data, render.show_download, json_, quiet, data=spec, out=out, force=force, source=source,
+         mirror=mirror or os.environ.get("LFP_MIRROR") or None, verify=not no_verify)
 
 
 from lfpcli.cli.saliency import register as _register_saliency  # noqa: E402

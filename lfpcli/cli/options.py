@@ -65,9 +65,11 @@ ArchArgOpt = Annotated[
 ]
 WeightsOpt = Annotated[
     Optional[str],
-    typer.Option("--weights", help="Local file of torchvision's ImageNet weights to start resnet18/resnet50 from (never downloaded; "
-                                   "the paper's ResNet-50: resnet50-0676ba61.pth from download.pytorch.org/models, as torchvision keeps it "
-                                   "in ~/.cache/torch/hub/checkpoints).", metavar="FILE"),
+    typer.Option("--weights", help="Pretrained weights to start resnet18/resnet50 from: torchvision's name for them (IMAGENET1K_V1, "
+                                   "the paper's ResNet-50; IMAGENET1K_V2; DEFAULT), read from torch's hub cache ($TORCH_HOME/hub/checkpoints) "
+                                   "and fetched there only when absent ($LFP_MIRROR/FILE if set), or a local file such as "
+                                   "resnet50-0676ba61.pth, never fetched. Read with weights_only=True; the name and file hash are recorded.",
+                 metavar="NAME|FILE"),
 ]
 #: Help panel of the flags that read a model file lfp did not write (``lfpcli.commands.foreign``).
 BYO_PANEL = "Your own model as --in (TorchScript, .pt2, state dict)"

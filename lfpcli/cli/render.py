@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,7 +22,7 @@ out = Console(highlight=False, soft_wrap=True)
 class TqdmProgress:
     """A :class:`lfpcli.progress.Progress` drawn with tqdm on stderr; one bar per stage, removed when done.
 
-    Off with ``--quiet``, and when stderr is not a terminal (logs stay clean) unless ``LFP_PROGRESS=1``.
+    Bytes (``unit="B"``, a download) are shown scaled: size and rate in kB, MB, GB. Off with ``--quiet``, and when stderr is not a terminal (logs stay clean) unless ``LFP_PROGRESS=1``.
     Redraws at most every ``min_interval`` seconds (the last unit of a stage is always drawn), and only then
     reads the status values, which may be tensors on the device. A bar opened part-way through its stage
     counts its rate from there, so the first rate shown is never a burst of already-finished work. In a
@@ -44,7 +45,8 @@ class TqdmProgress:
             unit = str(status.get("unit") or "it")
             width = _stderr_columns()
             self.bar = tqdm(total=total, desc=stage, leave=False, file=sys.stderr, initial=done, unit=unit,
-                            dynamic_ncols=width >= 40, ncols=None if width >= 40 else 80, mininterval=0)
+                            unit_scale=unit == "B", dynamic_ncols=width >= 40, ncols=None if width >= 40 else 80,
+                            mininterval=0)
             self.stage = stage
         elif done < total and now - self._drawn < self.min_interval:
             return
@@ -240,6 +242,44 @@ def show_data_list(s: dict[str, Any]) -> None:
         out.print(f"  parameters: {params}")
         out.print(f"  e.g. --data {d['example']}")
     out.print("Give parameters after the name: NAME:key=value,key=value (lfp data NAME describes one; --json for all of this).")
+
+
+def size_text(n: int) -> str:
+    """Bytes as a person reads them: 1.2 GB, 340 kB (powers of 1000, as tqdm's bar shows them)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def show_download(s: dict[str, Any]) -> None:
+    """What ``lfp data SPEC --download`` did, archive by archive, then the data as ``show_data`` describes it and
+    the spec to use next."""
+    from rich.markup import escape
+
+    d = s["download"]
+    for part in d["parts"]:
+        if part["status"] == "present":
+            out.print(f"{d['title']}: already present at [bold]{escape(part['folder'])}[/bold]; nothing fetched "
+                      f"(--force fetches again)")
+            continue
+        out.print(f"{d['title']}: installed at [bold]{escape(part['folder'])}[/bold]")
+        for a in part["archives"]:
+            c = a["checksum"]
+            alg, found = c["found"].split(":", 1)
+            where = f"fetched from {escape(a['url'])}" if a["url"] else "already there"
+            again = f" ({plural(a['restarts'], 'restart')} after a cut transfer)" if a["restarts"] else ""
+            if c["status"] == "verified":
+                check = f"{alg} verified"
+            elif c["published"] is None:
+                check = f"no checksum published by the source (sha256 {found})"
+            else:
+                check = (f"[yellow]{alg} {found} differs from the published {c['published'].split(':', 1)[1]}: accepted "
+                         f"with --no-verify[/yellow]")
+            out.print(f"  {escape(Path(a['file']).name)}: {size_text(a['bytes'])} {where}{again}; {check}")
+        out.print("  layout checked by lfp's loader" + ("; archives removed after unpacking" if part["removed"] else ""))
+    show_data(s)
+    out.print(f"next: --data {escape(s['next_data'])}")
 
 
 def _value(v: Any) -> str:

@@ -1,4 +1,4 @@
-"""``lfp data``: describe a data spec, or write it to an lfp dataset file."""
+"""``lfp data``: describe a data spec, or write it to an lfp dataset file; ``--download`` fetches a paper dataset first."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from typing import Any
 from lfpcli.artifacts import check_output, make_record
 from lfpcli.artifacts.datasets import write_dataset
 from lfpcli.commands.common import data_parent
-from lfpcli.data import resolve
+from lfpcli.data import parse_spec, resolve
+from lfpcli.data.download import download, downloadable, next_spec
 from lfpcli.data.registry import catalogue
+from lfpcli.errors import ConfigError, Interrupted
 from lfpcli.progress import Progress, no_progress
 
 
@@ -41,3 +43,29 @@ def describe_data(data: str, *, out: str | Path | None = None, force: bool = Fal
 def list_data(argv: list[str] | None = None) -> dict[str, Any]:
     """Every data spec lfp knows (:func:`lfpcli.data.registry.catalogue`): ``{"datasets": [...]}``."""
     return {"datasets": catalogue()}
+
+
+def download_data(data: str, *, source: str | None = None, mirror: str | None = None, verify: bool = True,
+                  out: str | Path | None = None, force: bool = False, progress: Progress = no_progress,
+                  argv: list[str] | None = None) -> dict[str, Any]:
+    """``lfp data NAME:root=DIR --download``: fetch the dataset into DIR in the layout its loader reads
+    (:func:`lfpcli.data.download.download`), then describe it as :func:`describe_data` does; ``next_data`` is the
+    ``--data`` spec to use next. ``force`` fetches again (and, with ``out``, overwrites it)."""
+    spec = parse_spec(data)
+    if spec.get("type") != "real" or spec.get("name") not in downloadable():
+        what = spec.get("name") if spec.get("type") == "builtin" else spec.get("path") or data
+        kind = "is built in (made from scikit-learn's digits)" if spec.get("type") == "builtin" else "is a file already on disk"
+        raise ConfigError(f"'{what}' {kind}: nothing to download. --download fetches {', '.join(downloadable())} "
+                          f"(give NAME:root=DIR)")
+    if out is not None:
+        check_output(out, force, (".h5", ".hdf5"))
+    params = spec.get("params") or {}
+    try:
+        fetched = download(spec["name"], params["root"], source=source, mirror=mirror, verify=verify, force=force,
+                           progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted; nothing half-fetched or half-unpacked was kept where lfp reads. Archives fetched "
+                          "whole stay beside the data: the same command goes on from them") from None
+    following = next_spec(spec["name"], params, fetched)
+    summary = describe_data(following, out=out, force=force, progress=progress, argv=argv)
+    return {**summary, "download": fetched, "next_data": following}

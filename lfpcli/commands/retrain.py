@@ -12,6 +12,7 @@ from lfpcli.commands.common import check_seed, resolve_device, warn
 from lfpcli.commands.train import check_save_every, fit_and_save, parse_arch_args
 from lfpcli.data import resolve
 from lfpcli.errors import ConfigError, InputError
+from lfpcli.models.pretrained import resolve_weights
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training import TrainConfig
 
@@ -97,6 +98,8 @@ def retrain(
         raise ConfigError("--init pretrained needs --weights FILE (the source model was trained from scratch)")
     if init == "scratch":
         weights = None
+    # a torchvision weights name becomes its file in torch's hub cache (fetched when absent)
+    weights_file, pretrained = resolve_weights(weights, arch, progress=progress) if weights else (None, None)
     ds = load_perturbed_as_dataset(perturbed, progress=progress)
     clean = ds.clean_data if ds.clean_data is not None else resolve(ds.clean_spec, progress=progress)
     src_cfg = (source.get("train") or {}).get("config") or {}
@@ -108,7 +111,7 @@ def retrain(
               "settings_from": "source model" if src_cfg else "data defaults"}
     parents = [parent_entry("perturbed", perturbed, "perturbed-set")]
     summary = fit_and_save(
-        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
+        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights_file, pretrained=pretrained, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=parents, clean=clean, progress=progress, argv=argv,
         output=src_model.get("output", "logits"), resume=resume, save_every=save_every,
         execution={"precision": precision, "channels_last": channels_last, "compile": compile},

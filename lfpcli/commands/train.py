@@ -18,6 +18,7 @@ from lfpcli.commands.common import (
 from lfpcli.data import Dataset, resolve
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
+from lfpcli.models.pretrained import resolve_weights
 from lfpcli.models.registry import arch_defaults
 from lfpcli.models.transfer import transfer_features
 from lfpcli.artifacts.resume import Sidecar, run_fingerprint
@@ -99,12 +100,14 @@ def fit_and_save(
     resume: bool = False,
     save_every: float = 60.0,
     execution: dict[str, Any] | None = None,
+    pretrained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build a fresh model, train it on ``ds``, score it on the clean data ``clean``, write the checkpoint.
 
     The training state is kept in ``OUT.resume/`` (after an epoch, at most every ``save_every`` seconds) until the
     checkpoint is written; ``resume`` continues an interrupted run of the same command from there. ``execution``:
-    ``precision``, ``channels_last``, ``compile`` (:func:`lfpcli.precision.resolve_execution`)."""
+    ``precision``, ``channels_last``, ``compile`` (:func:`lfpcli.precision.resolve_execution`). ``pretrained``: which
+    torchvision weights the ``weights`` file is (:func:`lfpcli.models.pretrained.resolve_weights`), recorded in ``init``."""
     torch.manual_seed(seed)
     init: dict[str, Any] = {"type": "scratch", "seed": seed}
     build_args = dict(arch_args)
@@ -124,6 +127,8 @@ def fit_and_save(
         init = {"type": "pretrained", "format": "lfp-checkpoint" if source is not None else "state-dict",
                 "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
         parents = parents + [parent_entry("weights", weights, "checkpoint" if source is not None else "weights")]
+    if weights and pretrained:
+        init["pretrained"] = pretrained
     ex = resolve_execution(device, model=model, **(execution or {}))
     params = {**params, "execution": ex.to_dict()}
     val = ds.splits.get("val")
@@ -221,6 +226,8 @@ def train(
     check_save_every(save_every)
     dev = resolve_device(device)
     arch_args = parse_arch_args(arch, arch_args)
+    # a torchvision weights name becomes its file in torch's hub cache (fetched when absent); params keep the name
+    weights_file, pretrained = resolve_weights(weights, arch, progress=progress) if weights else (None, None)
     ds = resolve(data, progress=progress)
     given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                  nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select,
@@ -230,7 +237,7 @@ def train(
               **cfg.to_dict(), "output": output, "seed": seed, "device": device}
     clean = resolve(ds.clean_spec, progress=progress) if ds.clean_spec else ds
     return fit_and_save(
-        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights, cfg=cfg, recipe=recipe, seed=seed, device=dev,
+        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights_file, pretrained=pretrained, cfg=cfg, recipe=recipe, seed=seed, device=dev,
         force=force, params=params, parents=data_parent(ds.spec), clean=clean, progress=progress, argv=argv,
         output=output, resume=resume, save_every=save_every,
         execution={"precision": precision, "channels_last": channels_last, "compile": compile},

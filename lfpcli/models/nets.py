@@ -60,8 +60,9 @@ TORCHVISION_FILES = {
 
 
 def missing_weights_message(path: str | Path, arch: str | None = None) -> str:
-    """One line: the weights file is not there, lfp never downloads, where torchvision's file comes from and how to
-    pass it (naming a copy already in torch's hub cache, ``$TORCH_HOME/hub/checkpoints``, when there is one)."""
+    """One line: the weights file is not there; naming torchvision's weights fetches them (offline by default: only a
+    name is ever fetched); where torchvision's file comes from and how to pass it (naming a copy already in torch's
+    hub cache, ``$TORCH_HOME/hub/checkpoints``, when there is one)."""
     files = TORCHVISION_FILES.get(arch or "", TORCHVISION_FILES["resnet50"])
     name = arch or "resnet50"
     try:
@@ -72,14 +73,16 @@ def missing_weights_message(path: str | Path, arch: str | None = None) -> str:
     paper = ", the paper's setup" if name == "resnet50" else ""
     versions = " or ".join(f"{f} ({v}{paper if k == 0 else ''})" for k, (v, f) in enumerate(files))
     here = f"; a copy is already at {found[0]}: pass --weights {found[0]}" if found else ""
-    return (f"pretrained weights file {path} does not exist. lfp never downloads weights: torchvision's ImageNet {name} "
-            f"weights are {versions} from https://download.pytorch.org/models/; get the file once where there is network "
-            f"access, e.g. python -c \"import torchvision; torchvision.models.{name}(weights='IMAGENET1K_V1')\" saves it "
-            f"in {cache}, then pass --weights /path/to/{files[0][1]}{here}")
+    return (f"pretrained weights file {path} does not exist. Name torchvision's weights instead (--weights {files[0][0]}: "
+            f"lfp fetches {files[0][1]} into {cache} once, then reads it there), or get the file where there is network "
+            f"access: torchvision's ImageNet {name} weights are {versions} from https://download.pytorch.org/models/, e.g. "
+            f"python -c \"import torchvision; torchvision.models.{name}(weights='IMAGENET1K_V1')\" saves it in {cache}; "
+            f"then pass --weights /path/to/{files[0][1]}{here}")
 
 
 def load_local_weights(path: str, arch: str | None = None) -> dict[str, torch.Tensor]:
-    """A torchvision state dict from a local file, read with ``weights_only=True`` (no download, no pickle code)."""
+    """A torchvision state dict from a local file, read with ``weights_only=True`` (no pickle code); a weights name
+    is turned into its file before (:mod:`lfpcli.models.pretrained`)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(missing_weights_message(p, arch))

@@ -120,7 +120,8 @@ def test_resnet50_missing_weights_says_how_to_get_them(tmp_path):
     with pytest.raises(InputError) as e:
         _net("resnet50", 2, (3, 64, 64), weights=str(missing))
     msg = str(e.value)
-    assert "never downloads" in msg and "resnet50-0676ba61.pth" in msg and "resnet50-11ad3fa6.pth" in msg
+    assert "resnet50-0676ba61.pth" in msg and "resnet50-11ad3fa6.pth" in msg
+    assert "--weights IMAGENET1K_V1" in msg, "the name form, which lfp fetches into torch's hub cache"
     assert "download.pytorch.org/models" in msg and "--weights" in msg and "\n" not in msg
 
 

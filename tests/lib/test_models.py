@@ -30,7 +30,7 @@ def test_pretrained_weights_come_from_a_local_file(tmp_path):
     assert torch.equal(m.net.features.layer3[0].conv1.weight, ref.layer3[0].conv1.weight)
     assert torch.equal(m.net.features.conv1.weight, ref.conv1.weight)
     assert m.net.head.out_features == 2
-    with pytest.raises(InputError, match="never downloads"):
+    with pytest.raises(InputError, match="does not exist"):
         build_model("resnet18", 2, (3, 64, 64), [0.5] * 3, [0.25] * 3, weights=str(tmp_path / "missing.pth"))
 
 

@@ -1,4 +1,5 @@
-"""The paper's real datasets, and users' own images, read from the user's disk (never downloaded).
+"""The paper's real datasets, and users' own images, read from the user's disk (the loaders never fetch anything;
+``lfp data SPEC --download``, :mod:`lfpcli.data.download`, puts the paper's datasets there).
 
 Data specs (the same grammar as the built-ins: ``NAME:key=value,...``):
 
