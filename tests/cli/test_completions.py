@@ -11,6 +11,7 @@ import typer
 
 from lfpcli.cli.app import app
 from lfpcli.cli.completion import SHELLS, script
+from lfpcli.data.builtin import BUILTINS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +88,7 @@ _alternative() { print -r -- "ALT $*" }
     [(["lfp", ""], ["DESCRIBE command", "perturb:Perturb every sample", "verify:"]),
      (["lfp", "perturb", "--me"], ["ARGS -s", " --method[", "pgd-l2 pgd-linf pgd-l0 cfe-l2 pcfe-l0", " --data["]),
      (["lfp", "info", ""], ["ARGS -s", "*:file:_files"]),
-     (["lfp", "data", ""], ["ARGS -s", "builtins:built-in data:(digits spurious-digits)"]),
+     (["lfp", "data", ""], ["ARGS -s", f"builtins:built-in data:({' '.join(sorted(BUILTINS))})"]),
      (["lfp", "completion", ""], ["1:value:(bash zsh fish)"])],
 )
 def test_zsh_completion_runs_and_asks_for_the_right_things(words, want):
