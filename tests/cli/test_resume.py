@@ -103,6 +103,20 @@ def test_perturb_killed_at_random_moments_then_resumed_gives_the_same_tensors(mo
     assert not (tmp_path / "out.h5.resume").exists()
 
 
+def test_a_resumed_or_forced_run_removes_the_partial_file_a_kill_left(model, tmp_path):
+    """kill -9 leaves the output's temporary file (``.OUT.XXXXXXXX.part``, written batch by batch) beside the progress
+    folder; the run that takes that progress up (--resume) or discards it (--force) removes it."""
+    argv = [*PERTURB, "--limit", "120", "--in", model]
+    for flag in ("--resume", "--force"):
+        out, side = tmp_path / f"k{flag}.h5", tmp_path / f"k{flag}.h5.resume"
+        assert kill_at([*argv, "--out", out], 0.0, after=lambda: len(list(side.glob("batch-*.pt"))) >= 1)
+        partial = f".{out.name}.*.part"
+        assert list(tmp_path.glob(partial)), "what a killed run leaves (docs/resume.md says so)"
+        run(*argv, "--out", out, flag)
+        assert out.exists() and not side.exists()
+        assert not list(tmp_path.glob(partial)), flag
+
+
 TRAIN = ["train", "--data", "digits", "--arch", "small-cnn", "--epochs", "5", "--save-every", "0", "--seed", "3", "-q"]
 
 
