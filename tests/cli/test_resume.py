@@ -117,6 +117,28 @@ def test_a_resumed_or_forced_run_removes_the_partial_file_a_kill_left(model, tmp
         assert not list(tmp_path.glob(partial)), flag
 
 
+def test_a_resumed_perturb_opens_its_bar_where_the_kept_batches_end(model, tmp_path):
+    """The bar of a resumed run starts at the kept batches, so its rate and time left count only the work this run
+    does (a bar opened at 0 that jumps over the kept batches shows them as speed)."""
+    from lfpcli.commands import perturb
+    from lfpcli.errors import Interrupted
+
+    out = tmp_path / "r.h5"
+    kw = dict(model=model, method="pgd-l2", limit=100, batch_size=20, params={"steps": 5}, device="cpu")
+
+    def stop_in_batch_3(stage, done, total, **status):
+        if status.get("batch") == "3/5":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="2 of 5 batches"):
+        perturb(out, progress=stop_in_batch_3, **kw)
+    calls = []
+    perturb(out, resume=True, progress=lambda stage, done, total, **s: calls.append((stage, done, total)), **kw)
+    bar = [c for c in calls if c[0].startswith("pgd-l2 on")]
+    assert bar[0][1:] == (2 * 5, 5 * 5) and bar[-1][1:] == (5 * 5, 5 * 5)
+    assert all(b[1] >= a[1] for a, b in zip(bar, bar[1:]))
+
+
 TRAIN = ["train", "--data", "digits", "--arch", "small-cnn", "--epochs", "5", "--save-every", "0", "--seed", "3", "-q"]
 
 
