@@ -147,6 +147,10 @@ class Sidecar:
             shutil.rmtree(self.dir, ignore_errors=True)
         return False
 
+    def interrupted(self, kept: int, total: int, units: str) -> str:
+        """What Ctrl-C says, the same for every command that resumes: ``kept`` of ``total`` ``units`` are kept."""
+        return f"interrupted; {kept} of {total} {units} are kept in {self.dir}: run the same command with --resume to finish"
+
     def finish(self) -> None:
         """The output is complete: the progress is no longer needed."""
         if not self.attached:

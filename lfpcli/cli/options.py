@@ -51,7 +51,10 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (they are drawn on stderr when it is a terminal, or with LFP_PROGRESS=1).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists (and discard an interrupted run's progress).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
+#: --force of a command that resumes (it has --resume): it also discards what an interrupted run kept.
+ResumableForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists, and start over: discard the "
+                                                 "progress an interrupted run kept in OUT.resume/ (and the partial output it left).")]
 SaveEveryOpt = Annotated[float, typer.Option("--save-every", help="Keep the training state for --resume after an epoch once this "
                                               "many seconds have passed since the last save (0: after every epoch).", metavar="SECONDS")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this same command from the progress kept "

@@ -241,8 +241,7 @@ def perturb(
                 progress(stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}",
                          reached=f"{reached}/{stop}")
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; {kept} of {total_batches} batches are kept in {sidecar.dir}: run the same "
-                              f"command with --resume to finish") from None
+            raise Interrupted(sidecar.interrupted(kept, total_batches, "batches")) from None
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
         y = sp.y[:n]
         summary = {

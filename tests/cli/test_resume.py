@@ -210,3 +210,64 @@ def test_a_vae_density_fit_interrupted_between_classes_resumes_to_the_same_fit(m
     fit_density_file(out, model=model, kind="vae", params=params, device="cpu", resume=True)
     got, want = h5_tensors(out), h5_tensors(ref)
     assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+# ------------------------------------------------------------------------------------ one model for every command
+
+
+def _leaves():
+    from lfpcli.cli.app import command
+
+    stack = [([], command())]
+    while stack:
+        path, cmd = stack.pop()
+        subs = getattr(cmd, "commands", {})
+        if not subs:
+            yield " ".join(path), cmd
+        stack.extend((path + [n], s) for n, s in subs.items())
+
+
+def test_every_command_that_resumes_says_the_same_and_no_other_mentions_progress():
+    """train, perturb, retrain, density and synth sweep keep progress in OUT.resume/ and take the same --resume and
+    --force; the --force of a command with nothing to resume only overwrites."""
+    opts = {path: {o: p for p in cmd.params for o in p.opts} for path, cmd in _leaves()}
+    resumable = {path for path, o in opts.items() if "--resume" in o}
+    assert resumable == {"train", "perturb", "retrain", "density", "synth sweep"}
+    assert len({opts[c]["--resume"].help for c in resumable}) == 1
+    assert len({opts[c]["--force"].help for c in resumable}) == 1
+    assert "OUT.resume/" in opts["perturb"]["--resume"].help and "OUT.resume/" in opts["perturb"]["--force"].help
+    for path, o in opts.items():
+        if "--force" in o and path not in resumable:
+            assert not any(w in o["--force"].help for w in ("progress", "interrupted", "resume")), path
+        for p in o.values():
+            assert "OUT.progress" not in (p.help or ""), path
+
+
+def test_ctrl_c_says_the_same_for_every_command_that_resumes(model, tmp_path):
+    import re
+
+    from lfpcli.commands import fit_density_file, perturb
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
+
+    def stop_at(stage_start, done_at):
+        def progress(stage, done, total, **status):
+            if stage.startswith(stage_start) and done >= done_at:
+                raise KeyboardInterrupt
+        return progress
+
+    runs = {
+        "batches": lambda out: perturb(out, model=model, limit=40, batch_size=20, params={"steps": 2}, device="cpu",
+                                       progress=stop_at("pgd-l2 on", 3)),
+        "class VAEs": lambda out: fit_density_file(out, model=model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4},
+                                                   device="cpu", progress=stop_at("vae class 1", 0)),
+        "configurations": lambda out: synth_sweep(out, methods="pgd-l2", seeds="0", dim=20, hidden=4, n_natural=6, n_noise=8,
+                                                  sweeps=["dim=20,30"], settings={"window": 5, "rel_tol": 0.5}, device="cpu",
+                                                  progress=stop_at("configurations", 1)),
+    }
+    for units, run_it in runs.items():
+        out = tmp_path / f"{units.replace(' ', '-')}.h5"
+        with pytest.raises(Interrupted) as e:
+            run_it(out)
+        assert re.fullmatch(rf"interrupted; [1-9]\d* of \d+ {units} are kept in {re.escape(str(out))}\.resume: run the same "
+                            rf"command with --resume to finish", str(e.value)), str(e.value)

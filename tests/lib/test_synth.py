@@ -329,7 +329,8 @@ def _columns(path):
 def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     from lfpcli.artifacts.resume import resume_dir as progress_folder
     from lfpcli.artifacts.synth import read_results
-    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
 
     full = tmp_path / "full.h5"
     synth_sweep(full, **SWEEP)
@@ -342,11 +343,13 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
             if done == 3:
                 raise KeyboardInterrupt
 
-    with pytest.raises(SweepInterrupted, match=r"3 of 8 configurations are saved .*rerun the same command"):
+    with pytest.raises(Interrupted, match=r"3 of 8 configurations are kept in .*run the same command with --resume"):
         synth_sweep(out, progress=stop_after_3, **SWEEP)
     assert not out.exists(), "nothing under the final name until the sweep is complete"
     assert len(list(progress_folder(out).glob("row-*.pt"))) == 3
-    s = synth_sweep(out, **SWEEP)
+    with pytest.raises(InputError, match="add --resume to finish it, or --force to start over"):
+        synth_sweep(out, **SWEEP)  # as perturb: leftover progress is taken up only when asked
+    s = synth_sweep(out, resume=True, **SWEEP)
     assert s["resumed_points"] == 3
     assert not progress_folder(out).exists()
     a, b = _columns(full), _columns(out)
@@ -362,7 +365,8 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
 
 def test_resume_with_other_parameters_is_refused(tmp_path):
     from lfpcli.artifacts.resume import resume_dir as progress_folder
-    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
 
     out = tmp_path / "s.h5"
 
@@ -370,11 +374,11 @@ def test_resume_with_other_parameters_is_refused(tmp_path):
         if stage == "configurations" and done == 1:
             raise KeyboardInterrupt
 
-    with pytest.raises(SweepInterrupted):
+    with pytest.raises(Interrupted):
         synth_sweep(out, progress=stop, **SWEEP)
     before = sorted(p.name for p in progress_folder(out).iterdir())
     with pytest.raises(InputError, match=r"hidden: 16 then, 8 now"):
-        synth_sweep(out, **{**SWEEP, "hidden": 8})
+        synth_sweep(out, resume=True, **{**SWEEP, "hidden": 8})
     assert sorted(p.name for p in progress_folder(out).iterdir()) == before
     s = synth_sweep(out, **{**SWEEP, "hidden": 8}, force=True)  # --force: the other sweep's progress is discarded
     assert s["resumed_points"] == 0 and out.exists() and not progress_folder(out).exists()
