@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.tree import Tree
 from tqdm import tqdm
@@ -243,39 +244,47 @@ def _spec(spec: Any) -> str:
     return spec_label(spec) if isinstance(spec, dict) else str(spec)
 
 
+def _leaf(v: Any) -> str:
+    """A value shown on its key's line: text as it is, an empty mapping or list as ``none``, the rest as JSON."""
+    if isinstance(v, str):
+        return v
+    return "none" if isinstance(v, (dict, list)) and not v else json.dumps(v)
+
+
 def _add(tree: Tree, value: Any, depth: int = 0) -> None:
+    """``value`` under ``tree``: a mapping's keys each on its line, with its value or, below it, its contents."""
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(v, (dict, list)) and v and depth < 6 and not (isinstance(v, list) and all(not isinstance(i, (dict, list)) for i in v)):
-                _add(tree.add(f"[bold]{k}[/bold]"), v, depth + 1)
+                _add(tree.add(f"[bold]{escape(str(k))}[/bold]"), v, depth + 1)
             else:
-                tree.add(f"[bold]{k}[/bold]: {json.dumps(v) if not isinstance(v, str) else v}")
+                tree.add(f"[bold]{escape(str(k))}[/bold]: {escape(_leaf(v))}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _add(tree.add(f"[{i}]"), v, depth + 1) if isinstance(v, (dict, list)) else tree.add(str(v))
+            _add(tree.add(f"[{i}]"), v, depth + 1) if isinstance(v, (dict, list)) else tree.add(escape(str(v)))
 
 
 def show_info(r: dict[str, Any]) -> None:
-    tree = Tree(f"[bold]{r['path']}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
+    tree = Tree(f"[bold]{escape(r['path'])}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
     threads = f" ({plural(r['threads'], 'CPU thread')})" if isinstance(r.get("threads"), int) else ""
     tree.add(f"[bold]created[/bold]: {r.get('created')} on {r.get('device')}{threads}")
-    tree.add(f"[bold]command[/bold]: {r.get('command')}")
+    tree.add(f"[bold]command[/bold]: {escape(str(r.get('command')))}")
     parents = tree.add("[bold]parents[/bold]" + ("" if r["parents"] else ": none"))
     mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED since[/red]", "missing": "[yellow]missing[/yellow]"}
     for p in r["parents"]:
-        parents.add(f"{p['role']}: {p['path']} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}")
+        parents.add(f"{p['role']}: {escape(p['path'])} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}")
     skip = {"kind", "schema", "command", "argv", "created", "device", "parents", "path", "sha256", "size_bytes", "contents", "history"}
     for key in ("params", "seeds", "versions", "summary", "metrics", "model", "init", "source", "perturbation", "data", "dataset", "train", "splits"):
         if key in r and key not in skip:
             v = r[key]
             if key == "train" and isinstance(v, dict):
                 v = {k: x for k, x in v.items() if k != "history"} | {"epochs_run": len(v.get("history", []))}
-            _add(tree.add(f"[bold]{key}[/bold]"), v)
+            _add(tree, {key: v})
     contents = r.get("contents") or {}
     if contents.get("datasets"):
         c = tree.add("[bold]datasets[/bold]")
         for name, d in contents["datasets"].items():
-            c.add(f"{name}: {tuple(d['shape'])} {d['dtype']}  {d['description']}")
+            c.add(escape(f"{name}: {tuple(d['shape'])} {d['dtype']}  {d['description']}"))
     if contents.get("state_dict"):
         n = len(contents["state_dict"])
         tree.add(f"[bold]state_dict[/bold]: {n} tensors")
