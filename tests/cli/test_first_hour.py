@@ -67,6 +67,28 @@ def test_help_names_values_not_python_types(path, capsys, monkeypatch):
         assert not re.search(r"--(force|json|help|quiet)\s+(-\w\s+)?[A-Z<]{2,}", line), line
 
 
+def _command_at(path):
+    cmd = command()
+    for name in path:
+        cmd = cmd.commands[name]
+    return cmd
+
+
+@pytest.mark.parametrize("path", sorted(_all_commands()), ids=lambda p: " ".join(p) or "lfp")
+def test_help_shows_bracketed_text_as_written(path, capsys, monkeypatch):
+    """Help texts are plain text: '[report, ...]' or '[:key=value,...]' must not be read as rich markup and vanish."""
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = lfp(*path, "--help", capsys=capsys)
+    assert code == 0, err
+    shown = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
+    cmd = _command_at(path)
+    texts = [cmd.help or "", cmd.epilog or ""] + [p.help or "" for p in cmd.params]
+    texts += [(sub.short_help or sub.help or "").split("\n\n")[0] for sub in getattr(cmd, "commands", {}).values()]
+    for text in texts:
+        for bracketed in re.findall(r"\[[^\[\]]*\]", text):
+            assert " ".join(bracketed.split()) in shown, (path, bracketed)
+
+
 def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     _, perturb_help, _ = lfp("perturb", "--help", capsys=capsys)
