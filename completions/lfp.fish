@@ -65,7 +65,7 @@ complete -c lfp -n '__fish_seen_subcommand_from info' -l json -d 'Print one JSON
 complete -c lfp -n '__fish_seen_subcommand_from info' -F
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l arch -x -a 'kumano-cnn mlp one-hidden resnet18 resnet50 small-cnn wrn-28-10' -d 'A state-dict file as --in: the registered architecture its weights fit (e.g'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l arch-arg -r -F -d 'A state-dict file as --in: an option of --arch (repeatable), e.g'
-complete -c lfp -n '__fish_seen_subcommand_from perturb' -l batch-size -r -F -d 'Samples per batch; memory is bounded by the batch (default: 256 on a CPU, on CUDA the largest batch that fits, found by doubling and recorded)'
+complete -c lfp -n '__fish_seen_subcommand_from perturb' -l batch-size -r -F -d 'Samples per batch; memory is bounded by the batch (default: 256 on a CPU; on CUDA a quarter of the largest batch whose forward and backward fit, since a solver keeps several copies of the batch, found by doubling; the choice is recorded)'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l beta -r -F -d 'pcfe-l0: price of each changed input value (l0 weight) (default 0.01)'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l channels-last -r -F -d 'Store a convolutional models weights and inputs NHWC (auto: on CUDA only)'
 complete -c lfp -n '__fish_seen_subcommand_from perturb' -l compile -d 'Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU)'
@@ -163,7 +163,7 @@ complete -c lfp -n '__fish_seen_subcommand_from retrain' -s q -d 'No progress ba
 complete -c lfp -n '__fish_seen_subcommand_from saliency' -l arch -x -a 'kumano-cnn mlp one-hidden resnet18 resnet50 small-cnn wrn-28-10' -d 'A state-dict file as --in: the registered architecture its weights fit (e.g'
 complete -c lfp -n '__fish_seen_subcommand_from saliency' -l arch-arg -r -F -d 'A state-dict file as --in: an option of --arch (repeatable), e.g'
 complete -c lfp -n '__fish_seen_subcommand_from saliency' -l baseline -x -a 'black mean' -d 'integrated-gradients: black (zeros) or mean (the datas channel means) (default black)'
-complete -c lfp -n '__fish_seen_subcommand_from saliency' -l batch-size -r -F -d 'Samples per batch; memory is bounded by the batch (default: 256 on a CPU, on CUDA the largest batch that fits, found by doubling and recorded)'
+complete -c lfp -n '__fish_seen_subcommand_from saliency' -l batch-size -r -F -d 'Samples per batch; memory is bounded by the batch (default: 256 on a CPU; on CUDA 80% of the largest batch whose forward and backward fit for every model, at most the number of images, found by doubling; the choice is recorded)'
 complete -c lfp -n '__fish_seen_subcommand_from saliency' -l channels-last -r -F -d 'Store a convolutional models weights and inputs NHWC (auto: on CUDA only)'
 complete -c lfp -n '__fish_seen_subcommand_from saliency' -l compile -d 'Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU)'
 complete -c lfp -n '__fish_seen_subcommand_from saliency' -l config -r -F -d 'YAML file of option values (keys are option names); flags given on the command line win'

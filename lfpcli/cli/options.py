@@ -189,8 +189,16 @@ CompileOpt = Annotated[
     typer.Option("--compile", rich_help_panel=EXEC_PANEL,
                  help="Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU)."),
 ]
-SolverBatchOpt = Annotated[
-    Optional[int],
-    typer.Option("--batch-size", help="Samples per batch; memory is bounded by the batch (default: 256 on a CPU, on CUDA the "
-                                      "largest batch that fits, found by doubling and recorded).", show_default=False),
-]
+def _solver_batch(cuda: str) -> Any:
+    return Annotated[
+        Optional[int],
+        typer.Option("--batch-size", help=f"Samples per batch; memory is bounded by the batch (default: 256 on a CPU; on CUDA {cuda}, "
+                                          f"found by doubling; the choice is recorded).", show_default=False),
+    ]
+
+
+#: perturb's (lfpcli.commands.perturb.solver_batch_size) and saliency's (lfpcli.commands.saliency.saliency_batch_size).
+PerturbBatchOpt = _solver_batch("a quarter of the largest batch whose forward and backward fit, since a solver keeps "
+                                "several copies of the batch")
+SaliencyBatchOpt = _solver_batch("80% of the largest batch whose forward and backward fit for every model, at most the "
+                                 "number of images")

@@ -21,7 +21,7 @@ from lfpcli.cli.options import (
     PrecisionOpt,
     QuietOpt,
     SeedOpt,
-    SolverBatchOpt,
+    SaliencyBatchOpt,
     key_values,
 )
 from lfpcli.commands.common import fmt
@@ -64,7 +64,7 @@ def saliency(
     normalize: NormalizeOpt = None,
     arch: ForeignArchOpt = None,
     arch_arg: ForeignArchArgOpt = None,
-    batch_size: SolverBatchOpt = None,
+    batch_size: SaliencyBatchOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",

@@ -116,7 +116,8 @@ def perturb(
 
     ``precision``, ``channels_last``, ``compile`` (:mod:`lfpcli.precision`): how the model's forward and backward
     run inside the solver (its success is judged there too); perturbations and density terms stay float32.
-    ``batch_size`` None: 256 on a CPU; on CUDA the largest that fits, found by doubling (:func:`solver_batch_size`).
+    ``batch_size`` None: 256 on a CPU; on CUDA a quarter of the largest batch whose forward and backward fit, found by
+    doubling (:func:`solver_batch_size`).
 
     ``model`` may also be a model file lfp did not write (TorchScript, a torch.export program, a state dict with
     ``arch``/``arch_args``): then ``data`` and ``normalize`` are required (:mod:`lfpcli.commands.foreign`).

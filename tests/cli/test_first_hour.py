@@ -89,6 +89,36 @@ def test_help_shows_bracketed_text_as_written(path, capsys, monkeypatch):
             assert " ".join(bracketed.split()) in shown, (path, bracketed)
 
 
+def test_batch_size_help_says_what_each_command_chooses(capsys, monkeypatch):
+    """perturb and saliency choose their CUDA batch differently; each --batch-size help says which (checked here on a
+    pretend GPU whose memory holds a forward and backward of at most 1000 samples)."""
+    import importlib
+
+    from lfpcli.precision import auto_batch_size
+
+    perturb_mod = importlib.import_module("lfpcli.commands.perturb")  # (lfpcli.commands.perturb is also a function)
+    saliency_mod = importlib.import_module("lfpcli.commands.saliency")
+
+    def probe(*args, **kwargs):
+        def step(b):
+            if b > 1000:
+                raise torch.OutOfMemoryError("pretend")
+        return step
+
+    monkeypatch.setattr(perturb_mod, "input_gradient_step", probe)
+    monkeypatch.setattr(saliency_mod, "input_gradient_step", probe)
+    cuda = torch.device("cuda")
+    largest = auto_batch_size(probe(), device=cuda, limit=1 << 20, headroom=1.0)
+    assert perturb_mod.solver_batch_size(None, (1, 8, 8), cuda, 10**6) == largest // 4
+    assert saliency_mod.saliency_batch_size([None], (1, 8, 8), cuda, 10**6) == int(0.8 * largest)
+    assert perturb_mod.CPU_BATCH == saliency_mod.CPU_BATCH == 256
+    monkeypatch.setenv("COLUMNS", "250")
+    for cmd, rule in (("perturb", "on CUDA a quarter of the largest batch"), ("saliency", "on CUDA 80% of the largest batch")):
+        _, out, _ = lfp(cmd, "--help", capsys=capsys)
+        flat = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
+        assert "256 on a CPU" in flat and rule in flat, cmd
+
+
 def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     _, perturb_help, _ = lfp("perturb", "--help", capsys=capsys)
