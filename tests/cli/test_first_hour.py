@@ -166,6 +166,19 @@ def test_a_text_file_or_noise_as_a_checkpoint_says_what_was_found(tmp_path, caps
     assert code == 2 and "no format lfp knows" in err and "pickled" not in err
 
 
+@pytest.mark.parametrize("name, content, what", [
+    ("notes.pt", b"not a model\n", "is a text file"), ("notes.txt", b"hello\n", "is a text file"),
+    ("notes.h5", b"hello\n", "is a text file"), ("noise.bin", bytes(range(7, 200)), "no format lfp knows"),
+])
+@pytest.mark.parametrize("command", ["info", "verify"])
+def test_info_on_a_file_that_is_no_artifact_says_what_it_is_and_is_not(tmp_path, capsys, command, name, content, what):
+    """info and verify read any lfp artifact, so a stranger is 'not an lfp artifact', whatever its extension."""
+    (tmp_path / name).write_bytes(content)
+    code, _, err = lfp(command, tmp_path / name, capsys=capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert what in err and "not an lfp artifact" in err and "not a model checkpoint" not in err, err
+
+
 def test_a_checkpoint_given_where_an_h5_is_wanted_is_named(model, tmp_path, capsys):
     code, _, err = lfp("retrain", "--in", model, "--out", tmp_path / "r.pt", capsys=capsys)
     assert code == 2 and "PyTorch checkpoint" in err
