@@ -7,9 +7,9 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich import box
-from rich.table import Table
 
 from lfpcli.cli import render
+from lfpcli.cli.render import Table
 from lfpcli.cli.options import ConfigOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ResumableForceOpt, ResumeOpt, key_values
 from lfpcli.commands.common import fmt
 
@@ -322,7 +322,7 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         t = Table(title=f"accuracy on natural data vs {col} (mean±std over {seeds_text([p for c in mine for p in c['points']])})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
         for name in ("method", *(("data",) if show_dist else ()), HEADINGS[col], "perturbed", "baseline", "success", "l0", "l2", "epochs"):
-            t.add_column(name, justify="left" if name in ("method", "data") else "right")
+            t.add_column(name, justify="left" if name in ("method", "data") else "right", text=name in ("method", "data"))
         for c in mine:
             for k, p in enumerate(c["points"]):
                 label = f"{c['key']} {_value(p['value'])}" if col == "budget" else _value(p["value"])
@@ -341,7 +341,7 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         extra = [k for k, v in sizes.items() if len(v) > 1]
         for name in ("method", *(("data",) if show_dist else ()), "d", *(HEADINGS[k] for k in extra), "budget", "perturbed",
                      "baseline", "success", "l2", "epochs"):
-            t.add_column(name, justify="left" if name in ("method", "data") else "right")
+            t.add_column(name, justify="left" if name in ("method", "data") else "right", text=name in ("method", "data"))
         for p in pts:
             budget = f"eps={_value(p['eps'])}" if p["eps"] is not None else f"ratio={_value(p['ratio'])}"
             data = p["dist"] + ("" if p["variant"] == "noise" else f"/{p['variant']}")
@@ -360,7 +360,7 @@ def show_run(s: dict[str, Any]) -> None:
                      f"({fmt(s['seconds'], 1)} s on {s['device']})" + (f" -> [bold]{s['out']}[/bold]" if s.get("out") else ""))
     t = Table(title="accuracy on the n natural samples (their labels)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
     for col in ("network", "trained on", "accuracy", "fit", "epochs", "loss"):
-        t.add_column(col, justify="left" if col in ("network", "trained on") else "right")
+        t.add_column(col, justify="left" if col in ("network", "trained on") else "right", text=col in ("network", "trained on"))
     src = "natural samples" if p["variant"] == "natural" else "noise"
     t.add_row("natural", "natural samples, labels", "", fmt(r["fit_natural"]), str(r["epochs_natural"]), fmt(r["loss_natural"], 4))
     t.add_row("baseline", f"{src}, targets", fmt(r["acc_baseline"]), fmt(r["fit_baseline"]), str(r["epochs_baseline"]),

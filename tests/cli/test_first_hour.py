@@ -372,6 +372,32 @@ def test_the_bar_shows_in_any_terminal_width_without_a_bogus_first_rate(cols):
     assert "it/s" not in first or "?it/s" in first or re.search(r"\b0\.00it/s", first), first  # no rate from a burst
 
 
+TRAINING_BAR = """
+import time, torch, os
+os.environ.pop("COLUMNS", None)
+from lfpcli.cli.render import TqdmProgress
+p = TqdmProgress(min_interval=0)
+stage = "training 15 epochs"
+for done, epoch in ((1234, 7), (2002, 11), (2750, 15)):
+    p(stage, done, 2750, unit="batch", epoch=f"{epoch}/15", loss=torch.tensor(0.123456), val_acc=0.98765, val_wga=0.87654)
+    time.sleep(0.2)
+p.close()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("cols", [80, 100, 120])
+def test_the_training_bar_keeps_its_bar_and_every_figure_at_80_to_120_columns(cols):
+    """At a width where the figures do not fit beside the bar they go to a line of their own: the bar keeps at least
+    10 columns and the last figure (val_wga) is never cut."""
+    drawn = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", _bar_output(TRAINING_BAR, cols))
+    lines = [ln.rstrip() for ln in re.split(r"[\r\n]+", drawn) if ln.strip()]
+    assert all(len(ln) <= cols for ln in lines), [ln for ln in lines if len(ln) > cols]
+    bars = [re.search(r"\|(.*?)\|", ln) for ln in lines if "training 15 epochs" in ln]
+    assert bars and all(b and len(b.group(1)) >= 10 for b in bars), lines
+    assert any("epoch=11/15, loss=0.1235, val_acc=0.9877, val_wga=0.8765" in ln for ln in lines), lines
+
+
 def test_the_drawer_reads_device_tensors_only_when_it_redraws(monkeypatch):
     from lfpcli.cli import render
 
@@ -389,6 +415,73 @@ def test_the_drawer_reads_device_tensors_only_when_it_redraws(monkeypatch):
     p("s", 100, 100, value=Lazy())
     p.close()
     assert len(reads) == 2  # the first draw and the last, not one per call
+
+
+# ------------------------------------------------------------------------------------------------ width
+
+
+LONG = "runs/waterbirds-seed-0/model_pgd-l2_random-other.pt"
+
+
+def _eval_report(name: str) -> dict:
+    groups = {g: {"accuracy": 0.75, "n": 1200} for g in ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water")}
+    split = {"n": 4795, "accuracy": 0.873, "worst_group_accuracy": 0.412, "worst_group": "waterbird/land",
+             "mean_group_accuracy": 0.7, "train_weighted_accuracy": 0.85, "groups": groups}
+    return {"model": name, "trained_on": "waterbirds:root=/data/waterbird_complete95_forest2water2", "out": LONG + ".json",
+            "data": {"type": "builtin", "name": "spurious-digits", "params": {}},
+            "splits": {"train": split, "val": split, "test": split}}
+
+
+def _printed(capsys) -> list[str]:
+    from lfpcli.cli import render
+    from lfpcli.cli.report import show_curves
+
+    capsys.readouterr()
+    render.show_eval(_eval_report(LONG))
+    render.show_eval_many({"models": [_eval_report(LONG), _eval_report("model.pt")]})
+    show_curves({"out": "curves.png", "panels": [{
+        "title": "pgd-l2 on spurious-digits:correlation=0.95 (random-other targets, kde density)", "checkpoints": [LONG] * 3,
+        "epochs": 20, "last_epoch_mean": {"train_accuracy": 0.99, "val_accuracy": 0.95, "val_worst_group_accuracy": 0.9}}]})
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("cols", [80, 120])
+def test_tables_and_lines_fit_a_terminal_of_80_to_120_columns_with_words_whole(cols, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(cols))
+    lines = _printed(capsys)
+    assert all(len(ln) <= cols for ln in lines), [ln for ln in lines if len(ln) > cols]
+    text = "\n".join(lines)
+    assert "…" not in text  # nothing cut short
+    for word in ("worst-group", "train-weighted", "accuracy", "waterbird/land"):
+        assert re.search(rf"(^|\s){re.escape(word)}(\s|$)", text, re.M), word  # whole, not folded or cut
+    assert re.search(r"val\s+worst\s+group\s+accuracy\s+0\.900", text)  # a long line wraps between words
+
+
+def test_piped_output_is_never_cut_or_wrapped(capsys, monkeypatch):
+    """In a pipe (no terminal, no COLUMNS) lines and tables keep their natural width: names are never cut or wrapped."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    lines = _printed(capsys)
+    assert "…" not in "\n".join(lines)
+    assert any(f"report written to {LONG}.json" in ln for ln in lines)
+    assert any(ln.lstrip().startswith(LONG) and "waterbird/land" in ln for ln in lines)  # a table row, whole
+    assert any("val worst group accuracy 0.900" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("cols", [80, None])
+def test_info_and_data_fit_the_width_or_keep_theirs_in_a_pipe(model, pset, cols, capsys, monkeypatch):
+    if cols:
+        monkeypatch.setenv("COLUMNS", str(cols))
+    else:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    for argv in (["info", pset], ["verify", pset], ["data", "spurious-digits"]):
+        code, out, err = lfp(*argv, capsys=capsys)
+        assert code == 0, err
+        lines = out.splitlines()
+        if cols:
+            assert all(len(ln) <= cols for ln in lines), (argv, [ln for ln in lines if len(ln) > cols])
+        elif argv[0] != "data":  # the first line names the file and its sha256 together
+            assert str(pset) in lines[0] and re.search(r"sha256 [0-9a-f]{16}", lines[0]), lines[0]
+        assert not re.search(r"[^0-9a-f]…", out), argv
 
 
 # ------------------------------------------------------------------------------------------------ completion
