@@ -358,19 +358,21 @@ def show_verify(r: dict[str, Any]) -> None:
             "unreadable": "[red]UNREADABLE[/red]"}
 
     def add(tree: Tree, entry: dict[str, Any]) -> None:
-        moved = entry.get("found") and entry["found"] not in (entry["path"], entry.get("abspath"))
-        where = f" (found at {entry['found']})" if moved else ""
-        line = f"{mark.get(entry['status'], entry['status'])} {entry.get('role')}: {entry['path']}{where}"
+        checked = f"checked {entry['found']}" if entry.get("found") else f"not at {entry.get('abspath') or entry['path']} nor beside it"
+        other = entry.get("elsewhere")
+        if other:
+            checked += f"; the recorded {other['path']} " + ("is unchanged" if other["status"] == "ok" else "differs too")
+        line = f"{mark.get(entry['status'], entry['status'])} {entry.get('role')}: {escape(entry['path'])} ({escape(checked)})"
         if entry["status"] == "changed":
             line += f" sha256 {entry['sha256_recorded'][:12]} recorded, {entry['sha256_now'][:12]} now"
         elif entry["status"] == "unreadable":
-            line += f": {entry.get('error')}"
+            line += f": {escape(str(entry.get('error')))}"
         sub = tree.add(line)
         for p in entry["parents"]:
             add(sub, p)
 
     for t in r["files"]:
-        tree = Tree(f"[bold]{t['path']}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…" + ("" if t["parents"] else ", no parents"))
+        tree = Tree(f"[bold]{escape(t['path'])}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…" + ("" if t["parents"] else ", no parents"))
         for p in t["parents"]:
             add(tree, p)
         out.print(tree, soft_wrap=False)
