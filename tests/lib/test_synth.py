@@ -418,3 +418,27 @@ def test_results_file_and_figure(tmp_path):
     with pytest.raises(InputError, match="no swept key"):
         synth_plot(one, tmp_path / "one.png")
     assert not (tmp_path / "one.png").exists()
+
+
+def _curve(values, method="pgd-l2"):
+    stat = {"mean": 0.7, "std": 0.05, "min": 0.6, "max": 0.8}
+    return {"key": "dim", "column": "dim", "method": method, "dist": "uniform", "variant": "noise",
+            "points": [{"value": v, "seeds": [0, 1], "acc_perturbed": stat, "acc_baseline": stat} for v in values]}
+
+
+@pytest.mark.parametrize("values, log", [((100, 300, 1000), True), ((50, 60), False), ((10, 20, 40), False)])
+def test_the_figure_draws_values_that_span_a_decade_on_a_log_axis(values, log):
+    """The quick preset's d = 100, 300, 1000 are evenly spaced on a log axis, each tick labelled with its value; the
+    legend is as legible as the axis labels."""
+    from lfpcli.synth.plot import make_figure
+
+    fig = make_figure({"curves": [_curve(values), _curve(values, "pgd-l0")], "points": []})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    for ax in axes:
+        assert ax.get_xscale() == ("log" if log else "linear"), values
+        if log:
+            fig.canvas.draw()
+            shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+            assert shown == [str(v) for v in values], shown
+    (legend,) = fig.legends
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= axes[0].xaxis.label.get_fontsize()
