@@ -119,6 +119,40 @@ def test_batch_size_help_says_what_each_command_chooses(capsys, monkeypatch):
         assert "256 on a CPU" in flat and rule in flat, cmd
 
 
+#: A file of this repository named in text: a relative path up (../), a path under one of the repository's folders,
+#: or a reference document (shared/..., reference/...), which a clone does not have.
+REPO_FILE = re.compile(r"(?<![\w/.~-])(?:(?:\.\./)+[\w./-]+|(?:docs|examples|benchmarks|completions|tests|lfpcli|shared|reference)/"
+                       r"[\w./*-]*)")
+
+
+def _unknown_files(text: str, base: Path) -> list[str]:
+    """The files ``text`` points to that the repository does not have (links relative to ``base``)."""
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        path = target.split("#")[0]
+        if path and not re.match(r"[a-z]+:", path) and not (base / path).exists():
+            bad.append(target)
+    for ref in REPO_FILE.findall(text):
+        ref = ref.rstrip(".,;:")
+        if ref.startswith("../") or not list(ROOT.glob(ref.rstrip("/") or ".")):
+            bad.append(ref)
+    return bad
+
+
+@pytest.mark.parametrize("doc", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_docs_point_only_to_files_a_clone_has(doc):
+    assert not _unknown_files(doc.read_text(), doc.parent)
+
+
+def test_help_points_only_to_files_a_clone_has():
+    texts = []
+    for path in _all_commands():
+        cmd = _command_at(path)
+        texts += [cmd.help or "", cmd.epilog or "", *(p.help or "" for p in cmd.params)]
+    assert not _unknown_files("\n".join(texts), ROOT)
+    assert _unknown_files("see ../shared/reference/datasets.md and [x](nope.md)", ROOT) == ["nope.md", "../shared/reference/datasets.md"]
+
+
 def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     _, perturb_help, _ = lfp("perturb", "--help", capsys=capsys)
