@@ -7,7 +7,6 @@ from typing import Annotated, Any, Optional
 import typer
 
 from lfpcli.cli import render
-from lfpcli.cli.render import Table
 from lfpcli.cli.options import (
     ChannelsLastOpt,
     CompileOpt,
@@ -20,10 +19,11 @@ from lfpcli.cli.options import (
     NormalizeOpt,
     PrecisionOpt,
     QuietOpt,
-    SeedOpt,
     SaliencyBatchOpt,
+    SeedOpt,
     key_values,
 )
+from lfpcli.cli.render import Table
 from lfpcli.commands.common import fmt
 
 PANEL = "Chain"

@@ -134,5 +134,5 @@ def test_script_comments_say_what_it_does_not_what_it_will_find(script):
     import re
 
     comments = [ln.split("#", 1)[1] for ln in script.read_text().splitlines() if "#" in ln and not ln.lstrip().startswith("#!")]
-    claims = [c for c in comments if any(re.search(p, c, re.I) for p in PREDICTIONS)]
+    claims = [c for c in comments if any(re.search(p, c, re.IGNORECASE) for p in PREDICTIONS)]
     assert not claims, claims

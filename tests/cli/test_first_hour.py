@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from clirun import interruptible, lfp
+
 from lfpcli.cli.app import command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -487,7 +487,7 @@ def test_tables_and_lines_fit_a_terminal_of_80_to_120_columns_with_words_whole(c
     text = "\n".join(lines)
     assert "…" not in text  # nothing cut short
     for word in ("worst-group", "train-weighted", "accuracy", "waterbird/land"):
-        assert re.search(rf"(^|\s){re.escape(word)}(\s|$)", text, re.M), word  # whole, not folded or cut
+        assert re.search(rf"(^|\s){re.escape(word)}(\s|$)", text, re.MULTILINE), word  # whole, not folded or cut
     assert re.search(r"val\s+worst\s+group\s+accuracy\s+0\.900", text)  # a long line wraps between words
 
 

@@ -4,6 +4,7 @@ run. Ctrl-C says what was kept. A ``--resume`` of another command is refused."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -16,7 +17,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from clirun import interruptible
 
 LFP = [sys.executable, "-m", "lfpcli"]
@@ -109,7 +109,7 @@ def test_a_resumed_or_forced_run_removes_the_partial_file_a_kill_left(model, tmp
     argv = [*PERTURB, "--limit", "120", "--in", model]
     for flag in ("--resume", "--force"):
         out, side = tmp_path / f"k{flag}.h5", tmp_path / f"k{flag}.h5.resume"
-        assert kill_at([*argv, "--out", out], 0.0, after=lambda: len(list(side.glob("batch-*.pt"))) >= 1)
+        assert kill_at([*argv, "--out", out], 0.0, after=lambda side=side: len(list(side.glob("batch-*.pt"))) >= 1)
         partial = f".{out.name}.*.part"
         assert list(tmp_path.glob(partial)), "what a killed run leaves (docs/resume.md says so)"
         run(*argv, "--out", out, flag)
@@ -124,7 +124,7 @@ def test_a_resumed_perturb_opens_its_bar_where_the_kept_batches_end(model, tmp_p
     from lfpcli.errors import Interrupted
 
     out = tmp_path / "r.h5"
-    kw = dict(model=model, method="pgd-l2", limit=100, batch_size=20, params={"steps": 5}, device="cpu")
+    kw = {"model": model, "method": "pgd-l2", "limit": 100, "batch_size": 20, "params": {"steps": 5}, "device": "cpu"}
 
     def stop_in_batch_3(stage, done, total, **status):
         if status.get("batch") == "3/5":
@@ -136,7 +136,7 @@ def test_a_resumed_perturb_opens_its_bar_where_the_kept_batches_end(model, tmp_p
     perturb(out, resume=True, progress=lambda stage, done, total, **s: calls.append((stage, done, total)), **kw)
     bar = [c for c in calls if c[0].startswith("pgd-l2 on")]
     assert bar[0][1:] == (2 * 5, 5 * 5) and bar[-1][1:] == (5 * 5, 5 * 5)
-    assert all(b[1] >= a[1] for a, b in zip(bar, bar[1:]))
+    assert all(b[1] >= a[1] for a, b in itertools.pairwise(bar))
 
 
 TRAIN = ["train", "--data", "digits", "--arch", "small-cnn", "--epochs", "5", "--save-every", "0", "--seed", "3", "-q"]
