@@ -91,7 +91,7 @@ def _wait_rows(folder: Path, k: int, proc: subprocess.Popen, timeout: float = 12
     pytest.fail("the sweep made no progress")
 
 
-def test_killed_and_interrupted_sweep_resumes_to_the_same_file(tmp_path, capsys):
+def test_killed_and_interrupted_sweep_resumes_to_the_same_file(tmp_path, capsys, monkeypatch):
     argv = [*SWEEP, "--seeds", "0,1,2", "--out", "s.h5"]  # 12 configurations
     progress = tmp_path / "s.h5.resume"
     p = _start(argv, tmp_path)
@@ -114,7 +114,7 @@ def test_killed_and_interrupted_sweep_resumes_to_the_same_file(tmp_path, capsys)
     saved = len(list(progress.glob("row-*.pt")))
     assert f"{saved} of 12" in err
     # finish, in this process, and compare with an uninterrupted run
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # and back: a passing test's folder is removed after it
     code, out, err = lfp(*argv, "--resume", capsys=capsys)
     assert code == 0, err
     assert f"{saved} of them resumed" in out
