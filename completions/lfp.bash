@@ -69,7 +69,7 @@ _lfp() {
             "synth") COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
             "synth plot") COMPREPLY=($(compgen -W "--dist --force --help --json --method --out -m -o" -- "$cur")) ;;
             "synth run") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seed --set --threads --variant --window -m -o -q" -- "$cur")) ;;
-            "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
+            "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --resume --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
             "train") COMPREPLY=($(compgen -W "--arch --arch-arg --balance --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
             "verify") COMPREPLY=($(compgen -W "--help --json" -- "$cur")) ;;
         esac
@@ -88,7 +88,7 @@ _lfp() {
         "synth") COMPREPLY=($(compgen -W "plot run sweep" -- "$cur")) ;;
         "synth plot") COMPREPLY=($(compgen -f -- "$cur")) ;;
         "synth run") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seed --set --threads --variant --window -m -o -q" -- "$cur")) ;;
-        "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
+        "synth sweep") COMPREPLY=($(compgen -W "--config --device --dim --dist --eps --eps-scaling --force --help --hidden --json --loss --lr --max-epochs --method --momentum --n-natural --n-noise --out --preset --quiet --ratio --rel-tol --resume --seeds --set --sweep --threads --variant --window -m -o -q" -- "$cur")) ;;
         "train") COMPREPLY=($(compgen -W "--arch --arch-arg --balance --batch-size --channels-last --compile --config --data --device --epochs --force --help --json --loss --lr --momentum --nesterov --no-nesterov --optimizer --out --output --precision --quiet --recipe --resume --save-every --schedule --seed --select --weight-decay --weights -o -q" -- "$cur")) ;;
         "verify") COMPREPLY=($(compgen -f -- "$cur")) ;;
     esac

@@ -1,11 +1,28 @@
-"""Shared fixtures: a private dataset cache, and one tiny trained model + perturbed set per session."""
+"""Shared fixtures: a private dataset cache and temporary folder, and one tiny trained model + perturbed set per
+session."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 import torch
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_temp(tmp_path_factory):
+    """The system temporary folder of the tests and every process they start (torchrun's log folders, torch.compile's
+    caches, tempfile) lies under pytest's own, which a passing run removes (tmp_path_retention_policy)."""
+    tmp = str(tmp_path_factory.mktemp("system-temp"))
+    saved = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = tmp, tmp
+    yield
+    tempfile.tempdir = saved[1]
+    if saved[0] is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved[0]
 
 
 @pytest.fixture(scope="session", autouse=True)

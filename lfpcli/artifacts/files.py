@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -55,14 +56,37 @@ def check_output(path: str | os.PathLike, force: bool = False, suffixes: tuple[s
     return p
 
 
+def partial_files(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_output` writes beside ``path`` (``.NAME.XXXXXXXX.part``, the middle part
+    from :func:`tempfile.mkstemp`); one still there after its run ended was left by a run that was killed."""
+    p = Path(path)
+    folder = p.parent if str(p.parent) else Path(".")
+    pattern = re.compile(re.escape(f".{p.name}.") + r"[a-z0-9_]{8}\.part")
+    try:
+        return sorted(c for c in folder.iterdir() if pattern.fullmatch(c.name) and c.is_file())
+    except OSError:
+        return []
+
+
+def remove_partial_files(path: str | os.PathLike) -> None:
+    """Remove the temporary files earlier runs writing ``path`` left (only for a run that takes that output over:
+    ``--force``, or ``--resume`` of the run that left them; a concurrent run's file would go too)."""
+    for c in partial_files(path):
+        with contextlib.suppress(OSError):
+            c.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    A reader never sees a half-written file under the final name, and a failure leaves nothing behind.
+    A reader never sees a half-written file under the final name, and a failure leaves nothing behind (a kill -9
+    leaves the temporary file: ``force`` removes those of earlier runs before it starts).
     """
     final = check_output(path, force)
     folder = final.parent if str(final.parent) else Path(".")
+    if force:
+        remove_partial_files(final)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=folder)
     except OSError as e:  # the up-front check can be fooled: ACLs, a read-only mount, a race

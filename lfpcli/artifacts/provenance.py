@@ -134,17 +134,31 @@ def check_parents(record: Mapping[str, Any], artifact_path: str | os.PathLike | 
 
 
 def parent_status(record: Mapping[str, Any], artifact_path: str | os.PathLike | None = None) -> list[dict[str, Any]]:
-    """For each recorded parent: where it is now and whether its sha256 still matches (ok/changed/missing)."""
+    """For each recorded parent: the file checked (``found``) and whether its sha256 still matches (``status``
+    ok/changed/missing, ``sha256_now``).
+
+    The file checked is the one of the parent's name beside the artifact when there is one (a copied or moved
+    folder keeps the original's absolute paths in its records, and the file beside is the copy's own), else the
+    one :func:`locate_parent` finds. When both exist and are different files, the other is checked too and
+    reported as ``elsewhere``: ``{"path", "status", "sha256_now"}``.
+    """
     out = []
     for entry in check_parents(record, artifact_path):
-        found = locate_parent(entry, artifact_path)
-        if found is None:
-            status, now = "missing", None
-        else:
-            now = sha256_file(found)
-            status = "ok" if now == entry.get("sha256") else "changed"
-        out.append({**entry, "found": str(found) if found else None, "status": status, "sha256_now": now})
+        recorded = locate_parent(entry, artifact_path)
+        beside = Path(artifact_path).resolve().parent / Path(entry["path"]).name if artifact_path is not None else None
+        found = beside if beside is not None and beside.is_file() else recorded
+        row = {**entry, "found": str(found) if found else None, **_hash_status(found, entry)}
+        if found is not None and recorded is not None and not os.path.samefile(found, recorded):
+            row["elsewhere"] = {"path": str(recorded.resolve()), **_hash_status(recorded, entry)}
+        out.append(row)
     return out
+
+
+def _hash_status(path: Path | None, entry: Mapping[str, Any]) -> dict[str, Any]:
+    if path is None:
+        return {"status": "missing", "sha256_now": None}
+    now = sha256_file(path)
+    return {"status": "ok" if now == entry.get("sha256") else "changed", "sha256_now": now}
 
 
 def parent_warnings(record: Mapping[str, Any], artifact_path: str | os.PathLike | None = None) -> list[str]:

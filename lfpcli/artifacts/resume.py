@@ -10,7 +10,9 @@ The progress of ``OUT`` lives in the folder ``OUT.resume/`` (never under the fin
   a kill at any moment leaves only whole units.
 
 When the command completes, its output appears (atomically, as always) and the folder is removed; a command that
-fails before finishing any unit removes it too.
+fails before finishing any unit removes it too. A run killed with SIGKILL also leaves the output it was writing under
+a hidden temporary name (``.OUT.XXXXXXXX.part``, :func:`lfpcli.artifacts.files.partial_files`): the run that takes
+the folder up (``--resume``) or discards it (``--force``) removes those files.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any, Mapping
 import torch
 
 import lfpcli
+from lfpcli.artifacts.files import remove_partial_files
 from lfpcli.artifacts.provenance import jsonable
 from lfpcli.errors import ArtifactError, InputError
 
@@ -82,12 +85,14 @@ class Sidecar:
                 if isinstance(old, dict):
                     diff = _differences(old, self.fingerprint)
                     if not diff:
+                        remove_partial_files(out)  # the output the resumed run was writing when it was killed
                         return
                     if not force:
                         raise InputError(f"{self.dir} holds the progress of another command ("
                                          + "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
                                          + "): rerun that command to finish it, or add --force to start over")
             shutil.rmtree(self.dir)  # --force, or progress without a readable fingerprint: start over
+            remove_partial_files(out)
         try:
             self.dir.mkdir(parents=True)
         except OSError as e:
@@ -155,6 +160,10 @@ class Sidecar:
         if exc_type is not None and not self.attached and not self.units():
             shutil.rmtree(self.dir, ignore_errors=True)
         return False
+
+    def interrupted(self, kept: int, total: int, units: str) -> str:
+        """What Ctrl-C says, the same for every command that resumes: ``kept`` of ``total`` ``units`` are kept."""
+        return f"interrupted; {kept} of {total} {units} are kept in {self.dir}: run the same command with --resume to finish"
 
     def finish(self) -> None:
         """The output is complete: the progress is no longer needed."""

@@ -15,8 +15,8 @@ the device, and which preset it came from.
 
 **Resume folder** ``OUT.resume/`` (``lfpcli.artifacts.resume.Sidecar``, as for every resumable command): the
 sweep's fingerprint and one ``row-NNNNNN`` unit per finished configuration, each written whole or not at all. The
-final file is written from the rows; then the folder is removed. Rerunning the same sweep resumes from the folder;
-a sweep with other parameters is refused (``--force``: the folder is discarded and the sweep starts over).
+final file is written from the rows; then the folder is removed. The same sweep with ``--resume`` continues from the
+folder; a sweep with other parameters is refused (``--force``: the folder is discarded and the sweep starts over).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Rows are images; the first column shows the image (with the foreground mask's outline where there is one), then
 one column per model with its map over the image. Each map cell is titled with the model's name and its
 prediction against the true label (green when right, red when wrong), plus the attribution share when a mask
-exists. Each map is scaled to its own maximum (its positive part), as Grad-CAM pictures usually are.
+exists. Each map is scaled to its own maximum (its positive part), as Grad-CAM pictures usually are; a colour bar
+gives the scale, and a caption under the grid says what the number in brackets is and, given ``note``, anything
+else the reader must know (e.g. that only the first rows are drawn).
 
 Drawn with matplotlib's object API on the Agg canvas: no display, no pyplot state.
 """
@@ -35,15 +37,26 @@ def saliency_grid(
     shares: Sequence[torch.Tensor] | None = None,
     targets: Sequence[torch.Tensor] | None = None,
     title: str | None = None,
+    note: str | None = None,
     cell: float = 1.9,
 ):
     """A matplotlib ``Figure``: ``images`` (R, C, H, W) in [0, 1]; per model its maps (R, H, W), predictions and
-    (optionally) shares and explained classes (shown when they differ from the prediction)."""
+    (optionally) shares and explained classes (shown when they differ from the prediction); ``note``: a line added
+    to the caption."""
     from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
     rows, cols = images.shape[0], len(maps) + 1
-    fig = Figure(figsize=(cell * cols, cell * rows * 1.2 + (0.5 if title else 0.1)), layout="constrained")
+    caption = []
+    if shares is not None:
+        caption.append("(0.xx) beside a prediction: the map's attribution share on the object, the fraction of its "
+                       "positive attribution inside the mask (outlined in white)")
+    if note:
+        caption.append(note)
+    fig = Figure(figsize=(cell * cols + 0.9, cell * rows * 1.2 + (0.5 if title else 0.1) + 0.25 * len(caption)),
+                 layout="constrained")
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     jet = colormaps["jet"]
     name_of = lambda c: class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c))  # noqa: E731
@@ -77,8 +90,14 @@ def saliency_grid(
         ax.set_yticks([])
         for s in ax.spines.values():
             s.set_visible(False)
+    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), jet), ax=axes[:, 1:].ravel().tolist(), shrink=min(1.0, 2.5 / rows),
+                       fraction=0.05, pad=0.02)
+    bar.set_label("attribution, scaled to each map's maximum", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9, wrap=True)
+    if caption:
+        fig.supxlabel("\n".join(caption), fontsize=8, wrap=True)
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.03, wspace=0.02, hspace=0.02)
     return fig
 

@@ -4,6 +4,9 @@ Recent typer releases label every value by its Python type (``<int>``, ``<str>``
 ``<bool>`` as if they took a value, and wrap required arguments in braces (``{file}``). :func:`polish` walks the
 click command tree once and gives each parameter a metavar users recognise: the value's meaning in capitals
 (``SPEC``, ``N``, ``FILE.pt``), the choices where there are few (``sgd|adam``), nothing for flags.
+
+lfp's help texts are plain text: typer's rich mode would read ``[report, ...]`` as a markup tag and drop it, so
+they are escaped where typer turns them into rich text.
 """
 
 from __future__ import annotations
@@ -58,6 +61,18 @@ def _patch_typer() -> None:
         arg._usage_display_name = usage_name
     if arg is not None and hasattr(arg, "display_type_rich"):
         arg.display_type_rich = lambda self, ctx: None  # the metavar already says what the value is
+    try:
+        from typer import rich_utils
+    except ImportError:  # pragma: no cover - typer without rich: help is printed as plain text anyway
+        return
+    make_text = getattr(rich_utils, "_make_rich_text", None)
+    if make_text is not None:
+        from rich.markup import escape
+
+        def plain_text(*, text: str, markup_mode: Any, **kw: Any) -> Any:
+            return make_text(text=escape(text) if markup_mode == "rich" else text, markup_mode=markup_mode, **kw)
+
+        rich_utils._make_rich_text = plain_text
 
 
 def _metavar(param: Any) -> str | None:

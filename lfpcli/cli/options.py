@@ -51,7 +51,10 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout instead of tables.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (they are drawn on stderr when it is a terminal, or with LFP_PROGRESS=1).")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists (and discard an interrupted run's progress).")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
+#: --force of a command that resumes (it has --resume): it also discards what an interrupted run kept.
+ResumableForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists, and start over: discard the "
+                                                 "progress an interrupted run kept in OUT.resume/ (and the partial output it left).")]
 SaveEveryOpt = Annotated[float, typer.Option("--save-every", help="Keep the training state for --resume after an epoch once this "
                                               "many seconds have passed since the last save (0: after every epoch).", metavar="SECONDS")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this same command from the progress kept "
@@ -194,8 +197,16 @@ CompileOpt = Annotated[
     typer.Option("--compile", rich_help_panel=EXEC_PANEL,
                  help="Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU)."),
 ]
-SolverBatchOpt = Annotated[
-    Optional[int],
-    typer.Option("--batch-size", help="Samples per batch; memory is bounded by the batch (default: 256 on a CPU, on CUDA the "
-                                      "largest batch that fits, found by doubling and recorded).", show_default=False),
-]
+def _solver_batch(cuda: str) -> Any:
+    return Annotated[
+        Optional[int],
+        typer.Option("--batch-size", help=f"Samples per batch; memory is bounded by the batch (default: 256 on a CPU; on CUDA {cuda}, "
+                                          f"found by doubling; the choice is recorded).", show_default=False),
+    ]
+
+
+#: perturb's (lfpcli.commands.perturb.solver_batch_size) and saliency's (lfpcli.commands.saliency.saliency_batch_size).
+PerturbBatchOpt = _solver_batch("a quarter of the largest batch whose forward and backward fit, since a solver keeps "
+                                "several copies of the batch")
+SaliencyBatchOpt = _solver_batch("80% of the largest batch whose forward and backward fit for every model, at most the "
+                                 "number of images")

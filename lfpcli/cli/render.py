@@ -9,14 +9,48 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+import rich.table
+from rich import box
+from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
 from rich.tree import Tree
 from tqdm import tqdm
 
 from lfpcli.commands.common import fmt
 
-out = Console(highlight=False, soft_wrap=True)
+#: Width of what is printed to a pipe or file when ``COLUMNS`` does not say: enough for any table at its natural width,
+#: so that nothing piped is cut or wrapped by the 80 columns rich assumes for a non-terminal.
+PIPE_WIDTH = 1000
+
+
+class _Stdout(Console):
+    """rich's console on stdout: as wide as the terminal (or ``COLUMNS``), and in a pipe without ``COLUMNS`` as wide
+    as the text itself. Lines longer than the width wrap between words, never inside one."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        if self.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+            return super().size
+        return ConsoleDimensions(PIPE_WIDTH, 25)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+out = _Stdout(highlight=False)
+
+
+class Table(rich.table.Table):
+    """A summary table that stays whole in a terminal of 80 columns: a rule under the header and no borders, figures
+    never cut (their headers break over lines), text cells (names, paths; ``text=True``) folded where they must be,
+    never ended in '…'."""
+
+    def __init__(self, title: str | None = None, **kw: Any):
+        super().__init__(title=title, **{"title_justify": "left", "box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False, **kw})
+
+    def add_column(self, header: str = "", *, text: bool = False, **kw: Any) -> None:  # type: ignore[override]
+        super().add_column(header, overflow="fold", no_wrap=not text, **kw)
 
 
 class TqdmProgress:
@@ -27,12 +61,18 @@ class TqdmProgress:
     reads the status values, which may be tensors on the device. A bar opened part-way through its stage
     counts its rate from there, so the first rate shown is never a burst of already-finished work. In a
     terminal that reports no usable width (a pseudo-terminal of 0 columns) the bar is drawn 80 columns wide.
+    The status figures follow the bar on its line while the line holds them and a bar of at least ``MIN_BAR``
+    columns; past that (a narrow terminal, many figures) they move to a line of their own below it for the rest
+    of the stage, so that neither the bar nor the last figure is squeezed out.
     """
+
+    MIN_BAR = 10
 
     def __init__(self, quiet: bool = False, min_interval: float = 0.2):
         self.enabled = not quiet and (sys.stderr.isatty() or os.environ.get("LFP_PROGRESS") == "1")
         self.min_interval = min_interval
         self.bar = None
+        self.status_line = None
         self.stage = None
         self._drawn = 0.0
 
@@ -53,12 +93,30 @@ class TqdmProgress:
         self._drawn = now
         self.bar.total = total
         self.bar.n = done
-        shown = {k: status_text(v) for k, v in status.items() if v is not None and k != "unit"}
-        if shown:
-            self.bar.set_postfix(shown, refresh=False)
+        shown = ", ".join(f"{k}={status_text(v)}" for k, v in status.items() if v is not None and k != "unit")
+        if shown and self.status_line is None and not self._fits(shown):
+            self.bar.set_postfix_str("", refresh=False)
+            self.status_line = tqdm(total=0, leave=False, file=sys.stderr, bar_format="{desc}", mininterval=0,
+                                    dynamic_ncols=self.bar.dynamic_ncols is not None, ncols=self.bar.ncols)
+        if self.status_line is not None:
+            if shown:
+                self.status_line.set_description_str(shown, refresh=False)
+        elif shown:
+            self.bar.set_postfix_str(shown, refresh=False)
         self.bar.refresh()
+        if self.status_line is not None:
+            self.status_line.refresh()
+
+    def _fits(self, status: str) -> bool:
+        """Whether the bar's line holds ``status`` after its counts and a bar of ``MIN_BAR`` columns."""
+        width = _stderr_columns()
+        meter = self.bar.format_meter(**{**self.bar.format_dict, "ncols": None, "postfix": status})  # a 10-column bar
+        return len(meter) - 10 + self.MIN_BAR <= (width if width >= 40 else 80)
 
     def close(self) -> None:
+        if self.status_line is not None:
+            self.status_line.close()
+            self.status_line = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -95,9 +153,9 @@ def emit_json(obj: Any) -> None:
 
 
 def metrics_table(splits: dict[str, Any], title: str) -> Table:
-    t = Table(title=title, title_justify="left")
+    t = Table(title=title)
     for col in ("split", "n", "accuracy", "worst-group\naccuracy", "worst group", "mean group\naccuracy", "train-weighted\naccuracy"):
-        t.add_column(col, justify="left" if col in ("split", "worst group") else "right", min_width=5)
+        t.add_column(col, justify="left" if col in ("split", "worst group") else "right", text=col == "worst group")
     for name, m in splits.items():
         t.add_row(name, str(m.get("n", "")), fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]), m.get("worst_group") or "-",
                   fmt(m["mean_group_accuracy"]), fmt(m["train_weighted_accuracy"]))
@@ -106,10 +164,10 @@ def metrics_table(splits: dict[str, Any], title: str) -> Table:
 
 def show_eval_many(r: dict[str, Any]) -> None:
     """Several models side by side: one row per model and split."""
-    t = Table(title="clean data, original labels", title_justify="left")
+    t = Table(title="clean data, original labels")
     for col in ("model", "trained on", "split", "n", "accuracy", "worst-group\naccuracy", "worst group"):
         left = col in ("model", "trained on", "split", "worst group")
-        t.add_column(col, justify="left" if left else "right", overflow="fold", min_width=15 if col == "trained on" else 5)
+        t.add_column(col, justify="left" if left else "right", text=left)
     for rep in r["models"]:
         if "perturbed" in rep:
             p = rep["perturbed"]
@@ -128,8 +186,8 @@ def groups_table(splits: dict[str, Any]) -> Table | None:
     names = next((list(m["groups"]) for m in splits.values() if m.get("groups")), None)
     if not names:
         return None
-    t = Table(title="per-group accuracy (n)", title_justify="left")
-    t.add_column("group")
+    t = Table(title="per-group accuracy (n)")
+    t.add_column("group", text=True)
     for s in splits:
         t.add_column(s, justify="right")
     for g in names:
@@ -145,7 +203,7 @@ def show_training(summary: dict[str, Any], verb: str) -> None:
     out.print(f"[bold]{verb}[/bold] {summary['arch']} on {_spec(summary['data'])} -> [bold]{summary['out']}[/bold] "
               f"({plural(summary['epochs'], 'epoch')} on {summary['device']}, kept epoch {summary['selected_epoch']})")
     h = summary["history"]
-    t = Table(title="training", title_justify="left")
+    t = Table(title="training")
     for col in ("epoch", "loss", "train acc", "val acc", "val worst-group"):
         t.add_column(col, justify="right")
     for row in h if len(h) <= 12 else h[:3] + h[-8:]:
@@ -160,9 +218,9 @@ def show_perturb(s: dict[str, Any]) -> None:
               f"(targets: {s['targets']}) -> [bold]{s['out']}[/bold]")
     cfg = ", ".join(f"{k}={_value(v)}" for k, v in s["config"].items() if k not in s.get("fixed", ()))
     out.print(f"  config: {cfg}")
-    t = Table(title="per-sample quality", title_justify="left")
+    t = Table(title="per-sample quality")
     for col in ("metric", "mean", "median", "min", "max"):
-        t.add_column(col, justify="right" if col != "metric" else "left")
+        t.add_column(col, justify="right" if col != "metric" else "left", text=col == "metric")
     t.add_row("success (reached target)", fmt(s["success_rate"]), "", "", "")
     for k in ("l0", "l2", "linf", "loss", "log_density", "grad_evals"):
         if k not in s:
@@ -188,9 +246,9 @@ def show_eval(r: dict[str, Any]) -> None:
         if "stored_success_rate" in p:
             out.print(f"  stored success rate: {fmt(p['stored_success_rate'])}   agreement with stored success: "
                       f"{fmt(p['agreement_with_stored_success'])}")
-        t = Table(title="stored per-sample metrics", title_justify="left")
+        t = Table(title="stored per-sample metrics")
         for col in ("metric", "mean", "median"):
-            t.add_column(col, justify="right" if col != "metric" else "left")
+            t.add_column(col, justify="right" if col != "metric" else "left", text=col == "metric")
         for k, v in p["stored_metrics"].items():
             label = f"{k} ({p['log_density_estimator']})" if k == "log_density" and p.get("log_density_estimator") else k
             t.add_row(label, fmt(v["mean"], 4), fmt(v["median"], 4))
@@ -218,12 +276,12 @@ def show_data(s: dict[str, Any]) -> None:
         out.print(f"  preprocessing: {details['preprocessing']}")
     if s.get("read") and any(v != "in memory" for v in s["read"].values()):
         out.print("  read on demand, batch by batch (write a uint8 cache with --out FILE.h5 to decode once)")
-    t = Table(title="splits", title_justify="left")
+    t = Table(title="splits")
     t.add_column("split")
     t.add_column("n", justify="right")
-    t.add_column("per class", justify="right")
+    t.add_column("per class", justify="right", text=True)
     if s.get("group_counts"):
-        t.add_column("per group (" + ", ".join(s["group_names"]) + ")", justify="right")
+        t.add_column("per group (" + ", ".join(s["group_names"]) + ")", justify="right", text=True)
     for k, n in s["sizes"].items():
         row = [k, str(n), str(s["class_counts"][k])]
         if s.get("group_counts"):
@@ -293,39 +351,47 @@ def _spec(spec: Any) -> str:
     return spec_label(spec) if isinstance(spec, dict) else str(spec)
 
 
+def _leaf(v: Any) -> str:
+    """A value shown on its key's line: text as it is, an empty mapping or list as ``none``, the rest as JSON."""
+    if isinstance(v, str):
+        return v
+    return "none" if isinstance(v, (dict, list)) and not v else json.dumps(v)
+
+
 def _add(tree: Tree, value: Any, depth: int = 0) -> None:
+    """``value`` under ``tree``: a mapping's keys each on its line, with its value or, below it, its contents."""
     if isinstance(value, dict):
         for k, v in value.items():
             if isinstance(v, (dict, list)) and v and depth < 6 and not (isinstance(v, list) and all(not isinstance(i, (dict, list)) for i in v)):
-                _add(tree.add(f"[bold]{k}[/bold]"), v, depth + 1)
+                _add(tree.add(f"[bold]{escape(str(k))}[/bold]"), v, depth + 1)
             else:
-                tree.add(f"[bold]{k}[/bold]: {json.dumps(v) if not isinstance(v, str) else v}")
+                tree.add(f"[bold]{escape(str(k))}[/bold]: {escape(_leaf(v))}")
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _add(tree.add(f"[{i}]"), v, depth + 1) if isinstance(v, (dict, list)) else tree.add(str(v))
+            _add(tree.add(f"[{i}]"), v, depth + 1) if isinstance(v, (dict, list)) else tree.add(escape(str(v)))
 
 
 def show_info(r: dict[str, Any]) -> None:
-    tree = Tree(f"[bold]{r['path']}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
+    tree = Tree(f"[bold]{escape(r['path'])}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
     threads = f" ({plural(r['threads'], 'CPU thread')})" if isinstance(r.get("threads"), int) else ""
     tree.add(f"[bold]created[/bold]: {r.get('created')} on {r.get('device')}{threads}")
-    tree.add(f"[bold]command[/bold]: {r.get('command')}")
+    tree.add(f"[bold]command[/bold]: {escape(str(r.get('command')))}")
     parents = tree.add("[bold]parents[/bold]" + ("" if r["parents"] else ": none"))
     mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED since[/red]", "missing": "[yellow]missing[/yellow]"}
     for p in r["parents"]:
-        parents.add(f"{p['role']}: {p['path']} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}")
+        parents.add(f"{p['role']}: {escape(p['path'])} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}")
     skip = {"kind", "schema", "command", "argv", "created", "device", "parents", "path", "sha256", "size_bytes", "contents", "history"}
     for key in ("params", "seeds", "versions", "summary", "metrics", "model", "init", "source", "perturbation", "data", "dataset", "train", "splits"):
         if key in r and key not in skip:
             v = r[key]
             if key == "train" and isinstance(v, dict):
                 v = {k: x for k, x in v.items() if k != "history"} | {"epochs_run": len(v.get("history", []))}
-            _add(tree.add(f"[bold]{key}[/bold]"), v)
+            _add(tree, {key: v})
     contents = r.get("contents") or {}
     if contents.get("datasets"):
         c = tree.add("[bold]datasets[/bold]")
         for name, d in contents["datasets"].items():
-            c.add(f"{name}: {tuple(d['shape'])} {d['dtype']}  {d['description']}")
+            c.add(escape(f"{name}: {tuple(d['shape'])} {d['dtype']}  {d['description']}"))
     if contents.get("state_dict"):
         n = len(contents["state_dict"])
         tree.add(f"[bold]state_dict[/bold]: {n} tensors")
@@ -342,19 +408,21 @@ def show_verify(r: dict[str, Any]) -> None:
             "unreadable": "[red]UNREADABLE[/red]"}
 
     def add(tree: Tree, entry: dict[str, Any]) -> None:
-        moved = entry.get("found") and entry["found"] not in (entry["path"], entry.get("abspath"))
-        where = f" (found at {entry['found']})" if moved else ""
-        line = f"{mark.get(entry['status'], entry['status'])} {entry.get('role')}: {entry['path']}{where}"
+        checked = f"checked {entry['found']}" if entry.get("found") else f"not at {entry.get('abspath') or entry['path']} nor beside it"
+        other = entry.get("elsewhere")
+        if other:
+            checked += f"; the recorded {other['path']} " + ("is unchanged" if other["status"] == "ok" else "differs too")
+        line = f"{mark.get(entry['status'], entry['status'])} {entry.get('role')}: {escape(entry['path'])} ({escape(checked)})"
         if entry["status"] == "changed":
             line += f" sha256 {entry['sha256_recorded'][:12]} recorded, {entry['sha256_now'][:12]} now"
         elif entry["status"] == "unreadable":
-            line += f": {entry.get('error')}"
+            line += f": {escape(str(entry.get('error')))}"
         sub = tree.add(line)
         for p in entry["parents"]:
             add(sub, p)
 
     for t in r["files"]:
-        tree = Tree(f"[bold]{t['path']}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…" + ("" if t["parents"] else ", no parents"))
+        tree = Tree(f"[bold]{escape(t['path'])}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…" + ("" if t["parents"] else ", no parents"))
         for p in t["parents"]:
             add(tree, p)
         out.print(tree, soft_wrap=False)

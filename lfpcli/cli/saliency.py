@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from lfpcli.cli import render
 from lfpcli.cli.options import (
@@ -20,10 +19,11 @@ from lfpcli.cli.options import (
     NormalizeOpt,
     PrecisionOpt,
     QuietOpt,
+    SaliencyBatchOpt,
     SeedOpt,
-    SolverBatchOpt,
     key_values,
 )
+from lfpcli.cli.render import Table
 from lfpcli.commands.common import fmt
 
 PANEL = "Chain"
@@ -64,7 +64,7 @@ def saliency(
     normalize: NormalizeOpt = None,
     arch: ForeignArchOpt = None,
     arch_arg: ForeignArchArgOpt = None,
-    batch_size: SolverBatchOpt = None,
+    batch_size: SaliencyBatchOpt = None,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "fp32",
@@ -113,9 +113,9 @@ def register(app: typer.Typer) -> None:
 
 def show_layers(result: dict[str, Any]) -> None:
     for m in result["models"]:
-        t = Table(title=f"{m['model']} ({m['arch']}, input {tuple(m['input_shape'])})", title_justify="left")
+        t = Table(title=f"{m['model']} ({m['arch']}, input {tuple(m['input_shape'])})")
         for col in ("layer", "type", "output (per sample)", "calls", ""):
-            t.add_column(col, justify="right" if col == "calls" else "left")
+            t.add_column(col, justify="right" if col == "calls" else "left", text=col != "calls")
         for r in m["layers"]:
             shape = "-" if r["output_shape"] is None else "(" + ", ".join(str(v) for v in r["output_shape"]) + ")"
             mark = "default Grad-CAM layer" if r["default"] else ("map" if r["spatial"] else "")
@@ -141,20 +141,20 @@ def show_saliency(s: dict[str, Any]) -> None:
                      f"of {s['data_label']} -> [bold]{s['out']}[/bold]")
     names = [m["name"] for m in s["models"]]
     if s.get("mask_area") is None:
-        t = Table(title="accuracy on these images", title_justify="left")
+        t = Table(title="accuracy on these images")
         for col in ("model", "accuracy"):
-            t.add_column(col, justify="left" if col == "model" else "right")
+            t.add_column(col, justify="left" if col == "model" else "right", text=col == "model")
         for m in s["models"]:
             t.add_row(m["name"], fmt(m["accuracy"]))
         render.out.print(t)
         render.out.print("  no foreground masks for these images, so no attribution share: give --masks FILE (one 0/1 mask per image)")
     else:
-        t = Table(title=f"attribution share inside the mask (pointing game), mask from {s['mask_source']}", title_justify="left")
-        t.add_column("images")
+        t = Table(title=f"attribution share inside the mask (pointing game), mask from {s['mask_source']}")
+        t.add_column("images", text=True)
         t.add_column("n", justify="right")
         t.add_column("chance", justify="right")
         for nm in names:
-            t.add_column(nm, justify="right")
+            t.add_column(nm, justify="right", text=True)
         area = s["mask_area"]
         first = s["models"][0]
         t.add_row("all", str(first["n"] + first["undefined"]), fmt(area["mean"]), *[_cell(m) for m in s["models"]])

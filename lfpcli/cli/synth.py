@@ -7,12 +7,11 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 from rich import box
-from rich.table import Table
 
 from lfpcli.cli import render
-from lfpcli.cli.options import ConfigOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, key_values
+from lfpcli.cli.render import Table
+from lfpcli.cli.options import ConfigOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ResumableForceOpt, ResumeOpt, key_values
 from lfpcli.commands.common import fmt
-from lfpcli.errors import LfpError
 
 PANEL = "Experiments"
 SIZES = "Sizes and budgets (default: the preset's)"
@@ -119,12 +118,6 @@ def _settings(loss, lr, momentum, max_epochs, window, rel_tol, eps_scaling, item
     return given
 
 
-class Interrupted(LfpError):
-    """Ctrl-C during a sweep: ``main()`` prints the message (what was saved, how to resume) and exits 130."""
-
-    exit_code = 130
-
-
 class _Bars:
     """Two progress bars for a sweep: configurations done, and the stage of the current one."""
 
@@ -151,14 +144,10 @@ def _threads(n: int) -> None:
 
 def _run(fn: Callable[..., Any], show: Callable[[Any], None], as_json: bool, quiet: bool, **kwargs: Any) -> None:
     from lfpcli.cli.app import _argv_is_ours
-    from lfpcli.commands.synth import SweepInterrupted
 
     bars = _Bars(bool(quiet) or (as_json and not sys.stderr.isatty()))
     try:
         result = fn(argv=sys.argv if _argv_is_ours() else None, progress=bars, **kwargs)
-    except SweepInterrupted as e:
-        # handed to lfp's main() as an error of its own (click would turn a KeyboardInterrupt into a bare Abort)
-        raise Interrupted(str(e)) from None
     finally:
         bars.close()
     render.emit_json(result) if as_json else show(result)
@@ -223,7 +212,7 @@ def run(
 
 @synth_app.command("sweep", epilog="Presets.  " + _presets_text())
 def sweep(
-    out: Annotated[str, typer.Option("--out", "-o", help="Results file to write (.h5); progress is kept in OUT.progress/ until it is written.", metavar="FILE.h5")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Results file to write (.h5); finished configurations are kept in OUT.resume/ until it is written.", metavar="FILE.h5")],
     preset: PresetOpt = "quick",
     sweep_: Annotated[Optional[list[str]], typer.Option("--sweep", help="A curve: KEY=V1,V2,... varies KEY with everything else at its base value "
                                                        "(repeatable; replaces the preset's curves). Keys: dim, hidden, n_natural, n_noise, eps "
@@ -253,15 +242,16 @@ def sweep(
     set_: SetOpt = None,
     threads: ThreadsOpt = 1,
     device: DeviceOpt = "auto",
-    force: ForceOpt = False,
+    force: ResumableForceOpt = False,
+    resume: ResumeOpt = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
     config: ConfigOpt = None,
 ) -> None:
     """Curves of configurations over methods, distributions and seeds, into one results file; resumable.
 
-    Rerunning an interrupted sweep with the same command continues with the configurations not yet done and ends with
-    the same results as an uninterrupted run.
+    An interrupted sweep, rerun as the same command with --resume, continues with the configurations not yet done and
+    ends with the same results as an uninterrupted run.
 
     Example: lfp synth sweep --preset quick --out q.h5, then lfp synth plot q.h5 --out q.png
     """
@@ -270,7 +260,8 @@ def sweep(
     _threads(threads)
     _run(synth_sweep, show_sweep, json_, quiet, out=out, preset=preset, methods=method, dists=dist, variants=variant,
          seeds=seeds, dim=dim, hidden=hidden, n_natural=n_natural, n_noise=n_noise, eps=eps, ratio=ratio, sweeps=sweep_,
-         settings=_settings(loss, lr, momentum, max_epochs, window, rel_tol, eps_scaling, set_), device=device, force=force)
+         settings=_settings(loss, lr, momentum, max_epochs, window, rel_tol, eps_scaling, set_), device=device, force=force,
+         resume=resume)
 
 
 @synth_app.command("plot")
@@ -331,7 +322,7 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         t = Table(title=f"accuracy on natural data vs {col} (mean±std over {seeds_text([p for c in mine for p in c['points']])})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
         for name in ("method", *(("data",) if show_dist else ()), HEADINGS[col], "perturbed", "baseline", "success", "l0", "l2", "epochs"):
-            t.add_column(name, justify="left" if name in ("method", "data") else "right")
+            t.add_column(name, justify="left" if name in ("method", "data") else "right", text=name in ("method", "data"))
         for c in mine:
             for k, p in enumerate(c["points"]):
                 label = f"{c['key']} {_value(p['value'])}" if col == "budget" else _value(p["value"])
@@ -350,7 +341,7 @@ def summary_tables(summary: dict[str, Any]) -> list[Table]:
         extra = [k for k, v in sizes.items() if len(v) > 1]
         for name in ("method", *(("data",) if show_dist else ()), "d", *(HEADINGS[k] for k in extra), "budget", "perturbed",
                      "baseline", "success", "l2", "epochs"):
-            t.add_column(name, justify="left" if name in ("method", "data") else "right")
+            t.add_column(name, justify="left" if name in ("method", "data") else "right", text=name in ("method", "data"))
         for p in pts:
             budget = f"eps={_value(p['eps'])}" if p["eps"] is not None else f"ratio={_value(p['ratio'])}"
             data = p["dist"] + ("" if p["variant"] == "noise" else f"/{p['variant']}")
@@ -369,7 +360,7 @@ def show_run(s: dict[str, Any]) -> None:
                      f"({fmt(s['seconds'], 1)} s on {s['device']})" + (f" -> [bold]{s['out']}[/bold]" if s.get("out") else ""))
     t = Table(title="accuracy on the n natural samples (their labels)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=0)
     for col in ("network", "trained on", "accuracy", "fit", "epochs", "loss"):
-        t.add_column(col, justify="left" if col in ("network", "trained on") else "right")
+        t.add_column(col, justify="left" if col in ("network", "trained on") else "right", text=col in ("network", "trained on"))
     src = "natural samples" if p["variant"] == "natural" else "noise"
     t.add_row("natural", "natural samples, labels", "", fmt(r["fit_natural"]), str(r["epochs_natural"]), fmt(r["loss_natural"], 4))
     t.add_row("baseline", f"{src}, targets", fmt(r["acc_baseline"]), fmt(r["fit_baseline"]), str(r["epochs_baseline"]),

@@ -166,8 +166,7 @@ def fit_density_file(
         if sidecar is None:
             raise
         kept = len([u for u in sidecar.units() if u.startswith("vae-class-")])
-        raise Interrupted(f"interrupted; {kept} of {ds.num_classes} class VAEs are kept in {sidecar.dir}: run the same "
-                          f"command with --resume to finish") from None
+        raise Interrupted(sidecar.interrupted(kept, ds.num_classes, "class VAEs")) from None
     tensors, state = q.state()
     desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": num_points, "dim": q.dim,
             "params": state, "normalized": bool(q.normalized), "data": ds.spec,

@@ -115,7 +115,8 @@ def perturb(
 
     ``precision``, ``channels_last``, ``compile`` (:mod:`lfpcli.precision`): how the model's forward and backward
     run inside the solver (its success is judged there too); perturbations and density terms stay float32.
-    ``batch_size`` None: 256 on a CPU; on CUDA the largest that fits, found by doubling (:func:`solver_batch_size`).
+    ``batch_size`` None: 256 on a CPU; on CUDA a quarter of the largest batch whose forward and backward fit, found by
+    doubling (:func:`solver_batch_size`).
 
     ``model`` may also be a model file lfp did not write (TorchScript, a torch.export program, a state dict with
     ``arch``/``arch_args``): then ``data`` and ``normalize`` are required (:mod:`lfpcli.commands.foreign`).
@@ -184,17 +185,20 @@ def perturb(
     iters = cfg.steps * getattr(cfg, "search_steps", 1)
     total_batches = math.ceil(n / batch_size)
     stage = f"{method} on {n} sample{'s' if n != 1 else ''}"
-    progress(stage, 0, total_batches * iters, unit="iter")
     # finished batches are kept beside the output, so that a killed run finishes with --resume
     sidecar = distributed.shared_sidecar(
         lambda: Sidecar(out, run_fingerprint("perturb", run_params, parents, dev), resume=resume, force=force), out)
+    # the batches the bar counts as done: those a resumed run finds kept come first, so that the bar opens there and
+    # its rate and time left count only the work of this run
+    counted = {b for b in range(total_batches) if sidecar.has(f"batch-{b:06d}")}
+    progress(stage, len(counted) * iters, total_batches * iters, unit="iter")
 
     def solve(b: int, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Solve batch ``b`` (inputs ``x``) and keep it in the sidecar."""
         start, stop = b * batch_size, min((b + 1) * batch_size, n)
         t = tgt_all[start:stop]
         x = x.to(dev)
-        tick = scaled(progress, stage, b * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}")
+        tick = scaled(progress, stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}")
         # one generator per batch, a function of the seed and the batch alone: a resumed run draws the same
         res = spec.fn(solver_net, x, t.to(dev), cfg, generator=torch.Generator().manual_seed(batch_seed(seed, b)),
                       progress=tick, **solver_kw)
@@ -203,6 +207,7 @@ def perturb(
                    "skipped": res.extras.get("skipped", torch.zeros_like(res.success)),
                    "log_density": log_density(res.x, t.to(dev), sp.index[start:stop] if split == "train" else None)}
         sidecar.save(f"batch-{b:06d}", {"x": res.x, "metrics": metrics})
+        counted.add(b)
         return res.x, metrics
 
     # under torchrun each rank solves its share of the batches into the sidecar; rank 0 alone then writes them all
@@ -227,15 +232,15 @@ def perturb(
                 else:
                     x_new, metrics = solve(b, next(inputs))
                 kept = b + 1
+                counted.add(b)  # under torchrun: batches the other ranks solved
                 w.add(x_new, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
                 for k in sums:
                     sums[k].append(metrics[k].detach().cpu())
                 reached += int(sums["success"][-1].sum())
-                progress(stage, (b + 1) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}",
+                progress(stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}",
                          reached=f"{reached}/{stop}")
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; {kept} of {total_batches} batches are kept in {sidecar.dir}: run the same "
-                              f"command with --resume to finish") from None
+            raise Interrupted(sidecar.interrupted(kept, total_batches, "batches")) from None
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
         y = sp.y[:n]
         summary = {

@@ -286,8 +286,8 @@ def saliency(
     or a class index or name.
 
     Where the images have foreground masks (the data's own, e.g. spurious-digits' digit, or ``masks``: a
-    ``.npy`` or lfp dataset file, one (H, W) 0/1 mask per row of the split) every map gets its attribution share
-    and pointing-game result (:mod:`lfpcli.attribution.scores`); the summary has them per model, overall and
+    ``.npy`` or lfp dataset file, one (H, W) 0/1 mask per row of the split; ``"none"``: no masks) every map gets its
+    attribution share and pointing-game result (:mod:`lfpcli.attribution.scores`); the summary has them per model, overall and
     per group, next to the chance level (the mask's area).
 
     A model file lfp did not write (TorchScript, a torch.export program, a state dict with ``arch``) needs ``data``
@@ -326,7 +326,9 @@ def saliency(
     if tgt_rule == "perturbation" and img.perturbation_target is None:
         raise ConfigError("--target perturbation needs a perturbed set as --data (SET.h5 from lfp perturb)")
     mask_parents: list[dict[str, Any]] = []
-    if masks is not None:
+    if masks is not None and str(masks).lower() == "none":  # no share even where the data has masks
+        img.mask, img.mask_source = None, None
+    elif masks is not None:
         m = read_mask_file(masks, tuple(img.x.shape), img.split)
         img.mask, img.mask_source = torch.from_numpy(m), f"file {masks}"
         mask_parents.append(parent_entry("masks", masks, "mask"))
@@ -443,6 +445,8 @@ def saliency(
                 targets=[e["target"][:show] for e in per_model],
                 title=f"{config.method}" + (f" ({', '.join(sorted({e['layer'] for e in per_model}))})" if config.method == "gradcam" else "")
                       + f", target: {target}, {img.label()}",
+                note=f"the first {show} of {count} images explained (--png-rows {png_rows}); every map is in {out}"
+                     if show < count else None,
             )
             write_png(png, fig, force=force)
     return {"out": str(out), "png": str(png) if png is not None else None, "kind": "saliency-maps", "device": str(dev), **summary}

@@ -2,8 +2,9 @@
 
 - :func:`synth_run`: one configuration; optionally writes a one-row results file.
 - :func:`synth_sweep`: a preset or a plan of curves (``--sweep KEY=V1,V2,...``) over methods, distributions and
-  seeds; writes one results file. Finished configurations are kept in ``OUT.progress/`` as they finish, so an
-  interrupted sweep rerun with the same command continues where it stopped and ends with the same results.
+  seeds; writes one results file. Finished configurations are kept in ``OUT.resume/`` as they finish, so an
+  interrupted sweep rerun as the same command with ``resume`` continues where it stopped and ends with the same
+  results (:mod:`lfpcli.artifacts.resume`, as every command that resumes).
 - :func:`synth_plot`: the summary table of a results file and, with ``out``, its figure (.png, .pdf or .svg).
 
 Each resolves its inputs, runs the library (:mod:`lfpcli.synth`), writes through :mod:`lfpcli.artifacts.synth`
@@ -25,7 +26,7 @@ from lfpcli.artifacts import check_output, make_record
 from lfpcli.artifacts.resume import Sidecar
 from lfpcli.artifacts.synth import read_results, save_figure, write_results
 from lfpcli.commands.common import check_seed, resolve_device
-from lfpcli.errors import ArtifactError, ConfigError, InputError
+from lfpcli.errors import ArtifactError, ConfigError, InputError, Interrupted
 from lfpcli.progress import Progress, no_progress
 from lfpcli.synth.data import DISTS
 from lfpcli.synth.protocol import (
@@ -33,14 +34,10 @@ from lfpcli.synth.protocol import (
 )
 from lfpcli.synth.sweep import PRESETS, Plan, parse_sweep, preset as preset_fields, run_sweep
 
-__all__ = ["SweepInterrupted", "synth_plot", "synth_run", "synth_sweep"]
+__all__ = ["synth_plot", "synth_run", "synth_sweep"]
 
 RESULT_SUFFIXES = (".h5", ".hdf5")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a sweep; the message says what was saved and how to resume."""
 
 
 def _settings(preset_settings: dict[str, Any], overrides: dict[str, Any] | None) -> Settings:
@@ -256,6 +253,7 @@ def synth_sweep(
     settings: dict[str, Any] | None = None,
     device: str = "auto",
     force: bool = False,
+    resume: bool = False,
     progress: Progress = no_progress,
     argv: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -264,9 +262,10 @@ def synth_sweep(
     The plan is ``preset``'s, with every given value replacing the preset's: ``methods``, ``dists``,
     ``variants``, ``seeds`` (comma-separated text or lists), the base values, and ``sweeps`` (``"KEY=V1,V2"`` or
     ``"METHOD:KEY=V1,V2"``), which replace the preset's curves (``["none"]``: no curve, the base configurations only). ``settings`` replaces fields of
-    :class:`lfpcli.synth.Settings`. Finished configurations go to ``OUT.resume/`` as they finish; a rerun with the
-    same plan, settings and device resumes from there (another plan is refused, naming what differs, or with
-    ``force`` started over); the folder is removed once ``out`` is written. Ctrl-C raises :class:`SweepInterrupted` saying what was saved.
+    :class:`lfpcli.synth.Settings`. Finished configurations go to ``OUT.resume/`` as they finish; ``resume`` continues
+    from there a sweep of the same plan, settings and device (another plan is refused, naming what differs); without
+    it leftover progress is an error unless ``force`` starts over; the folder is removed once ``out`` is written. Ctrl-C
+    raises :class:`lfpcli.errors.Interrupted` saying what was kept, as every command that resumes.
     """
     check_output(out, force, RESULT_SUFFIXES)
     if preset not in PRESETS:
@@ -285,8 +284,7 @@ def synth_sweep(
         "cpu_threads": torch.get_num_threads() if dev.type == "cpu" else None,
         "versions": {"lfpcli": lfpcli.__version__, "torch": torch.__version__}, "n_points": len(points),
     }
-    # a sweep always continues its own unfinished run (rerun the same command); another sweep's is refused
-    store = Sidecar(out, identity, resume=True, force=force)
+    store = Sidecar(out, identity, resume=resume, force=force)
     done = {}
     for unit in store.units():
         if unit.startswith("row-"):
@@ -307,10 +305,7 @@ def synth_sweep(
         with store:
             rows = run_sweep(points, s, device=dev, done=done, on_row=keep, progress=progress)
     except KeyboardInterrupt:
-        raise SweepInterrupted(
-            f"interrupted: {saved[0]} of {len(points)} configurations are saved in {store.dir}; "
-            f"rerun the same command to resume"
-        ) from None
+        raise Interrupted(store.interrupted(saved[0], len(points), "configurations")) from None
     record = _record(plan, s, preset=preset, device=dev, device_arg=device, argv=argv, n_points=len(points),
                      resumed=resumed, command="sweep")
     _write(out, rows, record, force)

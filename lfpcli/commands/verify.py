@@ -1,8 +1,9 @@
 """``lfp verify``: check a chain of artifacts found on disk, file by file, down to its first ancestors.
 
 Every lfp artifact records its parents by path and sha256. ``verify`` reads each given file's record, finds
-each parent (at its recorded absolute path, its recorded path, or beside the artifact), recomputes its sha256
-and compares; a parent that is itself an lfp artifact and unchanged is checked the same way, recursively.
+each parent (the file of its name beside the artifact, else at its recorded absolute path or recorded path; when
+both exist, both are checked: :func:`lfpcli.artifacts.provenance.parent_status`), recomputes its sha256 and
+compares; a parent that is itself an lfp artifact and unchanged is checked the same way, recursively.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def _node(path: Path, visiting: set[str]) -> dict[str, Any]:
         entry: dict[str, Any] = {"role": p.get("role"), "path": p.get("path"), "abspath": p.get("abspath"), "kind": p.get("kind"),
                                  "sha256_recorded": p.get("sha256"), "found": p.get("found"), "status": p["status"],
                                  "sha256_now": p.get("sha256_now"), "parents": []}
+        if p.get("elsewhere"):
+            entry["elsewhere"] = p["elsewhere"]
         if p["status"] == "ok" and p.get("kind") not in LEAF_KINDS:
             try:
                 sub = _node(Path(p["found"]), visiting)
@@ -53,8 +56,8 @@ def verify(files: list[str | Path], *, argv: list[str] | None = None) -> dict[st
     """Verify each of ``files`` and its recorded ancestors.
 
     Returns ``{"ok": bool, "files": [tree, ...], "counts": {"ok", "changed", "missing", "unreadable"}}`` where a
-    tree is ``{"path", "kind", "sha256", "parents": [{"role", "path", "status", "found", "sha256_recorded",
-    "sha256_now", "parents": [...]}, ...]}``. ``ok`` holds only when every ancestor of every file is present and
+    tree is ``{"path", "kind", "sha256", "parents": [{"role", "path", "status", "found" (the file checked),
+    "sha256_recorded", "sha256_now", "elsewhere" (when present: the other file checked), "parents": [...]}, ...]}``. ``ok`` holds only when every ancestor of every file is present and
     unchanged. A given file that is missing or not an lfp artifact is an input error.
     """
     del argv

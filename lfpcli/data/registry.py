@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -62,17 +63,7 @@ def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("empty data spec; give a built-in name (" + ", ".join(list_datasets()) + ") or an lfp .h5 file")
     name, _, rest = text.partition(":")
     if name in BUILTINS:
-        types = BUILTINS[name].param_types
-        params: dict[str, Any] = {}
-        for item in filter(None, rest.split(",")):
-            key, eq, value = item.partition("=")
-            if not eq or key not in types:
-                raise ConfigError(f"data spec '{text}': {name} takes {', '.join(f'{k}=...' for k in types)}")
-            try:
-                params[key] = types[key](value)
-            except ValueError:
-                raise ConfigError(f"data spec '{text}': {key} must be a {types[key].__name__}") from None
-        return {"type": "builtin", "name": name, "params": params}
+        return {"type": "builtin", "name": name, "params": _key_values(text, name, rest, BUILTINS[name].param_types)}
     if name in REAL:
         return _parse_real(text, name, rest)
     p = Path(text)
@@ -86,25 +77,36 @@ def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
     raise ConfigError(f"unknown dataset '{text}'; choose one of {_all_names()}, or give an lfp .h5 file")
 
 
+def _key_values(text: str, name: str, rest: str, types: dict[str, type]) -> dict[str, Any]:
+    """The ``key=value,...`` after a data spec's name, each value of its key's type. A key the data does not take is
+    named, with the closest one it does take (as the CLI does for a misspelled option) and the list of all."""
+    takes = f"{name} takes {', '.join(f'{k}=...' for k in types)}"
+    params: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = (s.strip() for s in item.partition("="))
+        if key not in types:
+            close = difflib.get_close_matches(key, types, n=1) or difflib.get_close_matches(key.lower(), types, n=1)
+            hint = f" (did you mean {close[0]}=...?)" if close else ""
+            raise ConfigError(f"data spec '{text}': {name} has no key '{key}'{hint}; {takes}")
+        if not eq:
+            raise ConfigError(f"data spec '{text}': '{key}' has no value: write {key}=VALUE ({takes})")
+        try:
+            params[key] = types[key](value)
+        except ValueError:
+            kind = "whole number" if types[key] is int else "number" if types[key] is float else types[key].__name__
+            raise ConfigError(f"data spec '{text}': {key} must be a {kind}, not '{value}'") from None
+    return params
+
+
 def _parse_real(text: str, name: str, rest: str) -> dict[str, Any]:
     """``waterbirds:root=DIR,size=64`` -> ``{"type": "real", "name", "params"}``; path parameters made absolute."""
     from lfpcli.data.real.common import abs_path
 
     entry = REAL[name]
-    types = entry.param_types
-    params: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
-        key, eq, value = item.partition("=")
-        key = key.strip()
-        if not eq or key not in types:
-            raise ConfigError(f"data spec '{text}': {name} takes {', '.join(f'{k}=...' for k in types)}")
-        value = value.strip()
-        try:
-            params[key] = types[key](value)
-        except ValueError:
-            raise ConfigError(f"data spec '{text}': {key} must be a {'whole number' if types[key] is int else types[key].__name__}") from None
-        if key in entry.paths and value and value not in ("auto", "none"):
-            params[key] = abs_path(value)
+    params = _key_values(text, name, rest, entry.param_types)
+    for key in entry.paths:
+        if params.get(key) and params[key] not in ("auto", "none"):
+            params[key] = abs_path(params[key])
     if not params.get(entry.required):
         what = "FILE" if entry.required == "csv" else "DIR"
         raise ConfigError(f"data spec '{text}': {name} needs {entry.required}={what} ({entry.summary})")

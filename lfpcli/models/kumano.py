@@ -1,7 +1,7 @@
 """Kumano et al.'s small ConvNet for MNIST and Fashion-MNIST (ICLR 2024, ``utils/classifiers/conv.py``), as the
 seed paper's Appendix B uses it.
 
-Registered as ``kumano-cnn``. On a 1x28x28 input (``reference/datasets.md`` section 6.3):
+Registered as ``kumano-cnn``. On a 1x28x28 input:
 
 =======  ================================================================  ===========
 layer    operation                                                         output

@@ -2,7 +2,7 @@
 
 Registered as ``wrn-28-10``; ``depth`` (6n + 4), ``width`` (the widening factor k) and ``dropout`` are architecture
 options (``--arch-arg depth=16 --arch-arg width=4``), ``conv_bias`` chooses between Kumano's convolutions with
-biases (the default) and the WRN paper's without. Layout (``reference/datasets.md`` section 6.2; 32x32 input):
+biases (the default) and the WRN paper's without. Layout (Kumano et al.'s code; 32x32 input):
 
 - stem: 3x3 conv, C -> 16
 - three groups of n = (depth - 4) / 6 pre-activation blocks of width 16k, 32k, 64k; the first block of groups 2

@@ -36,6 +36,10 @@ LEGEND = {
     "acc_perturbed": "trained on the perturbed inputs (line: mean, band: min-max over seeds)",
     "acc_baseline": "baseline: trained on the same inputs unperturbed",
 }
+#: A swept key whose largest value is at least this many times its smallest gets a log x-axis.
+LOG_SPAN = 10
+#: Legend text size in points: that of the axis labels, so that it reads as well as they do.
+LEGEND_FONT = 10
 MEANS = ("success", "l0", "l2", "linf", "fit_natural", "fit_baseline", "fit_perturbed", "epochs_natural",
          "epochs_baseline", "epochs_perturbed", "time_total")
 
@@ -141,8 +145,14 @@ def make_figure(summary: dict[str, Any], *, title: str | None = None):
         if not handles:
             handles = [*drawn, chance]
         positive = [x for x in xs if x > 0]
-        if len(positive) == len(xs) and len(xs) > 1 and max(xs) / min(xs) >= 20:
+        if len(positive) == len(xs) and len(xs) > 1 and max(xs) / min(xs) >= LOG_SPAN:
+            # values spread over a decade or more (d = 100, 300, 1000): evenly spaced on a log axis, each labelled
+            from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator(xs))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_ylim(0.0, 1.02)
         ax.set_xlabel(BUDGET_LABELS[m] if col == "budget" else AXIS_LABELS[col])
         ax.set_ylabel("accuracy on natural data")
@@ -156,6 +166,6 @@ def make_figure(summary: dict[str, Any], *, title: str | None = None):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.legend(handles, [LEGEND["acc_perturbed"], LEGEND["acc_baseline"], "chance"], loc="outside lower center",
-               ncols=3 if ncols > 1 else 1, fontsize=8, frameon=False)
+               ncols=3 if ncols > 2 else 1, fontsize=LEGEND_FONT, frameon=False)
     return fig
 

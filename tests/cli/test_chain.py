@@ -70,6 +70,27 @@ def test_info_names_parents_with_matching_hashes(chain, capsys):
     assert code == 0 and "pgd-l2" in out and "random-other" in out
 
 
+def _bare_keys(tree_text: str) -> list[str]:
+    """Lines of a printed tree that name a key with neither a value nor anything below them."""
+    import re
+
+    lines = tree_text.splitlines()
+    depth = [len(re.match(r"^[│ ]*[├└]?─*\s*", ln).group(0)) for ln in lines]
+    return [ln for k, ln in enumerate(lines)
+            if re.search(r"[├└]── [\w-]+$", ln) and not (k + 1 < len(lines) and depth[k + 1] > depth[k])]
+
+
+@pytest.mark.parametrize("name", ["eval.json", "pgd.h5", "model_pgd.pt"])
+def test_info_shows_a_value_or_contents_for_every_key(chain, capsys, name):
+    d, _ = chain
+    code, out, err = lfp("info", str(d / name), capsys=capsys)
+    assert code == 0, err
+    assert not _bare_keys(out), _bare_keys(out)
+    if name == "eval.json":
+        assert "── model: model_pgd.pt" in out.replace(str(d) + "/", "")  # the model the report is about, by name
+        assert "── seeds: none" in out
+
+
 def test_retrained_model_records_its_origin_and_fresh_init(chain):
     d, _ = chain
     meta = torch.load(d / "model_pgd.pt", weights_only=True)["meta"]

@@ -120,3 +120,19 @@ def test_without_a_root_the_script_stops_with_one_line(script, tmp_path):
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no data root: give --root DIR or set "), r.stderr
     assert not (tmp_path / "o").exists()
+
+
+#: A comment that predicts a run time or an outcome the script does not itself show.
+PREDICTIONS = (r"\b(about|takes|within|under) \d+(\.\d+)? ?(s|sec|seconds?|min|minutes?|h|hours?)\b",
+               r"\b(does|do|is|are) (better|worse)\b", r"\b(improves|beats|outperforms)\b")
+
+
+@pytest.mark.parametrize("script", sorted((REPO / "examples").glob("*.sh")), ids=lambda p: p.name)
+def test_script_comments_say_what_it_does_not_what_it_will_find(script):
+    """Run times and results depend on the machine and the run: a script's comments describe its steps; where the
+    answer is, the script prints it."""
+    import re
+
+    comments = [ln.split("#", 1)[1] for ln in script.read_text().splitlines() if "#" in ln and not ln.lstrip().startswith("#!")]
+    claims = [c for c in comments if any(re.search(p, c, re.IGNORECASE) for p in PREDICTIONS)]
+    assert not claims, claims

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from clirun import interruptible, lfp
+
 from lfpcli.cli.app import command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +67,92 @@ def test_help_names_values_not_python_types(path, capsys, monkeypatch):
         assert not re.search(r"--(force|json|help|quiet)\s+(-\w\s+)?[A-Z<]{2,}", line), line
 
 
+def _command_at(path):
+    cmd = command()
+    for name in path:
+        cmd = cmd.commands[name]
+    return cmd
+
+
+@pytest.mark.parametrize("path", sorted(_all_commands()), ids=lambda p: " ".join(p) or "lfp")
+def test_help_shows_bracketed_text_as_written(path, capsys, monkeypatch):
+    """Help texts are plain text: '[report, ...]' or '[:key=value,...]' must not be read as rich markup and vanish."""
+    monkeypatch.setenv("COLUMNS", "250")
+    code, out, err = lfp(*path, "--help", capsys=capsys)
+    assert code == 0, err
+    shown = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
+    cmd = _command_at(path)
+    texts = [cmd.help or "", cmd.epilog or ""] + [p.help or "" for p in cmd.params]
+    texts += [(sub.short_help or sub.help or "").split("\n\n")[0] for sub in getattr(cmd, "commands", {}).values()]
+    for text in texts:
+        for bracketed in re.findall(r"\[[^\[\]]*\]", text):
+            assert " ".join(bracketed.split()) in shown, (path, bracketed)
+
+
+def test_batch_size_help_says_what_each_command_chooses(capsys, monkeypatch):
+    """perturb and saliency choose their CUDA batch differently; each --batch-size help says which (checked here on a
+    pretend GPU whose memory holds a forward and backward of at most 1000 samples)."""
+    import importlib
+
+    from lfpcli.precision import auto_batch_size
+
+    perturb_mod = importlib.import_module("lfpcli.commands.perturb")  # (lfpcli.commands.perturb is also a function)
+    saliency_mod = importlib.import_module("lfpcli.commands.saliency")
+
+    def probe(*args, **kwargs):
+        def step(b):
+            if b > 1000:
+                raise torch.OutOfMemoryError("pretend")
+        return step
+
+    monkeypatch.setattr(perturb_mod, "input_gradient_step", probe)
+    monkeypatch.setattr(saliency_mod, "input_gradient_step", probe)
+    cuda = torch.device("cuda")
+    largest = auto_batch_size(probe(), device=cuda, limit=1 << 20, headroom=1.0)
+    assert perturb_mod.solver_batch_size(None, (1, 8, 8), cuda, 10**6) == largest // 4
+    assert saliency_mod.saliency_batch_size([None], (1, 8, 8), cuda, 10**6) == int(0.8 * largest)
+    assert perturb_mod.CPU_BATCH == saliency_mod.CPU_BATCH == 256
+    monkeypatch.setenv("COLUMNS", "250")
+    for cmd, rule in (("perturb", "on CUDA a quarter of the largest batch"), ("saliency", "on CUDA 80% of the largest batch")):
+        _, out, _ = lfp(cmd, "--help", capsys=capsys)
+        flat = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
+        assert "256 on a CPU" in flat and rule in flat, cmd
+
+
+#: A file of this repository named in text: a relative path up (../), a path under one of the repository's folders,
+#: or a reference document (shared/..., reference/...), which a clone does not have.
+REPO_FILE = re.compile(r"(?<![\w/.~-])(?:(?:\.\./)+[\w./-]+|(?:docs|examples|benchmarks|completions|tests|lfpcli|shared|reference)/"
+                       r"[\w./*-]*)")
+
+
+def _unknown_files(text: str, base: Path) -> list[str]:
+    """The files ``text`` points to that the repository does not have (links relative to ``base``)."""
+    bad = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        path = target.split("#")[0]
+        if path and not re.match(r"[a-z]+:", path) and not (base / path).exists():
+            bad.append(target)
+    for ref in REPO_FILE.findall(text):
+        ref = ref.rstrip(".,;:")
+        if ref.startswith("../") or not list(ROOT.glob(ref.rstrip("/") or ".")):
+            bad.append(ref)
+    return bad
+
+
+@pytest.mark.parametrize("doc", sorted((ROOT / "docs").glob("*.md")), ids=lambda p: p.name)
+def test_docs_point_only_to_files_a_clone_has(doc):
+    assert not _unknown_files(doc.read_text(), doc.parent)
+
+
+def test_help_points_only_to_files_a_clone_has():
+    texts = []
+    for path in _all_commands():
+        cmd = _command_at(path)
+        texts += [cmd.help or "", cmd.epilog or "", *(p.help or "" for p in cmd.params)]
+    assert not _unknown_files("\n".join(texts), ROOT)
+    assert _unknown_files("see ../shared/reference/datasets.md and [x](nope.md)", ROOT) == ["nope.md", "../shared/reference/datasets.md"]
+
+
 def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
     _, perturb_help, _ = lfp("perturb", "--help", capsys=capsys)
@@ -113,6 +199,19 @@ def test_a_text_file_or_noise_as_a_checkpoint_says_what_was_found(tmp_path, caps
     assert code == 2 and "is a text file" in err
     code, _, err = lfp("eval", "--in", tmp_path / "noise.pt", capsys=capsys)
     assert code == 2 and "no format lfp knows" in err and "pickled" not in err
+
+
+@pytest.mark.parametrize("name, content, what", [
+    ("notes.pt", b"not a model\n", "is a text file"), ("notes.txt", b"hello\n", "is a text file"),
+    ("notes.h5", b"hello\n", "is a text file"), ("noise.bin", bytes(range(7, 200)), "no format lfp knows"),
+])
+@pytest.mark.parametrize("command", ["info", "verify"])
+def test_info_on_a_file_that_is_no_artifact_says_what_it_is_and_is_not(tmp_path, capsys, command, name, content, what):
+    """info and verify read any lfp artifact, so a stranger is 'not an lfp artifact', whatever its extension."""
+    (tmp_path / name).write_bytes(content)
+    code, _, err = lfp(command, tmp_path / name, capsys=capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert what in err and "not an lfp artifact" in err and "not a model checkpoint" not in err, err
 
 
 def test_a_checkpoint_given_where_an_h5_is_wanted_is_named(model, tmp_path, capsys):
@@ -308,6 +407,32 @@ def test_the_bar_shows_in_any_terminal_width_without_a_bogus_first_rate(cols):
     assert "it/s" not in first or "?it/s" in first or re.search(r"\b0\.00it/s", first), first  # no rate from a burst
 
 
+TRAINING_BAR = """
+import time, torch, os
+os.environ.pop("COLUMNS", None)
+from lfpcli.cli.render import TqdmProgress
+p = TqdmProgress(min_interval=0)
+stage = "training 15 epochs"
+for done, epoch in ((1234, 7), (2002, 11), (2750, 15)):
+    p(stage, done, 2750, unit="batch", epoch=f"{epoch}/15", loss=torch.tensor(0.123456), val_acc=0.98765, val_wga=0.87654)
+    time.sleep(0.2)
+p.close()
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+@pytest.mark.parametrize("cols", [80, 100, 120])
+def test_the_training_bar_keeps_its_bar_and_every_figure_at_80_to_120_columns(cols):
+    """At a width where the figures do not fit beside the bar they go to a line of their own: the bar keeps at least
+    10 columns and the last figure (val_wga) is never cut."""
+    drawn = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", _bar_output(TRAINING_BAR, cols))
+    lines = [ln.rstrip() for ln in re.split(r"[\r\n]+", drawn) if ln.strip()]
+    assert all(len(ln) <= cols for ln in lines), [ln for ln in lines if len(ln) > cols]
+    bars = [re.search(r"\|(.*?)\|", ln) for ln in lines if "training 15 epochs" in ln]
+    assert bars and all(b and len(b.group(1)) >= 10 for b in bars), lines
+    assert any("epoch=11/15, loss=0.1235, val_acc=0.9877, val_wga=0.8765" in ln for ln in lines), lines
+
+
 def test_the_drawer_reads_device_tensors_only_when_it_redraws(monkeypatch):
     from lfpcli.cli import render
 
@@ -325,6 +450,73 @@ def test_the_drawer_reads_device_tensors_only_when_it_redraws(monkeypatch):
     p("s", 100, 100, value=Lazy())
     p.close()
     assert len(reads) == 2  # the first draw and the last, not one per call
+
+
+# ------------------------------------------------------------------------------------------------ width
+
+
+LONG = "runs/waterbirds-seed-0/model_pgd-l2_random-other.pt"
+
+
+def _eval_report(name: str) -> dict:
+    groups = {g: {"accuracy": 0.75, "n": 1200} for g in ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water")}
+    split = {"n": 4795, "accuracy": 0.873, "worst_group_accuracy": 0.412, "worst_group": "waterbird/land",
+             "mean_group_accuracy": 0.7, "train_weighted_accuracy": 0.85, "groups": groups}
+    return {"model": name, "trained_on": "waterbirds:root=/data/waterbird_complete95_forest2water2", "out": LONG + ".json",
+            "data": {"type": "builtin", "name": "spurious-digits", "params": {}},
+            "splits": {"train": split, "val": split, "test": split}}
+
+
+def _printed(capsys) -> list[str]:
+    from lfpcli.cli import render
+    from lfpcli.cli.report import show_curves
+
+    capsys.readouterr()
+    render.show_eval(_eval_report(LONG))
+    render.show_eval_many({"models": [_eval_report(LONG), _eval_report("model.pt")]})
+    show_curves({"out": "curves.png", "panels": [{
+        "title": "pgd-l2 on spurious-digits:correlation=0.95 (random-other targets, kde density)", "checkpoints": [LONG] * 3,
+        "epochs": 20, "last_epoch_mean": {"train_accuracy": 0.99, "val_accuracy": 0.95, "val_worst_group_accuracy": 0.9}}]})
+    return capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("cols", [80, 120])
+def test_tables_and_lines_fit_a_terminal_of_80_to_120_columns_with_words_whole(cols, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", str(cols))
+    lines = _printed(capsys)
+    assert all(len(ln) <= cols for ln in lines), [ln for ln in lines if len(ln) > cols]
+    text = "\n".join(lines)
+    assert "…" not in text  # nothing cut short
+    for word in ("worst-group", "train-weighted", "accuracy", "waterbird/land"):
+        assert re.search(rf"(^|\s){re.escape(word)}(\s|$)", text, re.MULTILINE), word  # whole, not folded or cut
+    assert re.search(r"val\s+worst\s+group\s+accuracy\s+0\.900", text)  # a long line wraps between words
+
+
+def test_piped_output_is_never_cut_or_wrapped(capsys, monkeypatch):
+    """In a pipe (no terminal, no COLUMNS) lines and tables keep their natural width: names are never cut or wrapped."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    lines = _printed(capsys)
+    assert "…" not in "\n".join(lines)
+    assert any(f"report written to {LONG}.json" in ln for ln in lines)
+    assert any(ln.lstrip().startswith(LONG) and "waterbird/land" in ln for ln in lines)  # a table row, whole
+    assert any("val worst group accuracy 0.900" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("cols", [80, None])
+def test_info_and_data_fit_the_width_or_keep_theirs_in_a_pipe(model, pset, cols, capsys, monkeypatch):
+    if cols:
+        monkeypatch.setenv("COLUMNS", str(cols))
+    else:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    for argv in (["info", pset], ["verify", pset], ["data", "spurious-digits"]):
+        code, out, err = lfp(*argv, capsys=capsys)
+        assert code == 0, err
+        lines = out.splitlines()
+        if cols:
+            assert all(len(ln) <= cols for ln in lines), (argv, [ln for ln in lines if len(ln) > cols])
+        elif argv[0] != "data":  # the first line names the file and its sha256 together
+            assert str(pset) in lines[0] and re.search(r"sha256 [0-9a-f]{16}", lines[0]), lines[0]
+        assert not re.search(r"[^0-9a-f]…", out), argv
 
 
 # ------------------------------------------------------------------------------------------------ completion

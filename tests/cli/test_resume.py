@@ -4,6 +4,7 @@ run. Ctrl-C says what was kept. A ``--resume`` of another command is refused."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -16,7 +17,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from clirun import interruptible
 
 LFP = [sys.executable, "-m", "lfpcli"]
@@ -101,6 +101,42 @@ def test_perturb_killed_at_random_moments_then_resumed_gives_the_same_tensors(mo
     for k in want:
         assert np.array_equal(got[k], want[k]), k
     assert not (tmp_path / "out.h5.resume").exists()
+
+
+def test_a_resumed_or_forced_run_removes_the_partial_file_a_kill_left(model, tmp_path):
+    """kill -9 leaves the output's temporary file (``.OUT.XXXXXXXX.part``, written batch by batch) beside the progress
+    folder; the run that takes that progress up (--resume) or discards it (--force) removes it."""
+    argv = [*PERTURB, "--limit", "120", "--in", model]
+    for flag in ("--resume", "--force"):
+        out, side = tmp_path / f"k{flag}.h5", tmp_path / f"k{flag}.h5.resume"
+        assert kill_at([*argv, "--out", out], 0.0, after=lambda side=side: len(list(side.glob("batch-*.pt"))) >= 1)
+        partial = f".{out.name}.*.part"
+        assert list(tmp_path.glob(partial)), "what a killed run leaves (docs/resume.md says so)"
+        run(*argv, "--out", out, flag)
+        assert out.exists() and not side.exists()
+        assert not list(tmp_path.glob(partial)), flag
+
+
+def test_a_resumed_perturb_opens_its_bar_where_the_kept_batches_end(model, tmp_path):
+    """The bar of a resumed run starts at the kept batches, so its rate and time left count only the work this run
+    does (a bar opened at 0 that jumps over the kept batches shows them as speed)."""
+    from lfpcli.commands import perturb
+    from lfpcli.errors import Interrupted
+
+    out = tmp_path / "r.h5"
+    kw = {"model": model, "method": "pgd-l2", "limit": 100, "batch_size": 20, "params": {"steps": 5}, "device": "cpu"}
+
+    def stop_in_batch_3(stage, done, total, **status):
+        if status.get("batch") == "3/5":
+            raise KeyboardInterrupt
+
+    with pytest.raises(Interrupted, match="2 of 5 batches"):
+        perturb(out, progress=stop_in_batch_3, **kw)
+    calls = []
+    perturb(out, resume=True, progress=lambda stage, done, total, **s: calls.append((stage, done, total)), **kw)
+    bar = [c for c in calls if c[0].startswith("pgd-l2 on")]
+    assert bar[0][1:] == (2 * 5, 5 * 5) and bar[-1][1:] == (5 * 5, 5 * 5)
+    assert all(b[1] >= a[1] for a, b in itertools.pairwise(bar))
 
 
 TRAIN = ["train", "--data", "digits", "--arch", "small-cnn", "--epochs", "5", "--save-every", "0", "--seed", "3", "-q"]
@@ -212,3 +248,64 @@ def test_each_resumable_command_fingerprints_every_recorded_parameter_and_input(
     assert len(fp["inputs"]) == {"train": 0, "perturb": 2, "density": 1}[command]  # train on built-in data reads no file
     assert fp["lfpcli"] == record["versions"]["lfpcli"]
     assert fp["device"] == "cpu" and fp["cpu_threads"] == record["threads"]
+
+
+# ------------------------------------------------------------------------------------ one model for every command
+
+
+def _leaves():
+    from lfpcli.cli.app import command
+
+    stack = [([], command())]
+    while stack:
+        path, cmd = stack.pop()
+        subs = getattr(cmd, "commands", {})
+        if not subs:
+            yield " ".join(path), cmd
+        stack.extend((path + [n], s) for n, s in subs.items())
+
+
+def test_every_command_that_resumes_says_the_same_and_no_other_mentions_progress():
+    """train, perturb, retrain, density and synth sweep keep progress in OUT.resume/ and take the same --resume and
+    --force; the --force of a command with nothing to resume only overwrites."""
+    opts = {path: {o: p for p in cmd.params for o in p.opts} for path, cmd in _leaves()}
+    resumable = {path for path, o in opts.items() if "--resume" in o}
+    assert resumable == {"train", "perturb", "retrain", "density", "synth sweep"}
+    assert len({opts[c]["--resume"].help for c in resumable}) == 1
+    assert len({opts[c]["--force"].help for c in resumable}) == 1
+    assert "OUT.resume/" in opts["perturb"]["--resume"].help and "OUT.resume/" in opts["perturb"]["--force"].help
+    for path, o in opts.items():
+        if "--force" in o and path not in resumable:
+            assert not any(w in o["--force"].help for w in ("progress", "interrupted", "resume")), path
+        for p in o.values():
+            assert "OUT.progress" not in (p.help or ""), path
+
+
+def test_ctrl_c_says_the_same_for_every_command_that_resumes(model, tmp_path):
+    import re
+
+    from lfpcli.commands import fit_density_file, perturb
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
+
+    def stop_at(stage_start, done_at):
+        def progress(stage, done, total, **status):
+            if stage.startswith(stage_start) and done >= done_at:
+                raise KeyboardInterrupt
+        return progress
+
+    runs = {
+        "batches": lambda out: perturb(out, model=model, limit=40, batch_size=20, params={"steps": 2}, device="cpu",
+                                       progress=stop_at("pgd-l2 on", 3)),
+        "class VAEs": lambda out: fit_density_file(out, model=model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4},
+                                                   device="cpu", progress=stop_at("vae class 1", 0)),
+        "configurations": lambda out: synth_sweep(out, methods="pgd-l2", seeds="0", dim=20, hidden=4, n_natural=6, n_noise=8,
+                                                  sweeps=["dim=20,30"], settings={"window": 5, "rel_tol": 0.5}, device="cpu",
+                                                  progress=stop_at("configurations", 1)),
+    }
+    for units, run_it in runs.items():
+        out = tmp_path / f"{units.replace(' ', '-')}.h5"
+        with pytest.raises(Interrupted) as e:
+            run_it(out)
+        assert re.fullmatch(rf"interrupted; [1-9]\d* of \d+ {units} are kept in {re.escape(str(out))}\.resume: run the same "
+                            rf"command with --resume to finish", str(e.value)), str(e.value)

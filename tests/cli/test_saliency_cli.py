@@ -63,6 +63,34 @@ def test_two_models_side_by_side(models, tmp_path, capsys):
     assert 0 < s["mask_area"]["mean"] < 1
 
 
+def test_the_picture_explains_itself(models, tmp_path, monkeypatch):
+    """The grid has a colour bar, a caption saying what the number beside each prediction is, and a note when it
+    shows fewer images than were explained."""
+    import importlib
+
+    saliency_mod = importlib.import_module("lfpcli.commands.saliency")
+    drawn = {}
+    monkeypatch.setattr(saliency_mod, "write_png", lambda path, fig, force=False: drawn.update(fig=fig))
+
+    from matplotlib.text import Text
+
+    def texts(fig):
+        return " ".join(" ".join(t.get_text().split()) for t in fig.findobj(Text))
+
+    saliency_mod.saliency(tmp_path / "a.h5", models=[models / "std.pt", models / "pgd.pt"], n=16, png=tmp_path / "g.png",
+                          png_rows=8, device="cpu")
+    fig = drawn["fig"]
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1 and "scaled to each map's maximum" in bars[0].get_ylabel()
+    words = texts(fig)
+    assert "(0.xx) beside a prediction: the map's attribution share on the object" in words
+    assert "the first 8 of 16 images explained" in words and "--png-rows" in words
+    saliency_mod.saliency(tmp_path / "b.h5", models=[models / "std.pt"], n=4, png=tmp_path / "h.png", png_rows=8,
+                          masks="none", device="cpu")
+    words = texts(drawn["fig"])
+    assert "images explained" not in words and "attribution share" not in words  # all shown; no mask, no share
+
+
 def test_json_and_info(models, tmp_path, capsys):
     out = tmp_path / "maps.h5"
     code, stdout, err = lfp("saliency", "--in", models / "std.pt", "--method", "gradient", "--target", "label",

@@ -91,7 +91,7 @@ def _wait_rows(folder: Path, k: int, proc: subprocess.Popen, timeout: float = 12
     pytest.fail("the sweep made no progress")
 
 
-def test_killed_and_interrupted_sweep_resumes_to_the_same_file(tmp_path, capsys):
+def test_killed_and_interrupted_sweep_resumes_to_the_same_file(tmp_path, capsys, monkeypatch):
     argv = [*SWEEP, "--seeds", "0,1,2", "--out", "s.h5"]  # 12 configurations
     progress = tmp_path / "s.h5.resume"
     p = _start(argv, tmp_path)
@@ -102,19 +102,20 @@ def test_killed_and_interrupted_sweep_resumes_to_the_same_file(tmp_path, capsys)
     killed_at = len(list(progress.glob("row-*.pt")))
     assert 2 <= killed_at < 12
     # Ctrl-C: one line saying what is saved and how to resume, exit 130
-    p = _start(argv, tmp_path)
+    p = _start([*argv, "--resume"], tmp_path)
     _wait_rows(progress, killed_at + 1, p)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert out == "" and len(err.splitlines()) == 1, err
-    assert err.startswith("error: interrupted: ") and "configurations are saved in" in err and "rerun the same command" in err
+    assert err.startswith("error: interrupted; ") and "configurations are kept in" in err
+    assert "run the same command with --resume to finish" in err
     assert "s.h5.resume" in err and "Traceback" not in err
     saved = len(list(progress.glob("row-*.pt")))
     assert f"{saved} of 12" in err
     # finish, in this process, and compare with an uninterrupted run
-    os.chdir(tmp_path)
-    code, out, err = lfp(*argv, capsys=capsys)
+    monkeypatch.chdir(tmp_path)  # and back: a passing test's folder is removed after it
+    code, out, err = lfp(*argv, "--resume", capsys=capsys)
     assert code == 0, err
     assert f"{saved} of them resumed" in out
     code, out, err = lfp(*[a if a != "s.h5" else "full.h5" for a in argv], capsys=capsys)

@@ -149,20 +149,21 @@ def test_progress_path_taken_by_a_file(err_ws, capsys):
 
 
 def test_resume_with_other_parameters_is_refused(err_ws, capsys):
-    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
 
     def stop(stage, done, total, **status):
         if stage == "configurations" and done == 1:
             raise KeyboardInterrupt
 
-    with pytest.raises(SweepInterrupted):
+    with pytest.raises(Interrupted):
         synth_sweep(err_ws.out / "s.h5", methods="pgd-l2", seeds="0", dim=60, hidden=16, n_natural=10, n_noise=20,
                     sweeps=["dim=50,60"], settings=SETTINGS, device="cpu", progress=stop)
-    base = ["--sweep", "dim=50,60", "--max-epochs", "2000"]
+    base = ["--sweep", "dim=50,60", "--max-epochs", "2000", "--resume"]
     line = err_expect_failure(err_ws, sweep_argv(err_ws, *base, "--hidden", "32"), capsys,
                               expect=("another command", "hidden: 16 then, 32 now", "rerun", "--force"))
     assert "s.h5.resume" in line
-    err_expect_failure(err_ws, sweep_argv(err_ws, "--sweep", "dim=50,70", "--max-epochs", "2000"), capsys, expect=('curves: ["dim=50,60"] then, ["dim=50,70"] now',))
+    err_expect_failure(err_ws, sweep_argv(err_ws, "--sweep", "dim=50,70", "--max-epochs", "2000", "--resume"), capsys, expect=('curves: ["dim=50,60"] then, ["dim=50,70"] now',))
     err_expect_failure(err_ws, sweep_argv(err_ws, *base, "--rel-tol", "0.3"), capsys, expect=("rel_tol: 0.2 then, 0.3 now",))
     import torch
 

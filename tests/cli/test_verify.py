@@ -80,6 +80,28 @@ def test_a_chain_moved_as_a_whole_still_holds(chain, tmp_path, capsys):
     assert code == 0, out + err
 
 
+def test_a_copied_folder_is_checked_in_the_copy_and_says_which_files_it_read(chain, tmp_path, capsys):
+    """A copy keeps the original's absolute paths in its records: verify reads the file of the same name beside each
+    artifact (the copy's own), says which file it read, and what the recorded path holds."""
+    from lfpcli.commands import train
+
+    copy = tmp_path / "copy"
+    shutil.copytree(chain, copy)
+    code, out, err = lfp("verify", copy / "pgd.h5", capsys=capsys)
+    assert code == 0, out + err
+    assert f"ok model: {chain / 'model.pt'} (checked {copy / 'model.pt'};" in out  # the copy's, not the original's
+    train(copy / "model.pt", data="digits", arch="mlp", epochs=1, seed=5, device="cpu", force=True)  # replaced in the copy
+    code, out, _ = lfp("verify", copy / "pgd.h5", "--json", capsys=capsys)
+    assert code == 1
+    (p,) = json.loads(out)["files"][0]["parents"]
+    assert (p["status"], p["found"], p["sha256_now"]) == ("changed", str(copy / "model.pt"), sha(copy / "model.pt"))
+    assert p["elsewhere"] == {"path": str((chain / "model.pt").resolve()), "status": "ok", "sha256_now": sha(chain / "model.pt")}
+    code, out, _ = lfp("verify", copy / "pgd.h5", capsys=capsys)
+    flat = " ".join(out.split())
+    assert code == 1 and f"CHANGED model: {chain / 'model.pt'} (checked {copy / 'model.pt'};" in flat
+    assert f"the recorded {(chain / 'model.pt').resolve()} is unchanged" in flat
+
+
 def test_a_file_that_is_not_there_or_not_lfp_is_bad_input(tmp_path, capsys):
     code, out, err = lfp("verify", tmp_path / "nope.h5", capsys=capsys)
     assert code == 2 and out == "" and err.count("\n") == 1 and "does not exist" in err

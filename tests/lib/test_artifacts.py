@@ -115,6 +115,22 @@ def test_atomic_output_leaves_nothing_on_failure_and_never_overwrites(tmp_path):
     assert out.read_bytes() == b"new" and len(list(tmp_path.iterdir())) == 1
 
 
+def test_force_removes_the_partial_files_earlier_killed_runs_left(tmp_path):
+    """A run killed while writing leaves its output under a hidden temporary name (``.NAME.XXXXXXXX.part``, nothing
+    can remove it); ``--force`` (which starts that output over) removes them, and nothing else."""
+    out = tmp_path / "r.json"
+    stale = [tmp_path / ".r.json.k2x9_a0b.part", tmp_path / ".r.json.zz11yy22.part"]
+    others = [tmp_path / ".r.json.resume.abcdefgh.part", tmp_path / ".other.json.abcdefgh.part", tmp_path / "r.json.part"]
+    for f in stale + others:
+        f.write_bytes(b"half a file")
+    with atomic_output(out) as tmp:  # without --force they are left alone: they may be another run's, still writing
+        tmp.write_bytes(b"{}")
+    assert all(f.exists() for f in stale)
+    with atomic_output(out, force=True) as tmp:
+        tmp.write_bytes(b"{}")
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in others)
+
+
 def test_dataset_file_round_trip(tmp_path):
     from lfpcli.data import resolve
 

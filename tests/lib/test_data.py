@@ -123,3 +123,28 @@ def test_registry_lists_builtins():
     assert {"digits", "spurious-digits"} <= set(list_datasets())
     assert parse_spec("digits:seed=2") == {"type": "builtin", "name": "digits", "params": {"seed": 2}}
 
+
+
+
+@pytest.mark.parametrize("spec, bad, closest", [
+    ("spurious-digits:corelation=0.9", "corelation", "correlation"),
+    ("spurious-digits:seed=1,Contrast=0.5", "Contrast", "contrast"),
+    ("waterbirds:rot=/data/wb", "rot", "root"),
+    ("mnist:root=/data,vall=500", "vall", "val"),
+    ("folder:csv=list.csv,classs=a;b", "classs", "classes"),
+    ("digits:zzz=1", "zzz", None),
+])
+def test_a_misspelled_spec_key_is_named_with_the_closest_valid_one(spec, bad, closest):
+    """As the CLI does for a misspelled option: the key given, the one meant, then every key the data takes."""
+    with pytest.raises(ConfigError) as e:
+        parse_spec(spec)
+    msg = str(e.value)
+    assert f"has no key '{bad}'" in msg, msg
+    assert (f"did you mean {closest}=" in msg) if closest else "did you mean" not in msg, msg
+    assert " takes " in msg and "=..." in msg
+
+
+@pytest.mark.parametrize("spec, key", [("spurious-digits:correlation", "correlation"), ("waterbirds:root", "root")])
+def test_a_spec_key_without_a_value_says_so(spec, key):
+    with pytest.raises(ConfigError, match=f"'{key}' has no value: write {key}=VALUE"):
+        parse_spec(spec)

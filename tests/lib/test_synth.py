@@ -462,7 +462,8 @@ def _columns(path):
 def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
     from lfpcli.artifacts.resume import resume_dir as progress_folder
     from lfpcli.artifacts.synth import read_results
-    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
 
     full = tmp_path / "full.h5"
     synth_sweep(full, **SWEEP)
@@ -475,11 +476,13 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
             if done == 3:
                 raise KeyboardInterrupt
 
-    with pytest.raises(SweepInterrupted, match=r"3 of 8 configurations are saved .*rerun the same command"):
+    with pytest.raises(Interrupted, match=r"3 of 8 configurations are kept in .*run the same command with --resume"):
         synth_sweep(out, progress=stop_after_3, **SWEEP)
     assert not out.exists(), "nothing under the final name until the sweep is complete"
     assert len(list(progress_folder(out).glob("row-*.pt"))) == 3
-    s = synth_sweep(out, **SWEEP)
+    with pytest.raises(InputError, match="add --resume to finish it, or --force to start over"):
+        synth_sweep(out, **SWEEP)  # as perturb: leftover progress is taken up only when asked
+    s = synth_sweep(out, resume=True, **SWEEP)
     assert s["resumed_points"] == 3
     assert not progress_folder(out).exists()
     a, b = _columns(full), _columns(out)
@@ -496,13 +499,14 @@ def test_interrupted_sweep_resumes_to_the_same_results(tmp_path):
 def _interrupted_sweep(out):
     """``SWEEP`` into ``out``, interrupted after its first configuration; the names of the kept files."""
     from lfpcli.artifacts.resume import resume_dir as progress_folder
-    from lfpcli.commands.synth import SweepInterrupted, synth_sweep
+    from lfpcli.commands.synth import synth_sweep
+    from lfpcli.errors import Interrupted
 
     def stop(stage, done, total, **status):
         if stage == "configurations" and done == 1:
             raise KeyboardInterrupt
 
-    with pytest.raises(SweepInterrupted):
+    with pytest.raises(Interrupted):
         synth_sweep(out, progress=stop, **SWEEP)
     return sorted(p.name for p in progress_folder(out).iterdir())
 
@@ -514,7 +518,7 @@ def test_resume_with_other_parameters_is_refused(tmp_path):
     out = tmp_path / "s.h5"
     before = _interrupted_sweep(out)
     with pytest.raises(InputError, match=r"hidden: 16 then, 8 now"):
-        synth_sweep(out, **{**SWEEP, "hidden": 8})
+        synth_sweep(out, resume=True, **{**SWEEP, "hidden": 8})
     assert sorted(p.name for p in progress_folder(out).iterdir()) == before
     s = synth_sweep(out, **{**SWEEP, "hidden": 8}, force=True)  # --force: the other sweep's progress is discarded
     assert s["resumed_points"] == 0 and out.exists() and not progress_folder(out).exists()
@@ -583,3 +587,27 @@ def test_results_file_and_figure(tmp_path):
     with pytest.raises(InputError, match="no swept key"):
         synth_plot(one, tmp_path / "one.png")
     assert not (tmp_path / "one.png").exists()
+
+
+def _curve(values, method="pgd-l2"):
+    stat = {"mean": 0.7, "std": 0.05, "min": 0.6, "max": 0.8}
+    return {"key": "dim", "column": "dim", "method": method, "dist": "uniform", "variant": "noise",
+            "points": [{"value": v, "seeds": [0, 1], "acc_perturbed": stat, "acc_baseline": stat} for v in values]}
+
+
+@pytest.mark.parametrize("values, log", [((100, 300, 1000), True), ((50, 60), False), ((10, 20, 40), False)])
+def test_the_figure_draws_values_that_span_a_decade_on_a_log_axis(values, log):
+    """The quick preset's d = 100, 300, 1000 are evenly spaced on a log axis, each tick labelled with its value; the
+    legend is as legible as the axis labels."""
+    from lfpcli.synth.plot import make_figure
+
+    fig = make_figure({"curves": [_curve(values), _curve(values, "pgd-l0")], "points": []})
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    for ax in axes:
+        assert ax.get_xscale() == ("log" if log else "linear"), values
+        if log:
+            fig.canvas.draw()
+            shown = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+            assert shown == [str(v) for v in values], shown
+    (legend,) = fig.legends
+    assert min(t.get_fontsize() for t in legend.get_texts()) >= axes[0].xaxis.label.get_fontsize()
