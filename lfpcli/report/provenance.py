@@ -27,6 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lfpcli.artifacts import load_checkpoint, open_h5, sha256_file
+from lfpcli.artifacts.provenance import locate_parent
+from lfpcli.data.builtin import BUILTINS
+from lfpcli.data.dataset import spec_label
 from lfpcli.errors import InputError
 
 SUMMARY_VERSION = 1
@@ -71,8 +75,6 @@ def _seed_of(meta: Mapping[str, Any]) -> Any:
 
 
 def _locate(entry: Mapping[str, Any], artifact: str | os.PathLike | None) -> Path | None:
-    from lfpcli.artifacts.provenance import locate_parent
-
     return locate_parent(entry, artifact)
 
 
@@ -108,8 +110,6 @@ def _density_config(info: Mapping[str, Any] | None, perturbed: Path | None, miss
             if info.get("path") else None
         if found is not None:
             try:
-                from lfpcli.artifacts import open_h5
-
                 f, rec = open_h5(found, ["density"])
                 f.close()
                 asked = (rec.get("params") or {}).get("params")
@@ -139,8 +139,6 @@ def _perturb_config(params: Mapping[str, Any], density: Mapping[str, Any] | None
 
 def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
     """The compact provenance of the checkpoint at ``path`` whose record is ``meta`` (see the module docstring)."""
-    from lfpcli.artifacts import sha256_file
-
     missing: list[str] = []
     data_info = meta.get("data") or {}
     data = data_info.get("clean_spec") or data_info.get("spec")
@@ -161,8 +159,6 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
     record = None
     if found is not None:
         try:
-            from lfpcli.artifacts import open_h5
-
             f, record = open_h5(found, ["perturbed-set"])
             f.close()
         except InputError:
@@ -183,18 +179,18 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
         source = record.get("source") or {}
         config.update(_model_config("source", source))
         pdata = (params.get("data") or {})
-        if pdata and pdata != data:
+        # data compare by their canonical key, never as recorded: a record written before a built-in gained a
+        # parameter lacks it, and means the same data as a newer one that records its default
+        if pdata and _data_key(pdata) != _data_key(data):
             config["perturb.data"] = _data_key(pdata)
         src_entry = _parent(record, "model")
         src_found = _locate(src_entry, found) if src_entry else None
         if src_found is not None:
             try:
-                from lfpcli.artifacts import load_checkpoint
-
                 _, src_meta = load_checkpoint(src_found)
                 seeds["source"] = _seed_of(src_meta)
                 src_data = (src_meta.get("data") or {}).get("clean_spec") or (src_meta.get("data") or {}).get("spec")
-                if src_data and src_data != data:
+                if src_data and _data_key(src_data) != _data_key(data):
                     config["source.data"] = _data_key(src_data)
             except InputError:
                 missing.append(f"source model {src_entry.get('path')}")
@@ -213,8 +209,6 @@ def _data_key(spec: Any) -> str:
         return f"file:{spec.get('sha256') or spec.get('path')}"
     params = spec.get("params") or {}
     try:
-        from lfpcli.data.builtin import BUILTINS
-
         entry = BUILTINS.get(str(spec.get("name")))
         if entry is not None:
             params = entry.full_params({k: v for k, v in params.items() if k in entry.param_types})
@@ -229,6 +223,4 @@ def data_key_and_label(spec: Any) -> tuple[str, str]:
         return str(spec), str(spec)
     if spec.get("type") == "file":
         return _data_key(spec), Path(str(spec.get("path"))).name
-    from lfpcli.data.dataset import spec_label
-
     return _data_key(spec), spec_label(dict(spec))

@@ -268,6 +268,44 @@ def test_eval_reports_carry_the_chain_and_old_ones_are_traced_through_parents(tm
     assert load_run(tmp_path / "r.json").summary == p  # the summary it carries needs no parent
 
 
+def test_records_written_before_a_data_parameter_existed_group_with_newer_ones(tmp_path, digits_model, digits_pgd, monkeypatch):
+    """A perturbed set and its source model recorded before a built-in data spec gained a parameter (here: digits
+    without its ``seed``) mean the same data as records that carry the parameter's default: the chain summary,
+    which ``lfp report`` groups runs by, is the same, not split off by a ``perturb.data`` / ``source.data`` key."""
+    from lfpcli.artifacts import load_checkpoint
+    from lfpcli.commands import retrain
+    from lfpcli.report import provenance
+
+    r = tmp_path / "r.pt"
+    retrain(r, perturbed=digits_pgd, epochs=1, seed=3, device="cpu")
+    _, meta = load_checkpoint(r)
+    now = chain_summary(meta, r)
+
+    def older(spec):
+        return {**spec, "params": {k: v for k, v in spec["params"].items() if k != "seed"}}
+
+    real_open, real_load = provenance.open_h5, provenance.load_checkpoint
+
+    def open_old(path, kinds=None):
+        f, rec = real_open(path, kinds)
+        if rec.get("kind") == "perturbed-set":
+            rec = copy.deepcopy(rec)
+            rec["params"]["data"] = older(rec["params"]["data"])
+        return f, rec
+
+    def load_old(path):
+        sd, m = real_load(path)
+        m = copy.deepcopy(m)
+        m["data"] = {**m["data"], "spec": older(m["data"]["spec"]), "clean_spec": older(m["data"].get("clean_spec") or m["data"]["spec"])}
+        return sd, m
+
+    monkeypatch.setattr(provenance, "open_h5", open_old)
+    monkeypatch.setattr(provenance, "load_checkpoint", load_old)
+    then = chain_summary(meta, r)
+    assert "perturb.data" not in then["config"] and "source.data" not in then["config"]
+    assert then == now
+
+
 def test_fitted_density_scale_is_not_a_setting():
     from lfpcli.report.provenance import _perturb_config
 
