@@ -50,6 +50,7 @@ from typing import Any
 
 import torch
 
+from lfpcli.artifacts.whatfile import describe_non_checkpoint, zip_names, zip_root
 from lfpcli.errors import ArtifactError
 
 #: The foreign formats lfp reads, and the loader each is read with (recorded in every artifact made from one).
@@ -82,18 +83,6 @@ class Sniffed:
     obj: Any = None
 
 
-def _zip_names(path: str | os.PathLike) -> list[str] | None:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError):
-        return None
-
-
-def _root(names: list[str]) -> str:
-    return names[0].split("/", 1)[0] if names and "/" in names[0] else ""
-
-
 @contextmanager
 def quiet_torch() -> Iterator[None]:
     """Silence PyTorch's warnings and its loggers' tracebacks while a foreign file is read (lfp reports one line)."""
@@ -119,19 +108,6 @@ def is_lfp_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and "state_dict" in obj and isinstance(obj.get("meta"), dict)
 
 
-def archive_kind(path: str | os.PathLike) -> str | None:
-    """``torchscript`` or ``torch-export`` for such an archive, from its member names alone; else None."""
-    names = _zip_names(path)
-    if not names:
-        return None
-    root = _root(names)
-    if f"{root}/archive_format" in names:
-        return "torch-export"
-    if f"{root}/constants.pkl" in names and any(n.startswith(f"{root}/code/") for n in names):
-        return "torchscript"
-    return None
-
-
 def sniff_model_file(path: str | os.PathLike) -> Sniffed:
     """Tell an lfp checkpoint from a TorchScript archive, an exported program and a state dict, by content. A
     torch.save file is unpickled with ``weights_only=True`` (memory-mapped when it is a zip, so cheap)."""
@@ -140,11 +116,11 @@ def sniff_model_file(path: str | os.PathLike) -> Sniffed:
         return Sniffed("unreadable")  # lfp's checkpoint reader names the problem (missing, a folder, empty)
     with open(p, "rb") as f:
         head = f.read(8)
-    names = _zip_names(p) if head.startswith(b"PK") else None
+    names = zip_names(p) if head.startswith(b"PK") else None
     if head.startswith(b"PK") and names is None:
         return Sniffed("unreadable")  # a damaged zip: lfp's checkpoint reader says so
     if names is not None:
-        root = _root(names)
+        root = zip_root(names)
         if f"{root}/archive_format" in names:
             with zipfile.ZipFile(p) as zf:
                 fmt = zf.read(f"{root}/archive_format").decode("utf-8", "replace").strip()
@@ -156,8 +132,6 @@ def sniff_model_file(path: str | os.PathLike) -> Sniffed:
         if f"{root}/data.pkl" not in names:
             return Sniffed("other", "a zip archive that is neither a torch.save file, a TorchScript model nor a torch.export program")
     elif not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
-        from lfpcli.artifacts.checkpoint import describe_non_checkpoint
-
         return Sniffed("other", describe_non_checkpoint(p) or "a file in no format lfp knows")
     try:
         obj = _torch_load(p, mmap=names is not None)
@@ -314,7 +288,7 @@ def check_export_archive(path: str | os.PathLike) -> list[str]:
 
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
-        root = _root(names)
+        root = zip_root(names)
         models = []
         for name in names:
             rel = name[len(root) + 1:] if root and name.startswith(root + "/") else name

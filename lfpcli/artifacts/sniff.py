@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lfpcli.artifacts.checkpoint import describe_non_checkpoint, load_checkpoint
+from lfpcli.artifacts.checkpoint import load_checkpoint
 from lfpcli.artifacts.h5 import dataset_summary, open_h5
 from lfpcli.artifacts.integrity import USERBLOCK_SIZE, is_hdf5
 from lfpcli.artifacts.jsonfile import load_json_artifact
+from lfpcli.artifacts.whatfile import describe_non_checkpoint
 from lfpcli.errors import ArtifactError, InputError
 
 
