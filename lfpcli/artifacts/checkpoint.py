@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import torch
 
 from lfpcli.artifacts.files import atomic_output
+from lfpcli.artifacts.foreign_model import describe_state_dict
 from lfpcli.artifacts.integrity import CHECKSUM_KEY, checkpoint_checksum
 from lfpcli.artifacts.provenance import SCHEMA_VERSION, check_parents, jsonable
 from lfpcli.artifacts.whatfile import describe_non_checkpoint
@@ -61,6 +62,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                                 f"write it again with lfp train or lfp retrain") from None
         raise ArtifactError(f"{path} is not a readable checkpoint ({_first_line(e)})") from None
     if not isinstance(obj, dict) or "state_dict" not in obj or "meta" not in obj:
+        weights = describe_state_dict(obj)
+        if weights:
+            raise ArtifactError(f"{path} is {weights}, not an lfp checkpoint: the weights of a model lfp did not write, which "
+                                f"lfp perturb, eval, density and saliency read as --in {path} with --arch NAME (the registered "
+                                f"architecture they fit; see lfp train --help), --data and --normalize")
         raise ArtifactError(f"{path} is a PyTorch file but not an lfp checkpoint (no 'state_dict' and 'meta')")
     meta, sd = obj["meta"], obj["state_dict"]
     if not isinstance(meta, dict) or meta.get("kind") != "checkpoint":

@@ -142,21 +142,41 @@ def sniff_model_file(path: str | os.PathLike) -> Sniffed:
     return Sniffed("state-dict", obj=obj)
 
 
+def _is_state_dict(d: Any) -> bool:
+    return isinstance(d, dict) and len(d) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+
+
+def _state_dict_key(obj: Any) -> str | None:
+    """Where a torch.save object holds its state dict: ``""`` (the object itself), one of :data:`STATE_DICT_KEYS`,
+    or None (nowhere)."""
+    if _is_state_dict(obj):
+        return ""
+    if isinstance(obj, dict):
+        return next((key for key in STATE_DICT_KEYS if _is_state_dict(obj.get(key))), None)
+    return None
+
+
 def extract_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The mapping of names to tensors in a torch.save object: the object itself, or one nested under a usual key."""
-    def tensors(d: Any) -> bool:
-        return isinstance(d, dict) and len(d) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
-
-    if tensors(obj):
-        return dict(obj)
+    key = _state_dict_key(obj)
+    if key is not None:
+        return dict(obj[key] if key else obj)
     if isinstance(obj, dict):
-        for key in STATE_DICT_KEYS:
-            if tensors(obj.get(key)):
-                return dict(obj[key])
         keys = ", ".join(repr(k) for k in list(obj)[:6])
         raise ArtifactError(f"{path} is a PyTorch file of a mapping ({keys}{', ...' if len(obj) > 6 else ''}) that is not a "
                             f"state dict (names mapped to tensors, possibly under {', '.join(STATE_DICT_KEYS)})")
     raise ArtifactError(f"{path} is a PyTorch file holding a {type(obj).__name__}, not a state dict (names mapped to tensors)")
+
+
+def describe_state_dict(obj: Any) -> str | None:
+    """A torch.save object that holds a state dict, in words (how many tensors, under which key, the first names);
+    None for anything else."""
+    key = _state_dict_key(obj)
+    if key is None:
+        return None
+    names = list(obj[key] if key else obj)
+    first = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    return f"a state dict of {len(names)} tensor{'s' if len(names) != 1 else ''}{f' under {key!r}' if key else ''} ({first})"
 
 
 # ------------------------------------------------------------------------------------------------ TorchScript
@@ -371,6 +391,7 @@ __all__ = [
     "check_export_archive",
     "check_torchscript_archive",
     "check_torchscript_ops",
+    "describe_state_dict",
     "extract_state_dict",
     "is_lfp_checkpoint",
     "quiet_torch",

@@ -223,6 +223,19 @@ def test_a_user_checkpoint_and_an_lfp_one_side_by_side(byo, err_art, capsys):
     assert "foreign" not in models[0] and models[1]["splits"]["test"]["accuracy"] == pytest.approx(byo["oracle"], abs=1e-12)
 
 
+def test_info_on_a_state_dict_says_what_it_is_and_how_to_use_it(byo, tmp_path, capsys):
+    """``lfp info`` on weights saved without lfp names them (how many tensors, where, the first names) and points to
+    reading them as a model lfp did not write (``--arch``), in one line, exit 2."""
+    bare = tmp_path / "bare.pt"
+    torch.save(byo["net"].state_dict(), bare)
+    names = list(byo["net"].state_dict())
+    for path, where, first in ((bare, "", names[0]), (byo["sd"], " under 'state_dict'", f"module.{names[0]}")):
+        code, out, err = lfp("info", path, capsys=capsys)
+        assert code == 2 and out == "" and len(err.splitlines()) == 1, err
+        assert f"is a state dict of {len(names)} tensors{where} ({first}, " in err
+        assert "not an lfp checkpoint" in err and "--arch NAME" in err and "--in" in err
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 
