@@ -162,7 +162,10 @@ class Sidecar:
         return False
 
     def interrupted(self, kept: int, total: int, units: str) -> str:
-        """What Ctrl-C says, the same for every command that resumes: ``kept`` of ``total`` ``units`` are kept."""
+        """What Ctrl-C says, the same for every command that resumes: ``kept`` of ``total`` ``units`` are kept (with
+        none kept, the progress folder goes when the run ends, so the line says there is nothing to resume)."""
+        if kept == 0:
+            return f"interrupted; none of the {total} {units} was finished, so nothing was kept: the same command starts over"
         return f"interrupted; {kept} of {total} {units} are kept in {self.dir}: run the same command with --resume to finish"
 
     def finish(self) -> None:

@@ -210,13 +210,18 @@ def perturb(
         counted.add(b)
         return res.x, metrics
 
+    def kept() -> int:
+        return sum(sidecar.has(f"batch-{b:06d}") for b in range(total_batches))
+
     # under torchrun each rank solves its share of the batches into the sidecar; rank 0 alone then writes them all
     with sidecar:
-        writes = distributed.solve_shares(lambda b: sidecar.has(f"batch-{b:06d}"), total_batches, solve,
-                                          lambda todo: sp.read_ahead(todo, batch_size, n))
+        try:
+            writes = distributed.solve_shares(lambda b: sidecar.has(f"batch-{b:06d}"), total_batches, solve,
+                                              lambda todo: sp.read_ahead(todo, batch_size, n))
+        except KeyboardInterrupt:  # the batches every rank finished so far are kept, whichever rank solved them
+            raise Interrupted(sidecar.interrupted(kept(), total_batches, "batches")) from None
     if not writes:
         return {"out": str(out), "kind": "perturbed-set", "rank": distributed.world().rank}
-    kept = 0
     with sidecar, PerturbedSetWriter(out, n, ds.input_shape, force=force) as w:
         reached = 0
         # the inputs of the batches still to do, read ahead (by DataLoader workers where the data decodes images)
@@ -231,7 +236,6 @@ def perturb(
                     x_new, metrics = done["x"], done["metrics"]
                 else:
                     x_new, metrics = solve(b, next(inputs))
-                kept = b + 1
                 counted.add(b)  # under torchrun: batches the other ranks solved
                 w.add(x_new, sp.y[start:stop], t, sp.group[start:stop], sp.index[start:stop], metrics)
                 for k in sums:
@@ -240,7 +244,7 @@ def perturb(
                 progress(stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}",
                          reached=f"{reached}/{stop}")
         except KeyboardInterrupt:
-            raise Interrupted(sidecar.interrupted(kept, total_batches, "batches")) from None
+            raise Interrupted(sidecar.interrupted(kept(), total_batches, "batches")) from None
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
         y = sp.y[:n]
         summary = {

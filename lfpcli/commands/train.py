@@ -139,9 +139,8 @@ def fit_and_save(
             result = train_model(model, ds.splits["train"], cfg, device=device, seed=seed, val=val, group_names=ds.group_names,
                                  progress=progress, sidecar=sidecar, save_every=save_every, execution=ex)
     except KeyboardInterrupt:
-        state = f"the state after epoch {sidecar.load('train-state')['epoch']} is kept in {sidecar.dir}: run the same command " \
-                f"with --resume to continue" if sidecar.has("train-state") else "no epoch was finished, so nothing was kept"
-        raise Interrupted(f"interrupted; {state}") from None
+        kept = sidecar.load("train-state")["epoch"] if sidecar.has("train-state") else 0
+        raise Interrupted(sidecar.interrupted(kept, cfg.epochs, "epochs")) from None
     if not distributed.world().main:  # under torchrun rank 0 scores the model and writes the checkpoint
         return {"out": str(out), "kind": "checkpoint", "rank": distributed.world().rank}
     metrics = clean_metrics(model, clean, device, progress=progress)

@@ -284,17 +284,19 @@ def test_every_command_that_resumes_says_the_same_and_no_other_mentions_progress
 def test_ctrl_c_says_the_same_for_every_command_that_resumes(model, tmp_path):
     import re
 
-    from lfpcli.commands import fit_density_file, perturb
+    from lfpcli.commands import fit_density_file, perturb, train
     from lfpcli.commands.synth import synth_sweep
     from lfpcli.errors import Interrupted
 
-    def stop_at(stage_start, done_at):
+    def stop_at(stage_start, done_at, epoch=None):
         def progress(stage, done, total, **status):
-            if stage.startswith(stage_start) and done >= done_at:
+            if stage.startswith(stage_start) and done >= done_at and status.get("epoch", epoch) == epoch:
                 raise KeyboardInterrupt
         return progress
 
     runs = {
+        "epochs": lambda out: train(out.with_suffix(".pt"), data="digits", arch="mlp", epochs=4, save_every=0, device="cpu",
+                                    progress=stop_at("training", 0, epoch="3/4")),
         "batches": lambda out: perturb(out, model=model, limit=40, batch_size=20, params={"steps": 2}, device="cpu",
                                        progress=stop_at("pgd-l2 on", 3)),
         "class VAEs": lambda out: fit_density_file(out, model=model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4},
@@ -307,5 +309,49 @@ def test_ctrl_c_says_the_same_for_every_command_that_resumes(model, tmp_path):
         out = tmp_path / f"{units.replace(' ', '-')}.h5"
         with pytest.raises(Interrupted) as e:
             run_it(out)
+        out = out.with_suffix(".pt") if units == "epochs" else out
         assert re.fullmatch(rf"interrupted; [1-9]\d* of \d+ {units} are kept in {re.escape(str(out))}\.resume: run the same "
                             rf"command with --resume to finish", str(e.value)), str(e.value)
+        if units == "epochs":  # stopped in the third epoch: the state after the second is kept
+            assert str(e.value).startswith("interrupted; 2 of 4 epochs are kept in")
+
+
+def test_ctrl_c_before_anything_was_finished_says_nothing_was_kept(model, tmp_path):
+    from lfpcli.commands import train
+    from lfpcli.errors import Interrupted
+
+    def stop(stage, done, total, **status):
+        if stage.startswith("training") and done >= 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "t.pt"
+    with pytest.raises(Interrupted) as e:
+        train(out, data="digits", arch="mlp", epochs=3, save_every=0, device="cpu", progress=stop)
+    assert str(e.value) == "interrupted; none of the 3 epochs was finished, so nothing was kept: the same command starts over"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_while_the_ranks_share_the_batches_says_which_are_kept(model, tmp_path, monkeypatch):
+    """Under torchrun the ranks solve their shares of the batches into OUT.resume/ before rank 0 writes the output;
+    Ctrl-C there (here after two of four batches) names what is kept and how to finish, as every resumable command."""
+    from lfpcli import distributed
+    from lfpcli.commands import perturb
+    from lfpcli.errors import Interrupted
+
+    def two_then_ctrl_c(has, total, solve, read):
+        todo = [b for b in range(total) if not has(b)]
+        inputs = read(todo)
+        for b in todo[:2]:
+            solve(b, next(inputs))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "solve_shares", two_then_ctrl_c)
+    out = tmp_path / "p.h5"
+    with pytest.raises((Interrupted, KeyboardInterrupt)) as e:  # a bare KeyboardInterrupt: the CLI's generic line
+        perturb(out, model=model, limit=80, batch_size=20, params={"steps": 2}, device="cpu")
+    assert str(e.value) == (f"interrupted; 2 of 4 batches are kept in {out}.resume: run the same command with --resume "
+                            f"to finish")
+    assert sorted(p.name for p in (tmp_path / "p.h5.resume").glob("batch-*")) == ["batch-000000.pt", "batch-000001.pt"]
+    monkeypatch.undo()
+    perturb(out, model=model, limit=80, batch_size=20, params={"steps": 2}, device="cpu", resume=True)
+    assert out.exists() and not (tmp_path / "p.h5.resume").exists()
