@@ -7,6 +7,7 @@ independent implementation (torchvision's transforms for the preprocessing), nev
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import fixtures_data as F
@@ -165,6 +166,23 @@ def test_folder_csv_classes_file_and_grey(tmp_path):
     ds = resolve(f"folder:csv={csv_path},mode=L,size=8,resize=8")
     assert ds.class_to_index == {"b": 0, "a": 1} and ds.group_names is None and ds.input_shape == (1, 8, 8)
     assert tuple(ds.splits["train"].x[:2].shape) == (2, 1, 8, 8)
+
+
+def test_image_files_are_opened_when_read_not_when_resolved(tmp_path, monkeypatch):
+    """Resolving an image-file dataset only checks that each file is there (no header is opened: on a slow disk that
+    alone took minutes); a file of a refused mode is named, in one line, when its row is read."""
+    import PIL.Image
+
+    csv_path, _ = F.make_folder_csv(tmp_path, per_cell=1)
+    bad = sorted((tmp_path / "images").glob("test_*.png"))[0]
+    PIL.Image.open(bad).convert("RGBA").save(bad)
+    real_open, opened = PIL.Image.open, []
+    monkeypatch.setattr(PIL.Image, "open", lambda p, *a, **k: (opened.append(str(p)), real_open(p, *a, **k))[1])
+    ds = resolve(f"folder:csv={csv_path},size=16")
+    assert opened == []
+    assert ds.splits["train"].x[:].shape == (4, 3, 16, 16) and len(opened) == 4
+    with pytest.raises(InputError, match=rf"^image {re.escape(str(bad))} has mode RGBA; "):
+        ds.splits["test"].x[:]
 
 
 # ------------------------------------------------------------------------------------------------- lazy reading

@@ -135,7 +135,7 @@ def build_folder(csv: str = "", mode: str = "RGB", size: int = 224, resize: int 
         groups = [y * m + v for y, v in zip(labels, a)]
         group_names = [f"{c}/{at}" for c in class_names for at in attrs]
     files = [str(relative_file(base, r_[col["path"]], path, line)) for r_, line in zip(rows, lines)]
-    scan(files, mode, f"folder {path}", progress)
+    scan(files, "image", f"folder {path}", progress)
     splits = {}
     for name in ("train", "val", "test"):
         sel = [i for i, s in enumerate(splits_of) if s == name]

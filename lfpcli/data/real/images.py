@@ -11,9 +11,10 @@ torchvision's ``convert("RGB")`` does) and ``P`` (a palette without transparency
 Anything else (an alpha channel, CMYK, 16-bit or float pixels, bilevel) is refused with the file's name:
 converting it would guess.
 
-Every file is checked when the dataset is resolved (it exists, PIL recognises it, its mode is accepted: the
-header only, no decoding); a file that fails to decode later (truncated) stops the command with one line naming
-it.
+When the dataset is resolved every file is checked to exist (a ``stat`` each; on a slow or network disk opening
+tens of thousands of headers first would cost minutes). A file is opened when its row is read, by the DataLoader
+workers where there are any: one that PIL does not recognise, of a mode not accepted, or that fails to decode
+(truncated) stops the command then, with one line naming it; outputs are written atomically, so nothing is left.
 """
 
 from __future__ import annotations
@@ -82,18 +83,6 @@ def check_mode(im, path: str, mode: str) -> None:
                          f"(convert it, e.g. PIL's Image.open(p).convert('{mode}').save(p))")
 
 
-def check_header(path: str, mode: str) -> None:
-    """The file is an image PIL recognises, of an accepted mode (reads the header only)."""
-    im = _open(path)
-    try:
-        check_mode(im, path, mode)
-        w, h = im.size
-        if w < 1 or h < 1:
-            raise InputError(f"image {path} has no pixels ({w}x{h})")
-    finally:
-        im.close()
-
-
 def _resize_crop(im, size: int, resize: int):
     from PIL import Image
 
@@ -137,18 +126,19 @@ def decode_mask(path: str, size: int, resize: int) -> np.ndarray:
         im.close()
 
 
-def scan(paths: Sequence[str], mode: str | None, what: str, progress: Progress = no_progress) -> None:
-    """Check every file before any work starts: it exists and (``mode`` given) is an image of an accepted mode."""
+def scan(paths: Sequence[str], kind: str, what: str, progress: Progress = no_progress) -> None:
+    """Check that every file (``kind``: ``image`` or ``mask``) is there before any work starts; its content is
+    checked when it is read (:func:`decode`, :func:`decode_mask`)."""
     n = len(paths)
-    stage = f"checking {n} image files of {what}"
+    stage = f"checking {n} {kind} files of {what}"
     step = max(1, n // 100)
     progress(stage, 0, n, unit="file")
     for i, p in enumerate(paths):
-        if mode is None:
-            if not os.path.isfile(p):
-                raise InputError(f"mask {p} does not exist" if not os.path.lexists(p) else f"mask {p} is not a file")
-        else:
-            check_header(p, mode)
+        if not os.path.isfile(p):
+            if not os.path.lexists(p):
+                raise InputError(f"{kind} {p} does not exist")
+            raise InputError(f"{kind} {p} is {'a folder' if os.path.isdir(p) else 'not a regular file'}, not an {kind} file"
+                             if kind == "image" else f"{kind} {p} is not a file")
         if (i + 1) % step == 0 or i + 1 == n:
             progress(stage, i + 1, n, unit="file")
 
@@ -219,7 +209,6 @@ __all__ = [
     "ImageFiles",
     "MaskFiles",
     "check_geometry",
-    "check_header",
     "decode",
     "decode_mask",
     "default_resize",

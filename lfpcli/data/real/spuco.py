@@ -99,7 +99,7 @@ def build_spuco(subsets: list[str], name: str, root: str, size: int, resize: int
                 per[sp][2].extend([2 * label + a] * len(files))
     if not per["train"][0]:
         raise InputError(f"{name}: no image files in any train/ folder under {base}")
-    scan([p for v in per.values() for p in v[0]], "RGB", f"{name} ({base})", progress)
+    scan([p for v in per.values() for p in v[0]], "image", f"{name} ({base})", progress)
     splits = {sp: make_split(ImageFiles(paths, "RGB", size, r, f"{name} '{sp}' images"), ys, gs)
               for sp, (paths, ys, gs) in per.items() if paths}
     params = {"root": str(base), "size": size, "resize": r, "order": order}

@@ -86,12 +86,12 @@ def build_waterbirds(root: str = "", size: int = 224, resize: int = 0, masks: st
     if not per["train"][0]:
         raise InputError(f"{meta} lists no training image (split 0)")
     every = [p for s in per.values() for p in s[0]]
-    scan(every, "RGB", f"waterbirds ({base})", progress)
+    scan(every, "image", f"waterbirds ({base})", progress)
     mask_dir = _mask_dir(base, Path(root), masks)
     mask_paths = None
     if mask_dir is not None:
         mask_paths = {k: [str(_mask_path(mask_dir, base, Path(p))) for p in v[0]] for k, v in per.items()}
-        scan([p for v in mask_paths.values() for p in v], None, f"waterbirds masks ({mask_dir})", progress)
+        scan([p for v in mask_paths.values() for p in v], "mask", f"waterbirds masks ({mask_dir})", progress)
     splits = {}
     for name, (paths, ys, gs) in per.items():
         if not paths:
