@@ -539,17 +539,17 @@ def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
     changes += [{"settings": {**SWEEP["settings"], k: v}} for k, v in {**TRAINING_SETTINGS, **SOLVER_SETTINGS}.items()]
     for change in changes:
         with pytest.raises(InputError, match="another command"):
-            synth_sweep(out, **{**SWEEP, **change})
+            synth_sweep(out, resume=True, **{**SWEEP, **change})
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(threads + 1)
         with pytest.raises(InputError, match="cpu_threads"):
-            synth_sweep(out, **SWEEP)
+            synth_sweep(out, resume=True, **SWEEP)
     finally:
         torch.set_num_threads(threads)
     monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")
     with pytest.raises(InputError, match="versions.lfpcli"):
-        synth_sweep(out, **SWEEP)
+        synth_sweep(out, resume=True, **SWEEP)
     assert sorted(p.name for p in progress_folder(out).iterdir()) == kept
 
 
