@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.density import fit_density
 from lfpcli.models import build_model
 from lfpcli.models.outputs import class_logits

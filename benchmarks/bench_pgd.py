@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.models import build_model
 from lfpcli.solvers import choose_targets, get_solver, make_config
 

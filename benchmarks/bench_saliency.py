@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from lfpcli.attribution import SaliencyConfig, attribute, resolve_layer
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.models import build_model
 from lfpcli.models.outputs import class_logits
 

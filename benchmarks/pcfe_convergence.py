@@ -27,7 +27,7 @@ import torch
 import lfpcli.solvers.scfe as scfe_module
 from lfpcli.commands.common import load_model
 from lfpcli.commands.train import train
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.density import fit_density
 from lfpcli.solvers import choose_targets
 from lfpcli.solvers.scfe import SCFEConfig, scfe

@@ -14,7 +14,7 @@ perturbed data alone, and measure it on clean data and on its worst group. Every
 The functions are imported lazily so that ``import lfpcli`` stays cheap.
 """
 
-__version__ = "0.1.0"
+from lfpcli.version import __version__
 
 __all__ = ["__version__", "train", "perturb", "retrain", "evaluate", "info", "verify", "fit_density_file", "describe_data",
            "saliency", "synth_run", "synth_sweep", "synth_plot"]

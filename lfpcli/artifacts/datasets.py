@@ -39,14 +39,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from lfpcli.artifacts.h5 import H5Writer, open_h5, read_array
-from lfpcli.artifacts.provenance import sha256_file
 from lfpcli.data.dataset import Dataset, Split
 from lfpcli.data.lazy import (
     H5MaskRows,
@@ -211,7 +209,7 @@ def read_mask(f, name: str, x_shape: tuple[int, ...], path: str | os.PathLike) -
         raise ArtifactError(f"{e}; the file is damaged") from None
 
 
-def _dataset_from_meta(meta: dict[str, Any], splits: dict[str, Split], spec: dict[str, Any]) -> Dataset:
+def dataset_from_meta(meta: dict[str, Any], splits: dict[str, Split], spec: dict[str, Any]) -> Dataset:
     try:
         return Dataset(
             spec=spec,
@@ -294,7 +292,7 @@ def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *,
                                  None if mask is None else torch.from_numpy(mask))
     if "train" not in splits:
         raise ArtifactError(f"{path}: dataset file has no 'train' split")
-    return _dataset_from_meta(meta, splits, spec or meta.get("spec") or {"type": "file", "path": str(path)})
+    return dataset_from_meta(meta, splits, spec or meta.get("spec") or {"type": "file", "path": str(path)})
 
 
 def _check_labels(path, name, x_shape, y, group, index, num_classes) -> None:
@@ -448,46 +446,6 @@ def _check_source(path: str | os.PathLike, source: dict[str, Any]) -> None:
         raise ArtifactError(f"{path}: the record's source training settings are invalid{reason}; the file is damaged") from None
 
 
-def load_perturbed_as_dataset(path: str | os.PathLike, record_check=None, *, lazy: bool | None = None,
-                              progress: Progress = no_progress) -> Dataset:
-    """A perturbed set as training data: train = (perturbed x, *target* labels); val/test = the clean source
-    data's splits (selection and evaluation always use clean data with true labels). The perturbed inputs are
-    read by rows unless small (``lazy``, see :func:`open_perturbed_set`); the clean data is resolved once and
-    kept as ``ds.clean_data``."""
-    from lfpcli.data.registry import resolve
-
-    ps = open_perturbed_set(path, lazy=lazy)
-    record = ps.record
-    src_meta = record["source"]["dataset"]
-    clean_spec = src_meta.get("clean_spec") or src_meta.get("spec")
-    if not isinstance(clean_spec, (dict, str)):
-        raise ArtifactError(f"{path}: perturbed set does not record the clean data it came from; the file is damaged")
-    try:
-        clean = resolve(clean_spec, progress=progress)
-    except ArtifactError:
-        raise
-    except InputError as e:
-        raise InputError(f"{path}: its clean source data cannot be loaded: {e}") from None
-    if tuple(clean.input_shape) != tuple(src_meta["input_shape"]) or clean.num_classes != int(src_meta["num_classes"]):
-        raise ArtifactError(f"{path}: its clean source data ({tuple(clean.input_shape)}, {clean.num_classes} classes) does not "
-                            f"match the perturbed inputs ({tuple(src_meta['input_shape'])}, {src_meta['num_classes']} classes)")
-    index = torch.from_numpy(ps.index.astype(np.int64))
-    x = torch.from_numpy(ps.x) if isinstance(ps.x, np.ndarray) else ps.x
-    train = Split(
-        x,
-        torch.from_numpy(ps.target.astype(np.int64)),
-        torch.from_numpy(ps.group.astype(np.int64)),
-        index,
-        clean_masks(clean, record["params"].get("split"), index),
-    )
-    splits = {"train": train, **{k: v for k, v in clean.splits.items() if k != "train"}}
-    spec = {"type": "file", "path": str(path), "abspath": str(Path(path).resolve()), "sha256": sha256_file(path), "kind": "perturbed-set"}
-    ds = _dataset_from_meta({**src_meta, "clean_spec": clean_spec}, splits, spec)
-    ds.clean_spec = clean_spec
-    ds.clean_data = clean
-    return ds
-
-
 def clean_masks(clean: Dataset, split: Any, index: torch.Tensor):
     """The foreground masks of perturbed samples: the clean source split's masks at their ``index`` (a
     perturbation moves pixels, not the object), or ``None`` where the clean data has none. Masks read on demand
@@ -498,16 +456,3 @@ def clean_masks(clean: Dataset, split: Any, index: torch.Tensor):
     if isinstance(src.mask, torch.Tensor):
         return src.mask[index]
     return src.mask.subset(index)
-
-
-def load_data_file(path: str | os.PathLike, expected_sha256: str | None = None) -> Dataset:
-    """Any lfp data file: a dataset or a perturbed set (used as training data with its target labels)."""
-    from lfpcli.artifacts.h5 import open_h5 as _open
-
-    f, record = _open(path, ["dataset", "perturbed-set"])
-    kind = record.get("kind")
-    f.close()
-    if kind == "perturbed-set":
-        return load_perturbed_as_dataset(path)
-    spec = {"type": "file", "path": str(path), "abspath": str(Path(path).resolve()), "sha256": sha256_file(path), "kind": "dataset"}
-    return read_dataset(path, spec, lazy=None)

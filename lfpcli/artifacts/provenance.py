@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 import torch
 
-import lfpcli
+from lfpcli import version
 from lfpcli.artifacts.files import sha256_file
 from lfpcli.errors import ArtifactError
 
@@ -50,7 +50,7 @@ def jsonable(obj: Any) -> Any:
 
 def versions() -> dict[str, str | None]:
     return {
-        "lfpcli": lfpcli.__version__,
+        "lfpcli": version.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "cuda": torch.version.cuda,

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 
 import torch
 
-import lfpcli
+from lfpcli import version
 from lfpcli.artifacts.files import remove_partial_files
 from lfpcli.artifacts.provenance import jsonable
 from lfpcli.errors import ArtifactError, InputError
@@ -42,7 +42,7 @@ def run_fingerprint(command: str, params: Mapping[str, Any], parents: list[Mappi
     of CPU results depend on it, so units computed with another would not be those of one uninterrupted run)."""
     return {
         "command": command, "params": {k: v for k, v in params.items() if k != "device"},
-        "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": lfpcli.__version__,
+        "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": version.__version__,
         "device": device.type, "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
     }
 

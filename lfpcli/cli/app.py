@@ -9,7 +9,7 @@ from typing import Annotated, Any, Callable, Optional
 
 import typer
 
-from lfpcli import __version__
+from lfpcli.version import __version__
 from lfpcli.cli import render
 from lfpcli.cli.options import (
     ArchArgOpt,

@@ -12,7 +12,8 @@ import torch
 
 from lfpcli.artifacts import load_checkpoint, parent_entry, parent_warnings, sha256_file
 from lfpcli.artifacts.provenance import locate_parent
-from lfpcli.data import Dataset, resolve
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import Dataset
 from lfpcli.errors import ArtifactError, ConfigError, InputError
 from lfpcli.metrics import predict, split_metrics
 from lfpcli.models import PixelModel, model_from_meta

@@ -142,7 +142,7 @@ def fit_density_file(
     dev = resolve_device(device)
     net, meta = load_model(model, dev, ForeignOptions(data, normalize, arch, arch_args))
     if data is not None and not meta.get("foreign"):
-        from lfpcli.data import resolve
+        from lfpcli.artifacts.dataspec import resolve
 
         ds = resolve(data, progress=progress)
         check_compatible(meta, ds, f"{model} on {data}")

@@ -23,7 +23,8 @@ from lfpcli.commands.common import (
     resolve_recorded_data,
     summarize,
 )
-from lfpcli.data import SPLITS, resolve
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import SPLITS
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
 from lfpcli.progress import Progress, no_progress

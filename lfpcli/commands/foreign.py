@@ -46,10 +46,10 @@ from lfpcli.models.outputs import class_logits
 def foreign_data(spec: str):
     """The data a foreign model runs on: a data spec, or a perturbed set (its perturbed inputs, clean val/test)."""
     from lfpcli.artifacts.saliency import h5_kind
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     if h5_kind(spec) == "perturbed-set":
-        from lfpcli.artifacts.datasets import load_perturbed_as_dataset
+        from lfpcli.artifacts.dataspec import load_perturbed_as_dataset
 
         return load_perturbed_as_dataset(spec)
     return resolve(spec)

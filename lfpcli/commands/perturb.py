@@ -24,7 +24,7 @@ from lfpcli.commands.common import (
     summarize,
 )
 from lfpcli.commands.log_density import evaluation_density
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError, InputError, Interrupted
 from lfpcli.precision import auto_batch_size, input_gradient_step, prepare_model, resolve_execution
 from lfpcli.progress import Progress, no_progress, scaled

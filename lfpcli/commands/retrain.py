@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from lfpcli.artifacts import check_output, parent_entry, parent_warnings
-from lfpcli.artifacts.datasets import load_perturbed_as_dataset, open_perturbed_set
+from lfpcli.artifacts.datasets import open_perturbed_set
+from lfpcli.artifacts.dataspec import load_perturbed_as_dataset
 from lfpcli.artifacts.provenance import locate_parent
 from lfpcli.commands.common import check_seed, resolve_device, warn
 from lfpcli.commands.train import check_save_every, fit_and_save, parse_arch_args
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.pretrained import resolve_weights
 from lfpcli.progress import Progress, no_progress

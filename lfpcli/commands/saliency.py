@@ -43,7 +43,8 @@ from lfpcli.commands.common import (
     resolve_recorded_data,
     warn,
 )
-from lfpcli.data import resolve, spec_label
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import spec_label
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
 from lfpcli.precision import auto_batch_size, input_gradient_step, prepare_model, resolve_execution

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-import lfpcli
+from lfpcli import version
 from lfpcli.artifacts import check_output, make_record
 from lfpcli.artifacts.resume import Sidecar
 from lfpcli.artifacts.synth import read_results, save_figure, write_results
@@ -282,7 +282,7 @@ def synth_sweep(
         "settings": s.to_dict(), "preset": preset, "device": dev.type,
         # the last bits of CPU results depend on the thread count: a resume must use the same
         "cpu_threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "versions": {"lfpcli": lfpcli.__version__, "torch": torch.__version__}, "n_points": len(points),
+        "versions": {"lfpcli": version.__version__, "torch": torch.__version__}, "n_points": len(points),
     }
     store = Sidecar(out, identity, resume=resume, force=force)
     done = {}

@@ -15,7 +15,8 @@ from lfpcli.commands.common import (
     model_meta,
     resolve_device,
 )
-from lfpcli.data import Dataset, resolve
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import Dataset
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
 from lfpcli.models.pretrained import resolve_weights

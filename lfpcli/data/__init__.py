@@ -1,10 +1,12 @@
-"""Data specs: a built-in dataset name (``digits``, ``spurious-digits:seed=1``) or an HDF5 file written by lfp.
+"""Data specs and the datasets they name, in memory: a built-in dataset (``digits``, ``spurious-digits:seed=1``),
+generated from data installed packages ship, or a paper dataset on the user's disk (``waterbirds:root=DIR``).
 
-``resolve(spec)`` turns a spec (the string a user types, or the dict an artifact recorded) into a
-:class:`Dataset`; ``list_datasets()`` names the built-ins.
+``parse_spec(text)`` reads a spec, ``build(spec)`` makes the dataset, ``list_datasets()`` names the built-ins,
+``spec_label(spec)`` and ``data_key(spec)`` name a spec for people and for comparison. Specs that name lfp files,
+and the cache of built-ins, are read by :func:`lfpcli.artifacts.dataspec.resolve`, which takes every kind of spec.
 """
 
-from lfpcli.data.dataset import SPLITS, Dataset, Split, spec_label
-from lfpcli.data.registry import list_datasets, parse_spec, resolve
+from lfpcli.data.dataset import SPLITS, Dataset, Split
+from lfpcli.data.registry import build, data_key, list_datasets, parse_spec, spec_label
 
-__all__ = ["SPLITS", "Dataset", "Split", "list_datasets", "parse_spec", "resolve", "spec_label"]
+__all__ = ["SPLITS", "Dataset", "Split", "build", "data_key", "list_datasets", "parse_spec", "spec_label"]

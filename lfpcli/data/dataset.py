@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from lfpcli.errors import InputError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -136,7 +138,7 @@ class Split:
 class Dataset:
     """A resolved data spec: splits plus what a model and the metrics need to know about them.
 
-    ``spec`` is the JSON-able description recorded in artifacts (``lfpcli.data.resolve`` rebuilds the data
+    ``spec`` is the JSON-able description recorded in artifacts (``lfpcli.artifacts.dataspec.resolve`` rebuilds the data
     from it); ``clean_spec`` names the clean data behind it (itself, except for a perturbed set).
     """
 
@@ -168,10 +170,9 @@ class Dataset:
         return len(self.group_names) if self.group_names else 0
 
     def split(self, name: str) -> Split:
-        from lfpcli.errors import InputError
-
         if name not in self.splits:
-            raise InputError(f"data {spec_label(self.spec)} has no split '{name}' (it has {', '.join(self.splits)})")
+            where = self.spec.get("name") or self.spec.get("path") or "?"
+            raise InputError(f"data {where} has no split '{name}' (it has {', '.join(self.splits)})")
         return self.splits[name]
 
     def info(self) -> dict[str, Any]:
@@ -189,24 +190,6 @@ class Dataset:
             "class_to_index": self.class_to_index,
             **({"details": self.details} if self.details else {}),
         }
-
-
-def spec_label(spec: dict[str, Any]) -> str:
-    """Short human name of a data spec."""
-    if spec.get("type") == "file":
-        return str(spec.get("path"))
-    params = spec.get("params") or {}
-    if spec.get("type") == "real":  # the root (or csv) and what differs from the defaults; derived values left out
-        shown = {k: v for k, v in params.items() if k in ("root", "csv") or (k == "size" and v != 224)
-                 or (k == "order" and v != "spuco") or (k in ("val", "num_classes") and v) or (k == "mode" and v != "RGB")
-                 or (k == "classes" and v)}
-        return spec.get("name", "?") + ":" + ",".join(f"{k}={v}" for k, v in shown.items())
-    from lfpcli.data.builtin import BUILTINS
-
-    entry = BUILTINS.get(spec.get("name", ""))
-    defaults = entry.full_params({}) if entry is not None else {}
-    extra = ",".join(f"{k}={v}" for k, v in sorted(params.items()) if defaults.get(k, object()) != v)
-    return spec.get("name", "?") + (f":{extra}" if extra else "")
 
 
 def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:

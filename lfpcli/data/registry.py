@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from lfpcli.data.builtin import BUILTINS
 from lfpcli.data.dataset import Dataset
 from lfpcli.data.real import REAL
+from lfpcli.data.real.common import abs_path
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.progress import Progress, no_progress
 
@@ -100,8 +102,6 @@ def _key_values(text: str, name: str, rest: str, types: dict[str, type]) -> dict
 
 def _parse_real(text: str, name: str, rest: str) -> dict[str, Any]:
     """``waterbirds:root=DIR,size=64`` -> ``{"type": "real", "name", "params"}``; path parameters made absolute."""
-    from lfpcli.data.real.common import abs_path
-
     entry = REAL[name]
     params = _key_values(text, name, rest, entry.param_types)
     for key in entry.paths:
@@ -115,6 +115,40 @@ def _parse_real(text: str, name: str, rest: str) -> dict[str, Any]:
 
 
 
+def spec_label(spec: dict[str, Any]) -> str:
+    """Short human name of a data spec."""
+    if spec.get("type") == "file":
+        return str(spec.get("path"))
+    params = spec.get("params") or {}
+    if spec.get("type") == "real":  # the root (or csv) and what differs from the defaults; derived values left out
+        shown = {k: v for k, v in params.items() if k in ("root", "csv") or (k == "size" and v != 224)
+                 or (k == "order" and v != "spuco") or (k in ("val", "num_classes") and v) or (k == "mode" and v != "RGB")
+                 or (k == "classes" and v)}
+        return spec.get("name", "?") + ":" + ",".join(f"{k}={v}" for k, v in shown.items())
+    entry = BUILTINS.get(spec.get("name", ""))
+    defaults = entry.full_params({}) if entry is not None else {}
+    extra = ",".join(f"{k}={v}" for k, v in sorted(params.items()) if defaults.get(k, object()) != v)
+    return spec.get("name", "?") + (f":{extra}" if extra else "")
+
+
+def data_key(spec: Any) -> str:
+    """A data spec as one comparable string, the same for every record of the same data: a built-in's name and every
+    parameter (those a record leaves out at their defaults, so a record written before a parameter existed compares
+    equal), or a file's sha256."""
+    if not isinstance(spec, Mapping):
+        return str(spec)
+    if spec.get("type") == "file":
+        return f"file:{spec.get('sha256') or spec.get('path')}"
+    params = spec.get("params") or {}
+    try:
+        entry = BUILTINS.get(str(spec.get("name")))
+        if entry is not None:
+            params = entry.full_params({k: v for k, v in params.items() if k in entry.param_types})
+    except (TypeError, ValueError, AttributeError):  # an odd record still compares by what it records
+        params = spec.get("params") or {}
+    return f"{spec.get('name')}:" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + f"@v{spec.get('version', '?')}"
+
+
 def cache_dir() -> Path:
     """Where generated built-in datasets are cached: ``$LFP_CACHE_DIR``, else ``$XDG_CACHE_HOME/lfp``."""
     if os.environ.get("LFP_CACHE_DIR"):
@@ -122,26 +156,27 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lfp"
 
 
-def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, progress: Progress = no_progress) -> Dataset:
-    """Build or load the dataset a spec names; ``progress`` hears about a built-in being generated."""
+def builtin_params(spec: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+    """``(name, entry, every builder parameter)`` of a parsed built-in spec (the parameters it leaves out at their
+    defaults; keys the built-in does not take dropped)."""
+    name = spec.get("name")
+    if name not in BUILTINS:
+        raise ConfigError(f"unknown dataset '{name}'; choose one of {_all_names()}")
+    entry = BUILTINS[name]
+    return name, entry, entry.full_params({k: v for k, v in (spec.get("params") or {}).items() if k in entry.param_types})
+
+
+def build(spec: str | dict[str, Any], *, progress: Progress = no_progress) -> Dataset:
+    """The dataset a built-in spec or a spec of data on the user's disk names, built in memory (a built-in is
+    generated afresh; :func:`lfpcli.artifacts.dataspec.resolve` caches it, and reads lfp ``.h5`` files)."""
     spec = parse_spec(spec)
     if spec.get("type") == "builtin":
-        name = spec.get("name")
-        if name not in BUILTINS:
-            raise ConfigError(f"unknown dataset '{name}'; choose one of {_all_names()}")
-        entry = BUILTINS[name]
-        params = entry.full_params({k: v for k, v in (spec.get("params") or {}).items() if k in entry.param_types})
-        if use_cache:
-            from lfpcli.data.files import cached_builtin
-
-            return cached_builtin(name, params, entry, cache_dir(), progress)
+        _, entry, params = builtin_params(spec)
         return entry.build(params, progress)
     if spec.get("type") == "real":
         return _resolve_real(spec, progress)
     if spec.get("type") == "file":
-        from lfpcli.data.files import load_data_file
-
-        return load_data_file(spec["path"], expected_sha256=spec.get("sha256"))
+        raise ConfigError(f"{spec.get('path')} is an lfp data file; read it with lfpcli.artifacts.dataspec.resolve")
     raise ConfigError(f"unrecognised data spec {spec!r}")
 
 

@@ -29,8 +29,7 @@ from typing import Any
 
 from lfpcli.artifacts import load_checkpoint, open_h5, sha256_file
 from lfpcli.artifacts.provenance import locate_parent
-from lfpcli.data.builtin import BUILTINS
-from lfpcli.data.dataset import spec_label
+from lfpcli.data.registry import data_key, spec_label
 from lfpcli.errors import InputError
 
 SUMMARY_VERSION = 1
@@ -181,8 +180,8 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
         pdata = (params.get("data") or {})
         # data compare by their canonical key, never as recorded: a record written before a built-in gained a
         # parameter lacks it, and means the same data as a newer one that records its default
-        if pdata and _data_key(pdata) != _data_key(data):
-            config["perturb.data"] = _data_key(pdata)
+        if pdata and data_key(pdata) != data_key(data):
+            config["perturb.data"] = data_key(pdata)
         src_entry = _parent(record, "model")
         src_found = _locate(src_entry, found) if src_entry else None
         if src_found is not None:
@@ -190,8 +189,8 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
                 _, src_meta = load_checkpoint(src_found)
                 seeds["source"] = _seed_of(src_meta)
                 src_data = (src_meta.get("data") or {}).get("clean_spec") or (src_meta.get("data") or {}).get("spec")
-                if src_data and _data_key(src_data) != _data_key(data):
-                    config["source.data"] = _data_key(src_data)
+                if src_data and data_key(src_data) != data_key(data):
+                    config["source.data"] = data_key(src_data)
             except InputError:
                 missing.append(f"source model {src_entry.get('path')}")
         else:
@@ -201,26 +200,10 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
     return summary
 
 
-def _data_key(spec: Any) -> str:
-    """A data spec as one comparable string: a built-in's name and every parameter, or a file's sha256."""
-    if not isinstance(spec, Mapping):
-        return str(spec)
-    if spec.get("type") == "file":
-        return f"file:{spec.get('sha256') or spec.get('path')}"
-    params = spec.get("params") or {}
-    try:
-        entry = BUILTINS.get(str(spec.get("name")))
-        if entry is not None:
-            params = entry.full_params({k: v for k, v in params.items() if k in entry.param_types})
-    except (TypeError, ValueError, AttributeError):  # an odd record still compares by what it records
-        params = spec.get("params") or {}
-    return f"{spec.get('name')}:" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + f"@v{spec.get('version', '?')}"
-
-
 def data_key_and_label(spec: Any) -> tuple[str, str]:
     """``(key, label)`` of a data spec: the key compares every parameter, the label is short (defaults left out)."""
     if not isinstance(spec, Mapping):
         return str(spec), str(spec)
     if spec.get("type") == "file":
-        return _data_key(spec), Path(str(spec.get("path"))).name
-    return _data_key(spec), spec_label(dict(spec))
+        return data_key(spec), Path(str(spec.get("path"))).name
+    return data_key(spec), spec_label(dict(spec))

@@ -159,7 +159,7 @@ def test_eval_group_figures_equal_a_hand_count(grouped_model, capsys):
     accuracy, the mean group accuracy and the accuracy weighted by training group proportions all equal a hand
     count over predictions made here from the checkpoint and the data spec, on train, val and test."""
     from lfpcli.commands.common import load_model
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     report = json.loads(ok("eval", "--in", grouped_model, "--json", *CPU, capsys=capsys))
     net, meta = load_model(grouped_model, torch.device("cpu"))

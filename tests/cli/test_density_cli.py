@@ -73,7 +73,7 @@ def test_mask_limits_which_pixels_change(digits_model, tmp_path, capsys):
     import h5py
     import numpy as np
 
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     mask = np.zeros((1, 8, 8), dtype=np.uint8)
     mask[:, :4, :] = 1  # only the top half may change

@@ -333,7 +333,7 @@ def test_pcfe_reports_progress_within_a_batch_and_while_fitting(model, tmp_path,
 
 
 def test_generating_spurious_digits_reports_images_made(tmp_path, monkeypatch):
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     monkeypatch.setenv("LFP_CACHE_DIR", str(tmp_path))
     rec = Recorder()

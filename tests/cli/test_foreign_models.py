@@ -72,7 +72,7 @@ def _quiet():
 @pytest.fixture(scope="module")
 def byo(err_env, tmp_path_factory):
     """The user's trained model and its files in every format, plus the oracle: its test accuracy by hand."""
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     torch.manual_seed(0)
     ds = resolve("digits")
@@ -150,7 +150,7 @@ def test_every_format_matches_the_oracle(byo, capsys):
         rep = _eval_test_accuracy(capsys, byo[key], "--normalize", "0.5,0.5", *extra)
         assert rep["splits"]["test"]["accuracy"] == pytest.approx(byo["oracle"], abs=1e-12), key
     with torch.no_grad():
-        from lfpcli.data import resolve
+        from lfpcli.artifacts.dataspec import resolve
 
         te = resolve("digits").split("test")
         raw = float((byo["net"](te.x).argmax(1) == te.y).double().mean())

@@ -11,7 +11,7 @@ import torch
 from lfpcli.artifacts.datasets import read_perturbed_set
 from lfpcli.cli.app import main
 from lfpcli.commands.log_density import ESTIMATOR, evaluation_density, pool
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 
 
 def lfp(capsys, *args):

@@ -112,7 +112,7 @@ def test_eval_on_mnist_without_val(tmp_path, capsys, monkeypatch):
 def test_a_streamed_perturbed_set_retrains_and_scores_as_one_in_memory(tmp_path, capsys, monkeypatch):
     """A perturbed set read row by row (LFP_PRELOAD_MB=0) gives the same retrained weights and the same eval figures as
     one loaded whole."""
-    from lfpcli.artifacts.datasets import load_perturbed_as_dataset
+    from lfpcli.artifacts.dataspec import load_perturbed_as_dataset
     from lfpcli.data.lazy import H5Rows
 
     monkeypatch.chdir(tmp_path)

@@ -39,7 +39,7 @@ def test_two_models_side_by_side(models, tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from lfpcli.artifacts.saliency import read_saliency
     from lfpcli.commands.common import load_model
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     images, maps, record = read_saliency(out)
     assert record["kind"] == "saliency-maps" and [m["name"] for m in maps] == ["std", "pgd"]
@@ -123,7 +123,7 @@ def test_perturbation_targets_on_a_perturbed_set(models, tmp_path, capsys):
         assert np.array_equal(f["perturbation_target"][...], want) and np.array_equal(f["models/0/target"][...], want)
         assert np.array_equal(f["source_index"][...], src)
         # the masks of perturbed images are their clean images' masks
-        from lfpcli.data import resolve
+        from lfpcli.artifacts.dataspec import resolve
 
         assert np.array_equal(f["mask"][...], resolve(DATA).splits["train"].mask[torch.from_numpy(src)].numpy())
         rec = json.loads(f.attrs["lfp_record"])

@@ -48,7 +48,7 @@ def _npy(arr):
 
 
 def _n_test():
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     return len(resolve("digits").splits["test"])
 

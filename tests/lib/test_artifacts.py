@@ -80,7 +80,7 @@ def test_perturbed_set_layout(digits_pgd):
 
 
 def _clean(index):
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     return resolve("digits").splits["train"].x.numpy()[index]
 
@@ -132,7 +132,7 @@ def test_force_removes_the_partial_files_earlier_killed_runs_left(tmp_path):
 
 
 def test_dataset_file_round_trip(tmp_path):
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     ds = resolve("digits")
     path = tmp_path / "d.h5"
@@ -208,7 +208,7 @@ def test_a_resume_is_refused_whatever_part_of_the_fingerprint_differs(tmp_path):
 
 
 def test_the_run_fingerprint_changes_with_every_input_but_the_device_as_given(monkeypatch):
-    import lfpcli
+    from lfpcli import version
     from lfpcli.artifacts.resume import run_fingerprint
 
     params = {"method": "pgd-l0", "config": {"steps": 40, "eps": 0.5}, "seed": 0, "targets": "next", "device": "auto",
@@ -231,7 +231,7 @@ def test_the_run_fingerprint_changes_with_every_input_but_the_device_as_given(mo
         others.append(run_fingerprint("perturb", params, parents, cpu))
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")
+    monkeypatch.setattr(version, "__version__", version.__version__ + ".post1")
     others.append(run_fingerprint("perturb", params, parents, cpu))
     for i, other in enumerate(others):
         assert other != want, i

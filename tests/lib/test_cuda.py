@@ -102,6 +102,6 @@ def test_saliency_picks_a_batch_that_fits_on_cuda(tmp_path):
     _, _, record = read_saliency(tmp_path / "s.h5")
     assert record["params"]["batch_size_from"] == "largest that fits"
     # a 16x16 small-cnn's pass over the whole test split fits any GPU, so the probe stops at the split's size
-    from lfpcli.data import resolve
+    from lfpcli.artifacts.dataspec import resolve
 
     assert record["params"]["batch_size"] == len(resolve("spurious-digits:size=16,train_copies=1").splits["test"].y)

@@ -7,7 +7,8 @@ import zlib
 import pytest
 import torch
 
-from lfpcli.data import list_datasets, parse_spec, resolve
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import list_datasets, parse_spec
 from lfpcli.errors import ConfigError
 
 
@@ -77,8 +78,8 @@ class _CountingBuiltin:
 def test_the_builtin_cache_key_covers_every_input(tmp_path, monkeypatch):
     """Changing the name, any parameter, the generator version, lfp's version or the cache layout gives another
     cache file (never the file of other inputs, read or overwritten); the same inputs again read their own file."""
-    import lfpcli
-    from lfpcli.data import files
+    from lfpcli import version
+    from lfpcli.artifacts import dataspec as files
 
     cache = tmp_path / "cache"
     params = {"seed": 0, "size": 4, "correlation": 0.5}
@@ -100,7 +101,7 @@ def test_the_builtin_cache_key_covers_every_input(tmp_path, monkeypatch):
         ds = call()
         assert len(set(cache.iterdir()) - before) == 1, f"{what} changed, no new cache file"
         assert ds.spec["params"] != params or ds.spec["name"] != "toy" or ds.spec["version"] != 1
-    for what, patch in (("lfp version", lambda: monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")),
+    for what, patch in (("lfp version", lambda: monkeypatch.setattr(version, "__version__", version.__version__ + ".post1")),
                         ("cache layout", lambda: monkeypatch.setattr(files, "CACHE_LAYOUT", files.CACHE_LAYOUT + 1))):
         before = set(cache.iterdir())
         patch()

@@ -14,7 +14,7 @@ import pytest
 from httpserve import refused_url, serve
 
 from lfpcli.data import download as D
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 
 
 def _spuco_dogs_archive(tmp: Path, per_leaf: int = 1) -> bytes:

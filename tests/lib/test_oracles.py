@@ -20,7 +20,7 @@ from lfpcli.artifacts.density import read_density
 from lfpcli.commands import fit_density_file
 from lfpcli.commands.common import load_model
 from lfpcli.commands.density import plausibility_from
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.density import density_from_state, fit_density
 from lfpcli.solvers.scfe import SCFEConfig, scfe
 

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lfpcli.data import Split, resolve
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import Split
 from lfpcli.data.lazy import ArrayRows, H5Rows, iter_batches
 from lfpcli.errors import ArtifactError, InputError
 

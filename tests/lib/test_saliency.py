@@ -24,7 +24,7 @@ from lfpcli.attribution import (
     resolve_layer,
     summarize,
 )
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model, list_models
 from lfpcli.models.outputs import class_logits

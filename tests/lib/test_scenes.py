@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from lfpcli.data import resolve
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.data.scenes import (
     CHUNK,
     GROUP_NAMES,

@@ -527,7 +527,7 @@ def test_resume_with_other_parameters_is_refused(tmp_path):
 def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
     """Any other plan value, setting, preset, CPU thread count or lfp version is another sweep: its rerun is
     refused (naming what differs) and the kept rows stay, never mixed into other results."""
-    import lfpcli
+    from lfpcli import version
     from lfpcli.artifacts.resume import resume_dir as progress_folder
     from lfpcli.commands.synth import synth_sweep
 
@@ -547,7 +547,7 @@ def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
             synth_sweep(out, resume=True, **SWEEP)
     finally:
         torch.set_num_threads(threads)
-    monkeypatch.setattr(lfpcli, "__version__", lfpcli.__version__ + ".post1")
+    monkeypatch.setattr(version, "__version__", version.__version__ + ".post1")
     with pytest.raises(InputError, match="versions.lfpcli"):
         synth_sweep(out, resume=True, **SWEEP)
     assert sorted(p.name for p in progress_folder(out).iterdir()) == kept
