@@ -11,7 +11,9 @@ from typing import Any
 import torch
 
 from lfpcli.artifacts import load_checkpoint, parent_entry, parent_warnings, sha256_file
+from lfpcli.artifacts.foreign_model import FOREIGN_FORMATS, sniff_model_file
 from lfpcli.artifacts.provenance import locate_parent
+from lfpcli.commands.foreign import load_foreign_model
 from lfpcli.artifacts.dataspec import resolve
 from lfpcli.data import Dataset
 from lfpcli.errors import ArtifactError, ConfigError, InputError
@@ -84,13 +86,9 @@ def load_model(path: str | Path, device: torch.device, foreign: ForeignOptions |
     says (:func:`lfpcli.commands.foreign.load_foreign_model`); its ``meta`` has the shape of a checkpoint's
     (``model``, ``data``, ``params``, ...) plus ``foreign``: how it was read. The foreign-model flags given with
     an lfp checkpoint are an error (it records its own architecture and normalisation)."""
-    from lfpcli.artifacts.foreign_model import FOREIGN_FORMATS, sniff_model_file
-
     opts = foreign or ForeignOptions()
     found = sniff_model_file(path)
     if found.kind in FOREIGN_FORMATS:
-        from lfpcli.commands.foreign import load_foreign_model
-
         return load_foreign_model(path, device, found, opts)
     if opts.flags():
         if found.kind == "checkpoint":
@@ -123,8 +121,6 @@ def foreign_options_for(paths: list[str | Path], data: str | None, normalize: st
                         arch_args: dict[str, Any] | None = None) -> list[ForeignOptions]:
     """Per model of several (``eval``, ``saliency``): the foreign-model flags go to each file that is not an lfp
     checkpoint; given when every file is one, they are an error."""
-    from lfpcli.artifacts.foreign_model import sniff_model_file
-
     full = ForeignOptions(data, normalize, arch, arch_args or None)
     if not full.flags():
         return [full for _ in paths]

@@ -23,14 +23,17 @@ from typing import Any
 import torch
 
 from lfpcli.artifacts import sha256_file
+from lfpcli.artifacts.dataspec import load_perturbed_as_dataset, resolve
 from lfpcli.artifacts.foreign_model import (
     LOADERS,
     WORDS,
     Sniffed,
+    check_torchscript_ops,
     extract_state_dict,
     read_exported,
     read_torchscript,
 )
+from lfpcli.artifacts.saliency import h5_kind
 from lfpcli.errors import ArtifactError, ConfigError, InputError
 from lfpcli.models import PixelModel, list_models
 from lfpcli.models.foreign import (
@@ -41,16 +44,12 @@ from lfpcli.models.foreign import (
     state_dict_model,
 )
 from lfpcli.models.outputs import class_logits
+from lfpcli.models.registry import parse_arch_args
 
 
 def foreign_data(spec: str):
     """The data a foreign model runs on: a data spec, or a perturbed set (its perturbed inputs, clean val/test)."""
-    from lfpcli.artifacts.saliency import h5_kind
-    from lfpcli.artifacts.dataspec import resolve
-
     if h5_kind(spec) == "perturbed-set":
-        from lfpcli.artifacts.dataspec import load_perturbed_as_dataset
-
         return load_perturbed_as_dataset(spec)
     return resolve(spec)
 
@@ -137,8 +136,6 @@ def load_foreign_model(path: str | Path, device: torch.device, found: Sniffed, o
                               "loaded_with": LOADERS[fmt], "normalize": str(opts.normalize), "normalization": how}
     arch, arch_args = fmt, {}
     if fmt == "state-dict":
-        from lfpcli.commands.train import parse_arch_args
-
         arch = opts.arch
         given_args = parse_arch_args(arch, opts.arch_args)
         if "weights" in given_args:
@@ -192,8 +189,6 @@ def load_foreign_model(path: str | Path, device: torch.device, found: Sniffed, o
 def _has_split(model: ForeignModel, x: torch.Tensor, out: torch.Tensor, path: str | Path) -> bool:
     """Whether a TorchScript model's ``features``/``head`` members compose to its forward pass (then feature-space
     densities can use them); their code is checked as ``forward``'s is before they run."""
-    from lfpcli.artifacts.foreign_model import check_torchscript_ops
-
     net = model.net
     if not (callable(getattr(net, "features", None)) and callable(getattr(net, "head", None))):
         return False

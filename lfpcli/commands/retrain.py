@@ -10,10 +10,11 @@ from lfpcli.artifacts.datasets import open_perturbed_set
 from lfpcli.artifacts.dataspec import load_perturbed_as_dataset
 from lfpcli.artifacts.provenance import locate_parent
 from lfpcli.commands.common import check_seed, resolve_device, warn
-from lfpcli.commands.train import check_save_every, fit_and_save, parse_arch_args
+from lfpcli.commands.train import check_save_every, fit_and_save
 from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.pretrained import resolve_weights
+from lfpcli.models.registry import parse_arch_args
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training import TrainConfig
 

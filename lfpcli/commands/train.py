@@ -20,7 +20,7 @@ from lfpcli.data import Dataset
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model
 from lfpcli.models.pretrained import resolve_weights
-from lfpcli.models.registry import arch_defaults
+from lfpcli.models.registry import arch_defaults, parse_arch_args
 from lfpcli.models.transfer import transfer_features
 from lfpcli.artifacts.resume import Sidecar, run_fingerprint
 from lfpcli import distributed
@@ -33,32 +33,6 @@ from lfpcli.training import TrainConfig, train_model
 def check_save_every(seconds: float) -> None:
     if not (seconds >= 0) or seconds == float("inf"):
         raise ConfigError(f"--save-every must be a number of seconds >= 0, got {seconds}")
-
-
-def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:
-    """Coerce ``--arch-arg key=value`` strings to the types of the builder's defaults."""
-    defaults = arch_defaults(arch)
-    out: dict[str, Any] = {}
-    for k, v in (items or {}).items():
-        if k not in defaults:
-            raise ConfigError(f"architecture '{arch}' has no option '{k}' (it takes: {', '.join(defaults) or 'none'})")
-        d = defaults[k]
-        if isinstance(v, str) and isinstance(d, bool):
-            if v.lower() not in ("true", "false", "1", "0"):
-                raise ConfigError(f"--arch-arg {k} must be true or false")
-            v = v.lower() in ("true", "1")
-        elif isinstance(v, str) and isinstance(d, int):
-            try:
-                v = int(v)
-            except ValueError:
-                raise ConfigError(f"--arch-arg {k} must be an integer") from None
-        elif isinstance(v, str) and isinstance(d, float):
-            try:
-                v = float(v)
-            except ValueError:
-                raise ConfigError(f"--arch-arg {k} must be a number") from None
-        out[k] = v
-    return out
 
 
 def pretrained_checkpoint(weights: str | Path, arch: str, ds: Dataset) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:

@@ -75,6 +75,32 @@ def arch_defaults(arch: str) -> dict[str, Any]:
     return {k: p.default for k, p in sig.parameters.items() if p.kind == p.KEYWORD_ONLY}
 
 
+def parse_arch_args(arch: str, items: dict[str, Any] | None) -> dict[str, Any]:
+    """Coerce ``--arch-arg key=value`` strings to the types of the builder's defaults."""
+    defaults = arch_defaults(arch)
+    out: dict[str, Any] = {}
+    for k, v in (items or {}).items():
+        if k not in defaults:
+            raise ConfigError(f"architecture '{arch}' has no option '{k}' (it takes: {', '.join(defaults) or 'none'})")
+        d = defaults[k]
+        if isinstance(v, str) and isinstance(d, bool):
+            if v.lower() not in ("true", "false", "1", "0"):
+                raise ConfigError(f"--arch-arg {k} must be true or false")
+            v = v.lower() in ("true", "1")
+        elif isinstance(v, str) and isinstance(d, int):
+            try:
+                v = int(v)
+            except ValueError:
+                raise ConfigError(f"--arch-arg {k} must be an integer") from None
+        elif isinstance(v, str) and isinstance(d, float):
+            try:
+                v = float(v)
+            except ValueError:
+                raise ConfigError(f"--arch-arg {k} must be a number") from None
+        out[k] = v
+    return out
+
+
 def _builder(arch: str) -> Callable[..., nn.Module]:
     if arch not in _REGISTRY:
         load_plugins()

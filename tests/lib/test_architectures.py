@@ -109,7 +109,7 @@ def test_wrn_refuses_bad_options(args, word):
 
 
 def test_wrn_dropout_from_the_command_line_is_a_number():
-    from lfpcli.commands.train import parse_arch_args
+    from lfpcli.models.registry import parse_arch_args
 
     assert parse_arch_args("wrn-28-10", {"dropout": "0.1", "depth": "16", "conv_bias": "false"}) == \
         {"dropout": 0.1, "depth": 16, "conv_bias": False}
