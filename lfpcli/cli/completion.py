@@ -1,7 +1,7 @@
-"""Static completion scripts for bash, zsh and fish, generated from the click command tree.
+"""Static completion scripts for bash, zsh and fish, generated from the click command tree, and ``lfp completion``.
 
 ``lfp completion SHELL`` prints them; ``completions/`` holds the same files, and a test fails when they no
-longer match the CLI (regenerate with ``python -m lfpcli.cli.completion completions/``).
+longer match the CLI (regenerate with ``python -m lfpcli.cli.write_completions completions``).
 """
 
 from __future__ import annotations
@@ -9,20 +9,27 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+
+from lfpcli.attribution.methods import BASELINES, METHODS
+from lfpcli.cli.options import INSPECT_PANEL
+from lfpcli.commands.density import density_kinds
+from lfpcli.data import list_datasets
+from lfpcli.errors import InputError
+from lfpcli.models import list_models
+from lfpcli.solvers import TARGET_RULES, list_solvers
+from lfpcli.synth.data import DISTS
+from lfpcli.synth.protocol import VARIANTS
+from lfpcli.synth.sweep import PRESETS
+from lfpcli.training.config import OPTIMIZERS, RECIPES, SCHEDULES, SELECTIONS
 
 SHELLS = {"bash": "lfp.bash", "zsh": "_lfp", "fish": "lfp.fish"}
 
 
 def _choices() -> dict[str, list[str]]:
     """Values offered for options whose choices come from a registry."""
-    from lfpcli.commands.density import density_kinds
-    from lfpcli.data import list_datasets
-    from lfpcli.models import list_models
-    from lfpcli.solvers import TARGET_RULES, list_solvers
-    from lfpcli.training.config import OPTIMIZERS, RECIPES, SCHEDULES, SELECTIONS
-
     return {
         "--method": list_solvers(), "-m": list_solvers(), "--arch": list_models(), "--targets": list(TARGET_RULES),
         "--data": list_datasets(), "--optimizer": list(OPTIMIZERS), "--recipe": list(RECIPES),
@@ -35,11 +42,6 @@ def _choices() -> dict[str, list[str]]:
 
 def _command_choices() -> dict[str, dict[str, list[str]]]:
     """Choices that differ from the shared table above for one command (its path, e.g. "synth sweep")."""
-    from lfpcli.attribution.methods import BASELINES, METHODS
-    from lfpcli.synth.data import DISTS
-    from lfpcli.synth.protocol import VARIANTS
-    from lfpcli.synth.sweep import PRESETS
-
     synth = {"--dist": list(DISTS), "--variant": list(VARIANTS), "--preset": list(PRESETS)}
     return {
         "saliency": {"--method": list(METHODS), "-m": list(METHODS), "--target": ["label", "pred", "perturbation"],
@@ -51,12 +53,10 @@ def _command_choices() -> dict[str, dict[str, list[str]]]:
     }
 
 
-def _tree() -> dict[str, dict]:
-    """Every command by its path ("train", "synth run"): ``help`` (first sentence), ``options`` {flag: (takes a
-    value, help)}, ``args``: "choices" with ``choices``, "files", or absent; a group has ``subcommands``."""
-    from lfpcli.cli.app import command
-
-    root = command()
+def _tree(root: Any) -> dict[str, dict]:
+    """Every command of the click command ``root`` by its path ("train", "synth run"): ``help`` (first sentence),
+    ``options`` {flag: (takes a value, help)}, ``args``: "choices" with ``choices``, "files", or absent; a group has
+    ``subcommands``."""
     out: dict[str, dict] = {}
 
     def first_sentence(text: str | None) -> str:
@@ -236,21 +236,30 @@ def _fish(tree, choices) -> str:
     return "\n".join(lines)
 
 
-def script(shell: str) -> str:
-    from lfpcli.errors import InputError
-
+def script(shell: str, root: Any) -> str:
+    """The completion script for ``shell`` of the click command tree ``root`` (``lfp``'s: :func:`lfpcli.cli.app.command`)."""
     if shell not in SHELLS:
         raise InputError(f"unknown shell '{shell}'; choose one of {', '.join(SHELLS)}")
-    tree, choices = _tree(), _choices()
+    tree, choices = _tree(root), _choices()
     return {"bash": _bash, "zsh": _zsh, "fish": _fish}[shell](tree, choices)
 
 
-def write_all(folder: str | Path) -> None:
+def write_all(folder: str | Path, root: Any) -> None:
+    """Every shell's script of ``root`` into ``folder``, under the names the shells look for."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for shell, fname in SHELLS.items():
-        (folder / fname).write_text(script(shell))
+        (folder / fname).write_text(script(shell, root))
 
 
-if __name__ == "__main__":
-    write_all(sys.argv[1] if len(sys.argv) > 1 else "completions")
+def completion(ctx: typer.Context, shell: Annotated[str, typer.Argument(help="bash, zsh or fish.")]) -> None:
+    """Print the shell completion script (the same as the files in completions/).
+
+    Example: lfp completion bash > ~/.local/share/bash-completion/completions/lfp
+    """
+    sys.stdout.write(script(shell, ctx.find_root().command))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``completion`` to the ``lfp`` app."""
+    app.command("completion", rich_help_panel=INSPECT_PANEL)(completion)

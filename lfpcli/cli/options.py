@@ -9,6 +9,9 @@ import typer
 import yaml
 
 TRAIN_PANEL = "Training settings (flags win over --recipe, which wins over the defaults shown; retrain: the source model's)"
+#: The panels ``lfp --help`` groups the commands into.
+CHAIN_PANEL = "Chain"
+INSPECT_PANEL = "Inspect"
 METHOD_PANEL = "Method parameters (defaults: the data spec's for the method, then the method's; recorded)"
 
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 
 from lfpcli.cli import render
-from lfpcli.cli.options import ForceOpt, JsonOpt
+from lfpcli.cli.runner import run as run_command
+from lfpcli.cli.options import INSPECT_PANEL, ForceOpt, JsonOpt
 
-PANEL = "Inspect"
 TABLES = "Tables (eval reports)"
 CURVES = "Curves (checkpoints)"
 
@@ -58,8 +58,6 @@ def report(
 
     Example: lfp report runs/*/eval_*.json --out table.md; lfp report --curves runs/*/model*.pt --out curves.png
     """
-    from lfpcli.cli.app import _run
-
     if curves:
         for name, value in (("--by", by != "method,data,targets,density"), ("--metric", metric), ("--split", split),
                             ("--where", where), ("--baseline", baseline), ("--format", fmt), ("--layout", layout != "paper"), ("--scale", scale != "percent")):
@@ -67,7 +65,7 @@ def report(
                 raise typer.BadParameter(f"{name} applies to tables, not to --curves", param_hint=name)
         from lfpcli.commands.report import report_curves
 
-        _run(report_curves, show_curves, json_, None, files=list(files), out=out, title=title, force=force)
+        run_command(report_curves, show_curves, json_, None, files=list(files), out=out, title=title, force=force)
         return
     if title is not None:
         raise typer.BadParameter("applies to --curves only", param_hint="--title")
@@ -87,13 +85,13 @@ def report(
         rep = run(**kw)
         return {k: v for k, v in rep.items() if k != "text"} if json_ else rep
 
-    _run(as_json, show, json_, None, files=list(files), by=by, metrics=metric, splits=split, where=where, fmt=fmt,
+    run_command(as_json, show, json_, None, files=list(files), by=by, metrics=metric, splits=split, where=where, fmt=fmt,
          layout=layout, scale=scale, baseline=baseline, out=out, force=force)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``report`` to the ``lfp`` app."""
-    app.command("report", rich_help_panel=PANEL)(report)
+    app.command("report", rich_help_panel=INSPECT_PANEL)(report)
 
 
 def show_curves(s: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import typer
 
 from lfpcli.cli import render
 from lfpcli.cli.options import (
+    CHAIN_PANEL,
     ChannelsLastOpt,
     CompileOpt,
     ConfigOpt,
@@ -24,9 +25,9 @@ from lfpcli.cli.options import (
     key_values,
 )
 from lfpcli.cli.render import Table
+from lfpcli.cli.runner import run as run_command
 from lfpcli.commands.common import fmt
 
-PANEL = "Chain"
 IMAGES = "Images (default: the whole test split)"
 METHOD = "Method"
 
@@ -83,8 +84,6 @@ def saliency(
 
     Example: lfp saliency --in model.pt --in model_pgd.pt --n 64 --out maps.h5 --png grid.png
     """
-    from lfpcli.cli.app import _run
-
     if not in_:
         raise typer.BadParameter("give at least one model (--in MODEL.pt)", param_hint="'--in'")
     arch_args = key_values(arch_arg, "--arch-arg") or None
@@ -100,7 +99,7 @@ def saliency(
         raise typer.BadParameter("is required: the maps file to write (.h5)", param_hint="'--out'")
     from lfpcli.commands.saliency import saliency as run
 
-    _run(run, show_saliency, json_, quiet, out=out, models=list(in_), data=data, split=split, indices=_indices(indices), n=n,
+    run_command(run, show_saliency, json_, quiet, out=out, models=list(in_), data=data, split=split, indices=_indices(indices), n=n,
          group=group, misclassified=misclassified, method=method, layer=layer, target=target, masks=masks, samples=samples,
          noise=noise, steps=steps, baseline=baseline, png=png, png_rows=png_rows, seed=seed, batch_size=batch_size,
          device=device, precision=precision, channels_last=channels_last, compile=compile_, force=force, normalize=normalize, arch=arch, arch_args=arch_args)
@@ -108,7 +107,7 @@ def saliency(
 
 def register(app: typer.Typer) -> None:
     """Add ``saliency`` to the ``lfp`` app."""
-    app.command("saliency", rich_help_panel=PANEL)(saliency)
+    app.command("saliency", rich_help_panel=CHAIN_PANEL)(saliency)
 
 
 def show_layers(result: dict[str, Any]) -> None:

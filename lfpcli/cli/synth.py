@@ -11,6 +11,7 @@ from rich import box
 from lfpcli.cli import render
 from lfpcli.cli.render import Table
 from lfpcli.cli.options import ConfigOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ResumableForceOpt, ResumeOpt, key_values
+from lfpcli.cli.runner import argv_is_ours
 from lfpcli.commands.common import fmt
 
 PANEL = "Experiments"
@@ -143,11 +144,9 @@ def _threads(n: int) -> None:
 
 
 def _run(fn: Callable[..., Any], show: Callable[[Any], None], as_json: bool, quiet: bool, **kwargs: Any) -> None:
-    from lfpcli.cli.app import _argv_is_ours
-
     bars = _Bars(bool(quiet) or (as_json and not sys.stderr.isatty()))
     try:
-        result = fn(argv=sys.argv if _argv_is_ours() else None, progress=bars, **kwargs)
+        result = fn(argv=sys.argv if argv_is_ours() else None, progress=bars, **kwargs)
     finally:
         bars.close()
     render.emit_json(result) if as_json else show(result)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from lfpcli.cli.app import app
+from clirun import lfp
+from lfpcli.cli.app import app, command
 from lfpcli.cli.completion import SHELLS, script
 from lfpcli.data.builtin import BUILTINS
 
@@ -17,17 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("shell", sorted(SHELLS))
-def test_shipped_script_matches_the_cli(shell):
+def test_shipped_script_matches_the_cli(shell, capsys):
     shipped = (ROOT / "completions" / SHELLS[shell]).read_text()
-    assert shipped == script(shell), (
-        f"completions/{SHELLS[shell]} is stale: run `python -m lfpcli.cli.completion completions` and commit"
+    assert shipped == script(shell, command()), (
+        f"completions/{SHELLS[shell]} is stale: run `python -m lfpcli.cli.write_completions completions` and commit"
     )
+    assert lfp("completion", shell, capsys=capsys) == (0, shipped, "")
 
 
 def test_every_command_and_option_is_offered():
     root = typer.main.get_command(app)
     ctx = typer.Context(root)
-    text = {s: script(s) for s in SHELLS}
+    text = {s: script(s, command()) for s in SHELLS}
     for name in root.list_commands(ctx):
         cmd = root.get_command(ctx, name)
         for s in SHELLS:
