@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from lfpcli.data.lazy import iter_batches
 from lfpcli.errors import ConfigError, Interrupted, LfpError
 
 #: The commands that run under torchrun; any other is refused there (N copies would write the same output).
@@ -271,18 +272,16 @@ def session(command: str, device: Any = None) -> Iterator[World]:
 # --- sharing a progress folder ----------------------------------------------------------------------------------
 
 
-def shared_sidecar(make: Callable[[], Any], out: Any) -> Any:
-    """The progress folder of ``out`` (:class:`lfpcli.artifacts.resume.Sidecar`): made (checked, created, or taken
-    up with ``--resume``) by ``make`` on rank 0 and attached to by the others once it is there."""
-    from lfpcli.artifacts.resume import Sidecar
-
+def shared_sidecar(make: Callable[[], Any], attach: Callable[[], Any]) -> Any:
+    """The progress folder of a run's output (:class:`lfpcli.artifacts.resume.Sidecar`): made (checked, created, or
+    taken up with ``--resume``) by ``make`` on rank 0, and taken by the others with ``attach`` once it is there."""
     w = world()
     if not w.active:
         return make()
     sidecar = make() if w.main else None
     w.check_in()
     if not w.main:
-        sidecar = Sidecar.attach(out)
+        sidecar = attach()
     w.check_in()
     return sidecar
 
@@ -354,8 +353,6 @@ def shard_batches(split: Any, batch_size: int, generator: torch.Generator, order
     if split.in_memory:
         xs: Iterator[torch.Tensor] = (split.x[i] for i, _, _ in shards)
     else:
-        from lfpcli.data.lazy import iter_batches
-
         xs = iter_batches(split.x, [i.numpy() for i, _, _ in shards])
     for (i, count, scale), x in zip(shards, xs):
         real = torch.ones(i.numel(), dtype=torch.bool) if count else torch.zeros(i.numel(), dtype=torch.bool)

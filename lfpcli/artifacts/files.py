@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
@@ -11,15 +10,9 @@ from pathlib import Path
 from typing import Iterator
 
 from lfpcli.errors import InputError, OutputExistsError
+from lfpcli.hashing import sha256_file
 
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file's bytes, read in chunks so memory stays bounded."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["atomic_output", "check_output", "partial_files", "remove_partial_files", "sha256_file"]
 
 
 def check_output(path: str | os.PathLike, force: bool = False, suffixes: tuple[str, ...] = ()) -> Path:

@@ -187,7 +187,8 @@ def perturb(
     stage = f"{method} on {n} sample{'s' if n != 1 else ''}"
     # finished batches are kept beside the output, so that a killed run finishes with --resume
     sidecar = distributed.shared_sidecar(
-        lambda: Sidecar(out, run_fingerprint("perturb", run_params, parents, dev), resume=resume, force=force), out)
+        lambda: Sidecar(out, run_fingerprint("perturb", run_params, parents, dev), resume=resume, force=force),
+        lambda: Sidecar.attach(out))
     # the batches the bar counts as done: those a resumed run finds kept come first, so that the bar opens there and
     # its rate and time left count only the work of this run
     counted = {b for b in range(total_batches) if sidecar.has(f"batch-{b:06d}")}

@@ -108,7 +108,8 @@ def fit_and_save(
     params = {**params, "execution": ex.to_dict()}
     val = ds.splits.get("val")
     sidecar = distributed.shared_sidecar(
-        lambda: Sidecar(out, run_fingerprint("train", params, parents, device), resume=resume, force=force), out)
+        lambda: Sidecar(out, run_fingerprint("train", params, parents, device), resume=resume, force=force),
+        lambda: Sidecar.attach(out))
     try:
         with sidecar:
             result = train_model(model, ds.splits["train"], cfg, device=device, seed=seed, val=val, group_names=ds.group_names,

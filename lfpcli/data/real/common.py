@@ -88,11 +88,5 @@ def abs_path(text: str) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-def sha256_of(path: Path) -> str:
-    from lfpcli.artifacts.files import sha256_file
-
-    return sha256_file(path)
-
-
 def split_counts(splits: dict[str, Split], num_groups: int) -> dict[str, Any]:
     return {k: s.group_counts(num_groups).tolist() for k, s in splits.items()}

@@ -31,7 +31,6 @@ from lfpcli.data.real.common import (
     make_split,
     read_csv,
     relative_file,
-    sha256_of,
 )
 from lfpcli.data.real.images import (
     IMAGENET_MEAN,
@@ -40,6 +39,7 @@ from lfpcli.data.real.images import (
     check_geometry,
     scan,
 )
+from lfpcli.hashing import sha256_file
 from lfpcli.errors import InputError
 from lfpcli.progress import Progress, no_progress
 
@@ -149,7 +149,7 @@ def build_folder(csv: str = "", mode: str = "RGB", size: int = 224, resize: int 
     c = 1 if mode == "L" else 3
     return Dataset(
         spec={"type": "real", "name": "folder", "version": VERSION, "params": params,
-              "index": {"path": str(path), "sha256": sha256_of(path)}},
+              "index": {"path": str(path), "sha256": sha256_file(path)}},
         splits=splits,
         num_classes=len(class_names),
         class_names=class_names,

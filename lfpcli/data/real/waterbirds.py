@@ -23,7 +23,6 @@ from lfpcli.data.real.common import (
     make_split,
     read_csv,
     relative_file,
-    sha256_of,
 )
 from lfpcli.data.real.images import (
     IMAGENET_MEAN,
@@ -34,6 +33,7 @@ from lfpcli.data.real.images import (
     require_dir,
     scan,
 )
+from lfpcli.hashing import sha256_file
 from lfpcli.errors import InputError
 from lfpcli.progress import Progress, no_progress
 
@@ -102,7 +102,7 @@ def build_waterbirds(root: str = "", size: int = 224, resize: int = 0, masks: st
     params = {"root": str(Path(root)), "size": size, "resize": r, "masks": str(mask_dir) if mask_dir else "none"}
     return Dataset(
         spec={"type": "real", "name": "waterbirds", "version": VERSION, "params": params,
-              "index": {"path": str(meta), "sha256": sha256_of(meta)}},
+              "index": {"path": str(meta), "sha256": sha256_file(meta)}},
         splits=splits,
         num_classes=2,
         class_names=list(CLASS_NAMES),
