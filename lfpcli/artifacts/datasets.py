@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -253,11 +254,13 @@ def _input_dataset(f, name: str, path, input_shape=None):
     return d
 
 
-def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *, lazy: bool | None = False) -> Dataset:
+def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *, lazy: bool | None = False,
+                 only: Sequence[str] | None = None) -> Dataset:
     """A ``dataset`` file, validated: shapes, ranges, labels. ``lazy=False`` loads every split into memory;
     ``lazy=True`` keeps labels, groups and indices in memory and reads inputs (and masks) row by row when asked
     for (:class:`lfpcli.data.lazy.H5Rows`), float inputs checked as they are read; ``lazy=None`` decides by size
-    (loaded when every split's inputs together fit :func:`preload_limit`)."""
+    (loaded when every split's inputs together fit :func:`preload_limit`). ``only``: read just these splits (the
+    others are left out of the dataset)."""
     f, record = open_h5(path, ["dataset"])
     with f:
         meta = check_data_meta(path, record.get("dataset"))
@@ -266,7 +269,13 @@ def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *,
         if lazy is None:
             sizes = [f[f"{n}/x"].shape for n in _split_names(f) if f"{n}/x" in f and hasattr(f[f"{n}/x"], "shape")]
             lazy = not _small((sum(int(np.prod(sh)) for sh in sizes),))
+        if "train" not in f:
+            raise ArtifactError(f"{path}: dataset file has no 'train' split")
+        if only is not None and not set(only) <= set(_split_names(f)):
+            only = None  # a split it does not have: every split is read, so that the error names those it has
         for name in _split_names(f):
+            if only is not None and name not in only:
+                continue
             d = _input_dataset(f, f"{name}/x", path, meta["input_shape"])
             y = read_array(f, f"{name}/y", path=path).astype(np.int64)
             g = read_array(f, f"{name}/group", path=path).astype(np.int64)
@@ -290,8 +299,6 @@ def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *,
             mask = read_mask(f, f"{name}/mask", x.shape, path) if f"{name}/mask" in f else None
             splits[name] = Split(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(g), torch.from_numpy(i),
                                  None if mask is None else torch.from_numpy(mask))
-    if "train" not in splits:
-        raise ArtifactError(f"{path}: dataset file has no 'train' split")
     return dataset_from_meta(meta, splits, spec or meta.get("spec") or {"type": "file", "path": str(path)})
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,15 @@ from lfpcli.progress import Progress, no_progress
 __all__ = ["CACHE_LAYOUT", "cached_builtin", "load_data_file", "load_perturbed_as_dataset", "resolve"]
 
 
-def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, progress: Progress = no_progress) -> Dataset:
+def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, splits: Sequence[str] | None = None,
+            progress: Progress = no_progress) -> Dataset:
     """Build or load the dataset a spec names (a spec string or dict, see :func:`lfpcli.data.registry.parse_spec`);
-    ``progress`` hears about a built-in being generated. ``use_cache=False`` builds a built-in in memory."""
+    ``progress`` hears about a built-in being generated. ``use_cache=False`` builds a built-in in memory.
+    ``splits``: the splits the caller uses; a cached built-in reads only those (other data reads rows on demand)."""
     spec = parse_spec(spec)
     if spec.get("type") == "builtin" and use_cache:
         name, entry, params = builtin_params(spec)
-        return cached_builtin(name, params, entry, cache_dir(), progress)
+        return cached_builtin(name, params, entry, cache_dir(), progress, splits=splits)
     if spec.get("type") == "file":
         return load_data_file(spec["path"], expected_sha256=spec.get("sha256"))
     return build(spec, progress=progress)
@@ -48,8 +51,10 @@ def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, progress: Pro
 CACHE_LAYOUT = 2
 
 
-def cached_builtin(name: str, params: dict[str, Any], entry: Any, cache: Path, progress: Progress = no_progress) -> Dataset:
-    """Build a built-in dataset once and keep it as an lfp dataset file under ``cache``.
+def cached_builtin(name: str, params: dict[str, Any], entry: Any, cache: Path, progress: Progress = no_progress, *,
+                   splits: Sequence[str] | None = None) -> Dataset:
+    """Build a built-in dataset once and keep it as an lfp dataset file under ``cache``; read back, only the
+    ``splits`` asked for (every split when None; a fresh build has them all).
 
     The cache key covers the name, every builder parameter, the generator version, lfp's version and the cache
     layout (``CACHE_LAYOUT``), so changing any of them rebuilds. Any problem with the cache (unwritable, corrupt) falls back to building in memory.
@@ -59,7 +64,7 @@ def cached_builtin(name: str, params: dict[str, Any], entry: Any, cache: Path, p
     path = cache / f"{name}-{key}.h5"
     if path.is_file():
         try:
-            ds = read_dataset(path)
+            ds = read_dataset(path, only=splits)
             if ds.spec.get("name") == name and ds.spec.get("version") == entry.version and ds.spec.get("params") == params:
                 return ds
         except (LfpError, OSError):

@@ -148,9 +148,11 @@ def data_parent(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [parent_entry("data", spec["path"], spec.get("kind"))]
 
 
-def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path, progress: Progress = no_progress) -> Dataset:
+def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path, progress: Progress = no_progress, *,
+                          splits: tuple[str, ...] | None = None) -> Dataset:
     """Resolve a data spec recorded in an artifact, finding a recorded file from another working folder too,
-    and warning when the file's content changed since."""
+    and warning when the file's content changed since. ``splits``: the ones the caller uses (see
+    :func:`lfpcli.artifacts.dataspec.resolve`)."""
     if spec.get("type") == "file":
         found = locate_parent(spec, artifact)
         if found is None:
@@ -158,7 +160,7 @@ def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path, progress: 
         if spec.get("sha256") and sha256_file(found) != spec["sha256"]:
             warn(f"data file {found} changed since {artifact} was made from it (sha256 differs)")
         spec = {**spec, "path": str(found)}
-    return resolve(spec, progress=progress)
+    return resolve(spec, progress=progress, splits=splits)
 
 
 def check_compatible(meta: dict[str, Any], ds: Dataset, what: str) -> None:

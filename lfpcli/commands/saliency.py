@@ -126,12 +126,12 @@ def _images(data: str | None, split: str | None, meta: dict[str, Any], model_pat
                        src.get("group_names"), tuple(src["input_shape"]), spec, own, mask,
                        "the clean source data" if mask is not None else None,
                        torch.from_numpy(arrays["target"].astype("int64")), [parent_entry("data", data, "perturbed-set")])
+    name = split or "test"
     if data is not None:
-        ds = resolve(data)
+        ds = resolve(data, splits=(name,))
     else:
         info = meta["data"]
-        ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model_path)
-    name = split or "test"
+        ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model_path, splits=(name,))
     sp = ds.split(name)
     return _Images(sp.x, sp.y, sp.group, sp.index, ds.num_classes, list(ds.class_names), ds.group_names,
                    tuple(ds.input_shape), ds.spec, name, sp.mask, "the data" if sp.mask is not None else None,

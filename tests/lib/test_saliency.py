@@ -378,3 +378,18 @@ def test_crafted_pair_background_model_looks_off_the_digit():
             s = attribution_share(maps.maps, mask)
             shares.append(float(s[torch.isfinite(s)].mean()))
         assert shares[1] > shares[0] + 0.1 and shares[1] > chance, (method, shares, chance)
+
+
+def test_saliency_reads_only_the_split_it_explains(digits_model, tmp_path, monkeypatch):
+    """``lfp saliency`` on built-in data reads the one split whose images it explains from the cache, not the
+    training split too (which cost several times the maps themselves on small models)."""
+    from lfpcli.artifacts import datasets
+    from lfpcli.commands import saliency
+
+    resolve("digits")  # the cache is there, as after the model was trained
+    read = []
+    real = datasets.read_array
+    monkeypatch.setattr(datasets, "read_array", lambda f, name, *a, **k: (read.append(name), real(f, name, *a, **k))[1])
+    s = saliency(tmp_path / "maps.h5", models=[digits_model], method="gradient", n=8, device="cpu")
+    assert s["n"] == 8 and s["split"] == "test"
+    assert read and {name.split("/")[0] for name in read} == {"test"}, read
