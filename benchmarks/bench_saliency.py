@@ -30,8 +30,8 @@ from pathlib import Path
 
 import torch
 
-from lfpcli.attribution import SaliencyConfig, attribute, resolve_layer
 from lfpcli.artifacts.dataspec import resolve
+from lfpcli.attribution import SaliencyConfig, attribute, resolve_layer
 from lfpcli.models import build_model
 from lfpcli.models.outputs import class_logits
 

@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from lfpcli.commands.density import ON_THE_FLY_MAX_POINTS
 from lfpcli.artifacts.dataspec import resolve
+from lfpcli.commands.density import ON_THE_FLY_MAX_POINTS
 from lfpcli.density import fit_density
 from lfpcli.models import build_model
 from lfpcli.solvers import choose_targets, get_solver, make_config

@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.commands.perturb import perturb
 from lfpcli.commands.retrain import retrain
 from lfpcli.commands.train import train
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.models import build_model
 from lfpcli.training.config import TrainConfig
 from lfpcli.training.loop import epoch_seed, make_optimizer, train_model

@@ -130,8 +130,8 @@ def main() -> None:
 
     from lfpcli.commands import train
     from lfpcli.commands.common import load_model, resolve_recorded_data
-    from lfpcli.commands.log_density import evaluation_density
     from lfpcli.commands.density import ON_THE_FLY_MAX_POINTS
+    from lfpcli.commands.log_density import evaluation_density
     from lfpcli.density import fit_density
     from lfpcli.solvers import choose_targets, get_solver, make_config
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 import lfpcli.solvers.scfe as scfe_module
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.commands.common import load_model
 from lfpcli.commands.train import train
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.density import fit_density
 from lfpcli.solvers import choose_targets
 from lfpcli.solvers.scfe import SCFEConfig, scfe

@@ -10,6 +10,7 @@ import typer
 from lfpcli.cli import render
 from lfpcli.cli.options import (
     CHAIN_PANEL,
+    METHOD_PANEL,
     ArchArgOpt,
     BalanceOpt,
     BatchOpt,
@@ -23,7 +24,6 @@ from lfpcli.cli.options import (
     ForeignArchOpt,
     JsonOpt,
     LrOpt,
-    METHOD_PANEL,
     MomentumOpt,
     NesterovOpt,
     NormalizeOpt,
@@ -38,15 +38,14 @@ from lfpcli.cli.options import (
     ScheduleOpt,
     SeedOpt,
     SelectOpt,
-    TrainLossOpt,
     TrainBatchOpt,
+    TrainLossOpt,
     WdOpt,
     WeightsOpt,
     key_values,
     method_default,
 )
 from lfpcli.cli.runner import run as run_command
-
 
 
 def _methods() -> list[str]:

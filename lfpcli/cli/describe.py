@@ -14,7 +14,6 @@ from lfpcli.cli.options import INSPECT_PANEL, ForceOpt, JsonOpt, QuietOpt
 from lfpcli.cli.runner import run as run_command
 
 
-
 def info(
     file: Annotated[str, typer.Argument(help="Any lfp artifact: checkpoint (.pt), perturbed set, dataset, density, saliency maps "
                                         "or synth results (.h5), eval report (.json).")],

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from lfpcli.cli import render
-from lfpcli.cli.runner import run as run_command
 from lfpcli.cli.options import INSPECT_PANEL, ForceOpt, JsonOpt
+from lfpcli.cli.runner import run as run_command
 
 TABLES = "Tables (eval reports)"
 CURVES = "Curves (checkpoints)"

@@ -9,8 +9,17 @@ import typer
 from rich import box
 
 from lfpcli.cli import render
+from lfpcli.cli.options import (
+    ConfigOpt,
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    QuietOpt,
+    ResumableForceOpt,
+    ResumeOpt,
+    key_values,
+)
 from lfpcli.cli.render import Table
-from lfpcli.cli.options import ConfigOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, ResumableForceOpt, ResumeOpt, key_values
 from lfpcli.cli.runner import argv_is_ours
 from lfpcli.commands.common import fmt
 

@@ -11,10 +11,10 @@ from typing import Any
 import torch
 
 from lfpcli.artifacts import load_checkpoint, parent_entry, parent_warnings, sha256_file
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.artifacts.foreign_model import FOREIGN_FORMATS, sniff_model_file
 from lfpcli.artifacts.provenance import locate_parent
 from lfpcli.commands.foreign import load_foreign_model
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.data import Dataset
 from lfpcli.errors import ArtifactError, ConfigError, InputError
 from lfpcli.metrics import predict, split_metrics

@@ -7,8 +7,8 @@ from typing import Any
 
 from lfpcli.artifacts import check_output, make_record
 from lfpcli.artifacts.datasets import write_dataset
-from lfpcli.commands.common import data_parent
 from lfpcli.artifacts.dataspec import resolve
+from lfpcli.commands.common import data_parent
 from lfpcli.data import parse_spec
 from lfpcli.data.download import download, downloadable, next_spec
 from lfpcli.data.registry import catalogue

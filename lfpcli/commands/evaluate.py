@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lfpcli.artifacts import make_record, parent_entry, save_json_artifact, check_output
+from lfpcli.artifacts import check_output, make_record, parent_entry, save_json_artifact
 from lfpcli.artifacts.datasets import open_perturbed_set
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.artifacts.h5 import open_h5
 from lfpcli.commands.common import (
     ForeignOptions,
@@ -23,7 +24,6 @@ from lfpcli.commands.common import (
     resolve_recorded_data,
     summarize,
 )
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.data import SPLITS
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits

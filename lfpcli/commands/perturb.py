@@ -9,8 +9,11 @@ from typing import Any
 
 import torch
 
+from lfpcli import distributed
 from lfpcli.artifacts import check_output, make_record, parent_entry
 from lfpcli.artifacts.datasets import PerturbedSetWriter, dataset_meta
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.artifacts.resume import Sidecar, run_fingerprint
 from lfpcli.commands.common import (
     ForeignOptions,
     check_compatible,
@@ -24,12 +27,9 @@ from lfpcli.commands.common import (
     summarize,
 )
 from lfpcli.commands.log_density import evaluation_density
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError, InputError, Interrupted
 from lfpcli.precision import auto_batch_size, input_gradient_step, prepare_model, resolve_execution
 from lfpcli.progress import Progress, no_progress, scaled
-from lfpcli.artifacts.resume import Sidecar, run_fingerprint
-from lfpcli import distributed
 from lfpcli.solvers import TARGET_RULES, choose_targets, get_solver, make_config, norms
 
 

@@ -7,11 +7,10 @@ from typing import Any
 
 from lfpcli.artifacts import check_output, parent_entry, parent_warnings
 from lfpcli.artifacts.datasets import open_perturbed_set
-from lfpcli.artifacts.dataspec import load_perturbed_as_dataset
+from lfpcli.artifacts.dataspec import load_perturbed_as_dataset, resolve
 from lfpcli.artifacts.provenance import locate_parent
 from lfpcli.commands.common import check_seed, resolve_device, warn
 from lfpcli.commands.train import check_save_every, fit_and_save
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.pretrained import resolve_weights
 from lfpcli.models.registry import parse_arch_args

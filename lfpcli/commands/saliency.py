@@ -17,6 +17,7 @@ import torch
 
 from lfpcli.artifacts import check_output, make_record, parent_entry, sha256_file
 from lfpcli.artifacts.datasets import clean_masks, open_perturbed_set
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.artifacts.saliency import SaliencyWriter, check_png_output, h5_kind, read_mask_file, write_png
 from lfpcli.attribution import (
     MAP_DEFINITIONS,
@@ -43,7 +44,6 @@ from lfpcli.commands.common import (
     resolve_recorded_data,
     warn,
 )
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.data import spec_label
 from lfpcli.errors import ConfigError, InputError
 from lfpcli.models.outputs import class_logits
@@ -370,7 +370,7 @@ def saliency(
             wr.add_images(sl, index=rows[sl], source_index=img.index[rows[sl]], y=y[sl], group=grp[sl],
                           mask=None if mask is None else mask[sl], mask_area=None if area is None else area[sl],
                           perturbation_target=None if img.perturbation_target is None else img.perturbation_target[rows[sl]])
-        for k, (name, (net, meta), (mod, info)) in enumerate(zip(names, nets, layers)):
+        for k, (name, (_net, meta), (mod, info)) in enumerate(zip(names, nets, layers)):
             acc: dict[str, list[torch.Tensor]] = {"pred": [], "target": [], "share": [], "pointing": []}
             shown: list[torch.Tensor] = []
             for b, s in enumerate(range(0, count, batch_size)):

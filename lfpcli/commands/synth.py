@@ -30,9 +30,19 @@ from lfpcli.errors import ArtifactError, ConfigError, InputError, Interrupted
 from lfpcli.progress import Progress, no_progress
 from lfpcli.synth.data import DISTS
 from lfpcli.synth.protocol import (
-    EPS_METHODS, METHODS, RATIO_METHODS, ROW_FIELDS, TIMING_FIELDS, VARIANTS, Point, Settings, run_point, solver_config,
+    EPS_METHODS,
+    METHODS,
+    RATIO_METHODS,
+    ROW_FIELDS,
+    TIMING_FIELDS,
+    VARIANTS,
+    Point,
+    Settings,
+    run_point,
+    solver_config,
 )
-from lfpcli.synth.sweep import PRESETS, Plan, parse_sweep, preset as preset_fields, run_sweep
+from lfpcli.synth.sweep import PRESETS, Plan, parse_sweep, run_sweep
+from lfpcli.synth.sweep import preset as preset_fields
 
 __all__ = ["synth_plot", "synth_run", "synth_sweep"]
 

@@ -7,7 +7,10 @@ from typing import Any
 
 import torch
 
+from lfpcli import distributed
 from lfpcli.artifacts import check_output, load_checkpoint, make_record, parent_entry, save_checkpoint, sha256_file
+from lfpcli.artifacts.dataspec import resolve
+from lfpcli.artifacts.resume import Sidecar, run_fingerprint
 from lfpcli.commands.common import (
     check_seed,
     clean_metrics,
@@ -15,16 +18,12 @@ from lfpcli.commands.common import (
     model_meta,
     resolve_device,
 )
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.data import Dataset
-from lfpcli.errors import ConfigError
+from lfpcli.errors import ConfigError, Interrupted
 from lfpcli.models import build_model
 from lfpcli.models.pretrained import resolve_weights
 from lfpcli.models.registry import arch_defaults, parse_arch_args
 from lfpcli.models.transfer import transfer_features
-from lfpcli.artifacts.resume import Sidecar, run_fingerprint
-from lfpcli import distributed
-from lfpcli.errors import Interrupted
 from lfpcli.precision import resolve_execution
 from lfpcli.progress import Progress, no_progress
 from lfpcli.training import TrainConfig, train_model

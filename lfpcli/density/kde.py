@@ -23,8 +23,8 @@ from lfpcli.density.base import (
     class_generator,
     pack_by_class,
     prepare_fit_data,
-    sq_dists,
     presampled,
+    sq_dists,
     subsample,
 )
 from lfpcli.errors import ConfigError

@@ -25,7 +25,7 @@ def small_cnn(num_classes, input_shape, *, width: int = 32, hidden: int = 128) -
     c, h, w = input_shape
     layers: list[nn.Module] = []
     ch = c
-    for k, out in enumerate((width, 2 * width)):
+    for out in (width, 2 * width):
         layers += [nn.Conv2d(ch, out, 3, padding=1), nn.ReLU(inplace=True)]
         if min(h, w) >= 14:
             layers.append(nn.MaxPool2d(2))

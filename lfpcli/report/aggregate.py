@@ -354,7 +354,7 @@ def aggregate(
                               "values": [{n: e[0].keys().get(n) for n in differ} for e in exps]})
     ordered = sorted(columns.items(), key=lambda kv: _column_order(kv[1], col_by))
     labelled = _labels([c for _, c in ordered], col_by)
-    for i, ((ident, col), label) in enumerate(zip(ordered, labelled)):
+    for i, ((_, col), label) in enumerate(zip(ordered, labelled)):
         col.id, col.label = f"c{i}", label
     rows = []
     data_labels = {r.data_key: r.data_label for r in chosen}

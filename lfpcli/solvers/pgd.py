@@ -18,10 +18,10 @@ from typing import Any
 import torch
 
 from lfpcli.errors import ConfigError
-from lfpcli.solvers.base import SolverResult, frozen_eval
-from lfpcli.solvers.losses import get_loss
 from lfpcli.models.outputs import class_logits
 from lfpcli.progress import Tick
+from lfpcli.solvers.base import SolverResult, frozen_eval
+from lfpcli.solvers.losses import get_loss
 
 
 @dataclass(frozen=True)

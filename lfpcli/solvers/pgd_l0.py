@@ -33,10 +33,10 @@ from typing import Any
 import torch
 
 from lfpcli.errors import ConfigError
-from lfpcli.solvers.base import SolverResult, frozen_eval
-from lfpcli.solvers.losses import get_loss
 from lfpcli.models.outputs import class_logits
 from lfpcli.progress import Tick
+from lfpcli.solvers.base import SolverResult, frozen_eval
+from lfpcli.solvers.losses import get_loss
 
 __all__ = ["KEEP", "PGDL0Config", "STEPS", "pgd_l0"]
 

@@ -40,12 +40,12 @@ import torch
 from torch import Tensor
 
 from lfpcli.errors import ConfigError, InputError
+from lfpcli.models.outputs import class_logits
+from lfpcli.progress import Tick
 from lfpcli.solvers.base import SolverResult, frozen_eval, norms
 from lfpcli.solvers.fista import bisection_search, fista
 from lfpcli.solvers.losses import get_loss, margin
 from lfpcli.solvers.proxes import PROXES, k_from_ratio, make_prox, penalty_value
-from lfpcli.models.outputs import class_logits
-from lfpcli.progress import Tick
 
 __all__ = ["SCFEConfig", "scfe"]
 

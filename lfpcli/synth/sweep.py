@@ -25,7 +25,15 @@ from lfpcli.errors import ConfigError
 from lfpcli.progress import Progress, no_progress
 from lfpcli.synth.data import DISTS
 from lfpcli.synth.protocol import (
-    EPS_METHODS, METHODS, RATIO_METHODS, VARIANTS, Point, Settings, StageCache, check_ratio, run_point,
+    EPS_METHODS,
+    METHODS,
+    RATIO_METHODS,
+    VARIANTS,
+    Point,
+    Settings,
+    StageCache,
+    check_ratio,
+    run_point,
 )
 
 __all__ = ["Curve", "PRESETS", "Plan", "SWEEP_KEYS", "parse_sweep", "preset", "run_sweep"]

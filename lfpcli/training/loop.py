@@ -12,11 +12,11 @@ import torch
 from lfpcli import distributed
 from lfpcli.data.dataset import Split
 from lfpcli.metrics import predict, split_metrics
+from lfpcli.models.outputs import class_logits
 from lfpcli.precision import Execution
 from lfpcli.progress import Progress, no_progress
-from lfpcli.training.config import TrainConfig
-from lfpcli.models.outputs import class_logits
 from lfpcli.solvers.losses import get_loss
+from lfpcli.training.config import TrainConfig
 
 
 @dataclass

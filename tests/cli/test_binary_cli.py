@@ -6,10 +6,9 @@ import json
 
 import pytest
 import torch
-
 from clirun import lfp
-from lfpcli.solvers import list_solvers
 
+from lfpcli.solvers import list_solvers
 
 
 @pytest.fixture(scope="module")

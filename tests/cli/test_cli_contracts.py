@@ -16,11 +16,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from clirun import lfp
 from scipy.stats import binom
 
-from clirun import lfp
 from lfpcli.cli.app import command, main
-
 
 
 def ok(*args, capsys) -> str:
@@ -158,8 +157,8 @@ def test_eval_group_figures_equal_a_hand_count(grouped_model, capsys):
     """lfp eval --json on spurious-digits: accuracy, every group's accuracy and n, the worst group and its
     accuracy, the mean group accuracy and the accuracy weighted by training group proportions all equal a hand
     count over predictions made here from the checkpoint and the data spec, on train, val and test."""
-    from lfpcli.commands.common import load_model
     from lfpcli.artifacts.dataspec import resolve
+    from lfpcli.commands.common import load_model
 
     report = json.loads(ok("eval", "--in", grouped_model, "--json", *CPU, capsys=capsys))
     net, meta = load_model(grouped_model, torch.device("cpu"))

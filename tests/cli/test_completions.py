@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import typer
-
 from clirun import lfp
+
 from lfpcli.cli.app import app, command
 from lfpcli.cli.completion import SHELLS, script
 from lfpcli.data.builtin import BUILTINS

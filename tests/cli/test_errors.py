@@ -891,10 +891,10 @@ def test_force_with_bad_input_keeps_existing_output(err_ws, capsys, cmd):
 
 def test_failure_mid_write_leaves_nothing(err_ws, capsys, monkeypatch):
     """A failure after the temporary output was opened (here: the solver raises) leaves no file behind."""
+    import dataclasses
+
     import lfpcli.solvers as solvers
     from lfpcli.errors import InputError
-
-    import dataclasses
 
     def boom(*a, **k):
         raise InputError("simulated failure while writing")

@@ -96,7 +96,8 @@ def test_dry_run_commands_parse_and_chain(script, variant, tmp_path):
         if p.get("out"):
             written.add(str(p["out"]))
     if missing_subcommands:
-        warnings.warn(f"not parsed: lfp {', '.join(sorted(missing_subcommands))} is not registered in this lfp yet")
+        warnings.warn(f"not parsed: lfp {', '.join(sorted(missing_subcommands))} is not registered in this lfp yet",
+                      stacklevel=1)
     assert {"data", "train", "eval", "perturb", "retrain", "saliency"} <= set(seen)
     perturbs = [a for a in cmds if a[0] == "perturb"]
     methods = {Path(a[a.index("--config") + 1]).stem for a in perturbs}

@@ -25,10 +25,9 @@ from typing import Tuple
 import h5py
 import pytest
 import torch
-from torch import nn
-
 from clirun import lfp
 from test_errors import err_art, err_env, err_expect_failure, err_ws  # noqa: F401  (fixtures used by name)
+from torch import nn
 
 ARCH = "test-user-net"
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from lfpcli.artifacts.datasets import read_perturbed_set
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.cli.app import main
 from lfpcli.commands.log_density import ESTIMATOR, evaluation_density, pool
-from lfpcli.artifacts.dataspec import resolve
 
 
 def lfp(capsys, *args):

@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from clirun import lfp
 
 DATA = "spurious-digits:size=16,train_copies=1"
@@ -37,9 +36,9 @@ def test_two_models_side_by_side(models, tmp_path, capsys):
     for word in ("std", "pgd", "low/water", "high/land", "chance"):
         assert word in stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from lfpcli.artifacts.dataspec import resolve
     from lfpcli.artifacts.saliency import read_saliency
     from lfpcli.commands.common import load_model
-    from lfpcli.artifacts.dataspec import resolve
 
     images, maps, record = read_saliency(out)
     assert record["kind"] == "saliency-maps" and [m["name"] for m in maps] == ["std", "pgd"]

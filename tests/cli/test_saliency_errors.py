@@ -8,7 +8,6 @@ import pickle
 
 import numpy as np
 import pytest
-
 from test_errors import (  # noqa: F401  (fixtures used by name)
     BAD_FILES,
     err_art,
@@ -202,9 +201,8 @@ def test_unwritable_output_folder(err_ws, sal, capsys, monkeypatch):
 def test_failure_mid_run_leaves_nothing(err_ws, sal, capsys, monkeypatch, fail_at):
     """A failure after the maps file was opened (the attribution raises, or the picture cannot be written)
     leaves neither the maps file, nor the picture, nor a temporary file."""
-    import tempfile
-
     import importlib
+    import tempfile
 
     import lfpcli.artifacts.files as files
     from lfpcli.errors import InputError

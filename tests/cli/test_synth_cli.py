@@ -16,7 +16,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from clirun import interruptible, lfp
 
 TINY = ["--dim", "60", "--hidden", "16", "--n-natural", "10", "--n-noise", "20", "--window", "20", "--rel-tol", "0.2",

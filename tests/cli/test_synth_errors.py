@@ -8,7 +8,6 @@ import shutil
 
 import h5py
 import pytest
-
 from test_errors import (  # noqa: F401  (fixtures used by name)
     BAD_FILES,
     err_art,

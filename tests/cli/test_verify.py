@@ -8,9 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from clirun import lfp
-
 
 
 def sha(path: Path) -> str:

@@ -200,7 +200,7 @@ def test_a_resume_is_refused_whatever_part_of_the_fingerprint_differs(tmp_path):
         changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k, [d[k]] if not isinstance(d[k], list) else d[k] + [1]))))
         changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.pop(k))))  # gone
         changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k + "_new", 1))))  # one more beside it
-    for path, other in changes:
+    for _, other in changes:
         with pytest.raises(InputError, match="another command"):
             Sidecar(out, other, resume=True, force=False)
     side = Sidecar(out, json.loads(json.dumps(FINGERPRINT)), resume=True, force=False)  # the same: resumed

@@ -13,8 +13,8 @@ import fixtures_data as F
 import pytest
 from httpserve import refused_url, serve
 
-from lfpcli.data import download as D
 from lfpcli.artifacts.dataspec import resolve
+from lfpcli.data import download as D
 
 
 def _spuco_dogs_archive(tmp: Path, per_leaf: int = 1) -> bytes:

@@ -16,11 +16,11 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.artifacts.density import read_density
 from lfpcli.commands import fit_density_file
 from lfpcli.commands.common import load_model
 from lfpcli.commands.density import plausibility_from
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.density import density_from_state, fit_density
 from lfpcli.solvers.scfe import SCFEConfig, scfe
 

@@ -188,8 +188,8 @@ def test_batch_invariance_and_no_side_effects():
 
 
 def test_succeeds_on_a_trained_model(digits_model):
-    from lfpcli.commands.common import load_model
     from lfpcli.artifacts.dataspec import resolve
+    from lfpcli.commands.common import load_model
 
     model, _ = load_model(digits_model, torch.device("cpu"))
     ds = resolve("digits")

@@ -3,8 +3,9 @@ but the layout, the batch-size search finds the largest batch that fits, and eve
 
 from __future__ import annotations
 
-import h5py
 import json
+
+import h5py
 import pytest
 import torch
 from torch import nn

@@ -18,8 +18,8 @@ from lfpcli.solvers.proxes import (
     prox_box,
     prox_l0_ball_box,
     prox_l0_box,
-    prox_l12_box,
     prox_l1_box,
+    prox_l12_box,
 )
 
 DT = torch.float64

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lfpcli.artifacts.dataspec import resolve
 from lfpcli.attribution import (
     METHODS,
     SaliencyConfig,
@@ -24,7 +25,6 @@ from lfpcli.attribution import (
     resolve_layer,
     summarize,
 )
-from lfpcli.artifacts.dataspec import resolve
 from lfpcli.errors import ConfigError
 from lfpcli.models import build_model, list_models
 from lfpcli.models.outputs import class_logits

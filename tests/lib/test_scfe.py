@@ -223,8 +223,8 @@ def test_search_keeps_the_sparsest_success(monkeypatch):
 
 @pytest.fixture(scope="module")
 def digits(digits_model):
-    from lfpcli.commands.common import load_model
     from lfpcli.artifacts.dataspec import resolve
+    from lfpcli.commands.common import load_model
 
     model, _ = load_model(digits_model, torch.device("cpu"))
     split = resolve("digits").splits["train"]

@@ -13,8 +13,20 @@ from lfpcli.errors import ConfigError, InputError
 from lfpcli.models import build_model
 from lfpcli.models.synthetic import init_first_layer, one_hidden_forward, output_signs
 from lfpcli.synth import (
-    Curve, FitConfig, Plan, Point, Settings, derive_seed, draw_inputs, draw_labels, fit, parse_sweep, preset, run_point,
-    run_sweep, solver_config,
+    Curve,
+    FitConfig,
+    Plan,
+    Point,
+    Settings,
+    derive_seed,
+    draw_inputs,
+    draw_labels,
+    fit,
+    parse_sweep,
+    preset,
+    run_point,
+    run_sweep,
+    solver_config,
 )
 from lfpcli.synth.data import generator
 from lfpcli.synth.protocol import ROW_FIELDS, StageCache, natural_data, perturbation_source, stage_keys

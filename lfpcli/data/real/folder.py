@@ -39,8 +39,8 @@ from lfpcli.data.real.images import (
     check_geometry,
     scan,
 )
-from lfpcli.hashing import sha256_file
 from lfpcli.errors import InputError
+from lfpcli.hashing import sha256_file
 from lfpcli.progress import Progress, no_progress
 
 VERSION = 1
