@@ -213,7 +213,10 @@ def batched_maps(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None,
         sl = slice(s, s + batch_size)
         t = None if target is None else target[sl].to(device)
         parts.append(attribute(model, x[sl].to(device), t, config, layer=layer, keys=torch.arange(len(x))[sl], seed=seed))
-    cat = lambda k: torch.cat([getattr(p, k).cpu() for p in parts]) if parts and getattr(parts[0], k) is not None else None  # noqa: E731
+
+    def cat(k: str) -> torch.Tensor | None:
+        return torch.cat([getattr(p, k).cpu() for p in parts]) if parts and getattr(parts[0], k) is not None else None
+
     return Maps(cat("maps"), cat("layer_maps"), cat("logits"), cat("pred"), cat("target")), info
 
 
