@@ -67,8 +67,9 @@ def main() -> None:
     terms = {}
     for kind in a.kinds.split(","):
         if kind.startswith("gmm"):
-            q = fit_density("gmm", flat_all, y_all, ds.num_classes, seed=0, components=10,
-                            covariance=kind.split("-")[1]).to(dev)
+            q = fit_density(
+                "gmm", flat_all, y_all, ds.num_classes, seed=0, components=10, covariance=kind.split("-")[1]
+            ).to(dev)
         else:
             q = fit_density(kind, flat_all, y_all, ds.num_classes, seed=0).to(dev)
         for mode in ("fused", "grouped"):
@@ -97,8 +98,10 @@ def main() -> None:
         for k, fn in terms.items():
             times[k].append(timed(fn, dev))
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{a.arch} on {a.data}, batch {a.batch}, input dimension {x[0].numel()}, {ds.num_classes} classes, "
-          f"{a.device}, {a.threads} thread(s), median of {a.repeats}")
+    print(
+        f"{a.arch} on {a.data}, batch {a.batch}, input dimension {x[0].numel()}, {ds.num_classes} classes, "
+        f"{a.device}, {a.threads} thread(s), median of {a.repeats}"
+    )
     print(f"{'':22s} {'ms':>8s} {'x floor':>8s}")
     for k, v in med.items():
         print(f"{k:22s} {1e3 * v:8.3f} {v / med['floor']:8.2f}")

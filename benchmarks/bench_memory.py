@@ -59,7 +59,9 @@ def fabricate(path: Path, n_train: int, side: int, seed: int = 0) -> None:
                 bg = np.array([60, 140, 40] if self.a[i] == 0 else [30, 80, 200], dtype=np.int16)
                 img = bg[:, None, None] + rng.integers(-30, 31, size=(3, side, side))
                 r, c = rng.integers(0, side // 2, size=2)
-                img[:, r : r + side // 3, c : c + side // 3] = np.array([250, 250, 250] if self.y[i] else [200, 60, 30])[:, None, None]
+                img[:, r : r + side // 3, c : c + side // 3] = np.array(
+                    [250, 250, 250] if self.y[i] else [200, 60, 30]
+                )[:, None, None]
                 out[j] = np.clip(img, 0, 255)
             return out
 
@@ -68,13 +70,21 @@ def fabricate(path: Path, n_train: int, side: int, seed: int = 0) -> None:
         rng = np.random.default_rng([seed, k])
         y = rng.integers(0, 2, size=n)
         a = np.where(rng.random(n) < (0.9 if name == "train" else 0.5), y, 1 - y)
-        splits[name] = Split(Synthetic(y, a, 1000 * k + seed), torch.from_numpy(y), torch.from_numpy(2 * y + a),
-                             torch.arange(n))
-    ds = Dataset(spec={"type": "builtin", "name": "bench-synthetic", "params": {"n": n_train, "side": side, "seed": seed}},
-                 splits=splits, num_classes=2, class_names=["red", "white"],
-                 group_names=["red/land", "red/water", "white/land", "white/water"], input_shape=(3, side, side),
-                 mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25], description="memory benchmark data",
-                 train_defaults={"epochs": 1, "optimizer": "adam", "lr": 1e-3, "batch_size": 128})
+        splits[name] = Split(
+            Synthetic(y, a, 1000 * k + seed), torch.from_numpy(y), torch.from_numpy(2 * y + a), torch.arange(n)
+        )
+    ds = Dataset(
+        spec={"type": "builtin", "name": "bench-synthetic", "params": {"n": n_train, "side": side, "seed": seed}},
+        splits=splits,
+        num_classes=2,
+        class_names=["red", "white"],
+        group_names=["red/land", "red/water", "white/land", "white/water"],
+        input_shape=(3, side, side),
+        mean=[0.5, 0.5, 0.5],
+        std=[0.25, 0.25, 0.25],
+        description="memory benchmark data",
+        train_defaults={"epochs": 1, "optimizer": "adam", "lr": 1e-3, "batch_size": 128},
+    )
     write_dataset(path, ds, make_record("dataset", {"n": n_train, "side": side}), force=True)
 
 
@@ -95,7 +105,9 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed after)")
     ap.add_argument("--preload-mb", default="0")
     ap.add_argument("--arch", default="mlp")
-    ap.add_argument("--budget-mb", type=float, default=1536.0, help="the fixed peak-RSS budget every command must stay within")
+    ap.add_argument(
+        "--budget-mb", type=float, default=1536.0, help="the fixed peak-RSS budget every command must stay within"
+    )
     ap.add_argument("--make", nargs=2, metavar=("N", "PATH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.make:
@@ -109,39 +121,102 @@ def main() -> None:
     lfp = [py, "-m", "lfpcli"]
     import platform
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {_cpu_name()}; python {platform.python_version()}")
-    print(f"work folder {work}; LFP_PRELOAD_MB={args.preload_mb}; images 3x{args.side}x{args.side}; arch {args.arch}; "
-          f"pgd-l2 {args.steps} steps; budget {args.budget_mb:.0f} MiB")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, {_cpu_name()}; python {platform.python_version()}"
+    )
+    print(
+        f"work folder {work}; LFP_PRELOAD_MB={args.preload_mb}; images 3x{args.side}x{args.side}; arch {args.arch}; "
+        f"pgd-l2 {args.steps} steps; budget {args.budget_mb:.0f} MiB"
+    )
     failed = False
     for n in sizes:
         path = work / f"data-{n}.h5"
         if not path.exists():
             t, rss, code = run([py, __file__, "--side", str(args.side), "--make", str(n), str(path)], env)
-            print(f"fabricate N={n:>7}: {t:7.1f} s  peak RSS {rss:7.0f} MiB  ({path.stat().st_size / 2**20:.0f} MiB file)", flush=True)
+            print(
+                f"fabricate N={n:>7}: {t:7.1f} s  peak RSS {rss:7.0f} MiB  ({path.stat().st_size / 2**20:.0f} MiB file)",
+                flush=True,
+            )
     model = work / "model.pt"
     if not model.exists():
-        t, rss, code = run([*lfp, "train", "--data", str(work / f"data-{sizes[0]}.h5"), "--arch", args.arch, "--epochs", "1",
-                            "--out", str(model), "--device", "cpu", "--quiet", "--force"], env)
+        t, rss, code = run(
+            [
+                *lfp,
+                "train",
+                "--data",
+                str(work / f"data-{sizes[0]}.h5"),
+                "--arch",
+                args.arch,
+                "--epochs",
+                "1",
+                "--out",
+                str(model),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--force",
+            ],
+            env,
+        )
         print(f"train    N={sizes[0]:>7}: {t:7.1f} s  peak RSS {rss:7.0f} MiB  (exit {code})")
     peaks: dict[str, list[float]] = {"perturb": [], "retrain": []}
     for n in sizes:
         pert = work / f"p-{n}.h5"
-        t, rss, code = run([*lfp, "perturb", "--in", str(model), "--data", str(work / f"data-{n}.h5"), "--method", "pgd-l2",
-                            "--eps", "1", "--steps", str(args.steps), "--out", str(pert), "--device", "cpu", "--quiet",
-                            "--force"], env)
+        t, rss, code = run(
+            [
+                *lfp,
+                "perturb",
+                "--in",
+                str(model),
+                "--data",
+                str(work / f"data-{n}.h5"),
+                "--method",
+                "pgd-l2",
+                "--eps",
+                "1",
+                "--steps",
+                str(args.steps),
+                "--out",
+                str(pert),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--force",
+            ],
+            env,
+        )
         print(f"perturb  N={n:>7}: {t:7.1f} s  peak RSS {rss:7.0f} MiB  (exit {code})", flush=True)
         peaks["perturb"].append(rss)
         failed |= code != 0 or rss > args.budget_mb
-        t, rss, code = run([*lfp, "retrain", "--in", str(pert), "--epochs", "1", "--out", str(work / f"r-{n}.pt"),
-                            "--device", "cpu", "--quiet", "--force"], env)
+        t, rss, code = run(
+            [
+                *lfp,
+                "retrain",
+                "--in",
+                str(pert),
+                "--epochs",
+                "1",
+                "--out",
+                str(work / f"r-{n}.pt"),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--force",
+            ],
+            env,
+        )
         print(f"retrain  N={n:>7}: {t:7.1f} s  peak RSS {rss:7.0f} MiB  (exit {code})", flush=True)
         peaks["retrain"].append(rss)
         failed |= code != 0 or rss > args.budget_mb
     for cmd, v in peaks.items():
         if len(v) > 1:
-            print(f"{cmd}: peak RSS {v[0]:.0f} MiB at N={sizes[0]}, {v[-1]:.0f} MiB at N={sizes[-1]} "
-                  f"({v[-1] - v[0]:+.0f} MiB for {sizes[-1] // sizes[0]}x the samples)")
-    print(f"{'FAIL' if failed else 'ok'}: every command {'did not stay' if failed else 'stayed'} within {args.budget_mb:.0f} MiB")
+            print(
+                f"{cmd}: peak RSS {v[0]:.0f} MiB at N={sizes[0]}, {v[-1]:.0f} MiB at N={sizes[-1]} "
+                f"({v[-1] - v[0]:+.0f} MiB for {sizes[-1] // sizes[0]}x the samples)"
+            )
+    print(
+        f"{'FAIL' if failed else 'ok'}: every command {'did not stay' if failed else 'stayed'} within {args.budget_mb:.0f} MiB"
+    )
     if not args.dir:
         import shutil
 

@@ -39,12 +39,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def export(rev: str, dest: Path) -> str:
     """Unpack ``lfpcli`` as of ``rev`` under ``dest``; return the full commit id."""
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], check=False,
-                            capture_output=True, text=True)
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     if commit.returncode != 0:
         sys.exit(f"bench_pcfe_release.py: {rev!r} is not a revision of {REPO}")
-    blob = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "lfpcli"],
-                          capture_output=True, check=True).stdout
+    blob = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "lfpcli"], capture_output=True, check=True
+    ).stdout
     with tarfile.open(fileobj=BytesIO(blob)) as tar:
         tar.extractall(dest, filter="data")
     return commit.stdout.strip()
@@ -54,8 +59,9 @@ def lfp(tree: Path, args: list[str], threads: int, cwd: Path) -> float:
     # cwd: `python -m` puts the working folder first on sys.path, so it must hold no lfpcli of its own
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "lfpcli", *args], check=False, env=env, cwd=cwd,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "lfpcli", *args], check=False, env=env, cwd=cwd, capture_output=True, text=True
+    )
     took = time.perf_counter() - t0
     if done.returncode != 0:
         sys.exit(f"bench_pcfe_release.py: lfp from {tree} failed:\n{done.stderr}")
@@ -90,12 +96,49 @@ def main() -> None:
         model = a.model
         if model is None:
             model = tmp / "model.pt"
-            lfp(old, ["train", "--data", "spurious-digits:train_copies=1", "--arch", "small-cnn", "--epochs", "3",
-                      "--seed", "0", "--out", str(model), "--quiet"], a.threads, tmp)
+            lfp(
+                old,
+                [
+                    "train",
+                    "--data",
+                    "spurious-digits:train_copies=1",
+                    "--arch",
+                    "small-cnn",
+                    "--epochs",
+                    "3",
+                    "--seed",
+                    "0",
+                    "--out",
+                    str(model),
+                    "--quiet",
+                ],
+                a.threads,
+                tmp,
+            )
 
         def run(tree: Path, out: Path) -> float:
-            return lfp(tree, ["perturb", "--in", str(model), "--method", "pcfe-l0", "--targets", a.targets,
-                              "--limit", str(a.limit), "--seed", "0", "--out", str(out), "--force", "--quiet"], a.threads, tmp)
+            return lfp(
+                tree,
+                [
+                    "perturb",
+                    "--in",
+                    str(model),
+                    "--method",
+                    "pcfe-l0",
+                    "--targets",
+                    a.targets,
+                    "--limit",
+                    str(a.limit),
+                    "--seed",
+                    "0",
+                    "--out",
+                    str(out),
+                    "--force",
+                    "--quiet",
+                ],
+                a.threads,
+                tmp,
+            )
 
         times: dict[str, list[float]] = {"old": [], "new": []}
         for _ in range(a.repeats):
@@ -106,15 +149,19 @@ def main() -> None:
         diff = float(per_sample.max())
         same = int((per_sample <= 1e-4).sum())
         speedup = statistics.median(o / n for o, n in zip(times["old"], times["new"]))
-        print(f"pcfe-l0, {a.limit} samples, --targets {a.targets}, {a.threads} thread(s), median of {a.repeats} pairs; "
-              f"old = {a.against} ({commit[:10]})")
+        print(
+            f"pcfe-l0, {a.limit} samples, --targets {a.targets}, {a.threads} thread(s), median of {a.repeats} pairs; "
+            f"old = {a.against} ({commit[:10]})"
+        )
         print("| version | samples/s | reached target | changed values (mean) | grad evals per sample (mean) |")
         print("|---|---|---|---|---|")
         for name, s in (("old", so), ("new", sn)):
             rate = a.limit / statistics.median(times[name])
             print(f"| {name} | {rate:.3f} | {s['success']:.3f} | {s['l0']:.1f} | {s['grad_evals']:.1f} |")
-        print(f"speed-up new / old: {speedup:.2f}x; counterfactuals equal to 1e-4: {same} of {len(per_sample)} "
-              f"(largest difference {diff:.2e})")
+        print(
+            f"speed-up new / old: {speedup:.2f}x; counterfactuals equal to 1e-4: {same} of {len(per_sample)} "
+            f"(largest difference {diff:.2e})"
+        )
 
 
 if __name__ == "__main__":

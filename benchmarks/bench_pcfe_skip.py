@@ -55,9 +55,13 @@ def main() -> None:
     s_full, s_fast = statistics.median(times[False]), statistics.median(times[True])
     print(f"{a.n} samples, targets {a.targets}, {cfg.search_steps} x {cfg.steps} iterations, {a.threads} thread(s)")
     print(f"target kept the label: {int((t == y).sum())}; skipped: {skipped}")
-    print(f"without skipping: {a.n / s_full:.2f} samples/s ({s_full:.1f} s); with: {a.n / s_fast:.2f} samples/s "
-          f"({s_fast:.1f} s); speed-up {s_full / s_fast:.2f}x; same counterfactuals: {same}")
-    print(f"grad evals per sample, mean: {full.grad_evals.double().mean():.1f} -> {fast.grad_evals.double().mean():.1f}")
+    print(
+        f"without skipping: {a.n / s_full:.2f} samples/s ({s_full:.1f} s); with: {a.n / s_fast:.2f} samples/s "
+        f"({s_fast:.1f} s); speed-up {s_full / s_fast:.2f}x; same counterfactuals: {same}"
+    )
+    print(
+        f"grad evals per sample, mean: {full.grad_evals.double().mean():.1f} -> {fast.grad_evals.double().mean():.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,10 @@ def main():
         cfg = make_config(method, {"eps": eps, "steps": args.steps})
         solver = get_solver(method).fn
         t_ours, res = timed(lambda: solver(model, x, t, cfg), dev, args.repeats)
-        line = (f"{method}: {t_ours / args.steps * 1e3:.3f} ms/iteration, {t_ours / t_floor:.3f}x floor, "
-                f"success {res.success.float().mean().item():.3f}")
+        line = (
+            f"{method}: {t_ours / args.steps * 1e3:.3f} ms/iteration, {t_ours / t_floor:.3f}x floor, "
+            f"success {res.success.float().mean().item():.3f}"
+        )
         if torchattacks is not None:
             atk = getattr(torchattacks, ta_cls)(model, eps=eps, alpha=cfg.alpha, steps=args.steps, random_start=False)
             atk.set_mode_targeted_by_label(quiet=True)

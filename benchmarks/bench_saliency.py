@@ -55,7 +55,9 @@ def main():
     ap.add_argument("--split", default="test")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--model", default=None, help="an lfp checkpoint (default: an untrained small-cnn on spurious-digits)")
+    ap.add_argument(
+        "--model", default=None, help="an lfp checkpoint (default: an untrained small-cnn on spurious-digits)"
+    )
     ap.add_argument("--methods", default="gradcam,gradient,input-x-gradient,smoothgrad,integrated-gradients")
     ap.add_argument("--samples", type=int, default=25, help="smoothgrad noisy copies")
     ap.add_argument("--steps", type=int, default=32, help="integrated-gradients steps")
@@ -88,11 +90,21 @@ def main():
             score = class_logits(model(xv)).gather(1, y.view(-1, 1)).sum()
             torch.autograd.grad(score, xv)
 
-    print(f"{len(sp)} images of {args.split} ({tuple(ds.input_shape)}), batch {args.batch}, {len(xs)} batches, "
-          f"device {dev}, {torch.get_num_threads()} threads, {args.repeats} alternating pairs")
-    print(f"{'method':22s} {'what':8s} {'floor s':>8s} {'method s':>9s} {'ratio':>6s} {'passes':>6s} {'ratio/pass':>10s}")
+    print(
+        f"{len(sp)} images of {args.split} ({tuple(ds.input_shape)}), batch {args.batch}, {len(xs)} batches, "
+        f"device {dev}, {torch.get_num_threads()} threads, {args.repeats} alternating pairs"
+    )
+    print(
+        f"{'method':22s} {'what':8s} {'floor s':>8s} {'method s':>9s} {'ratio':>6s} {'passes':>6s} {'ratio/pass':>10s}"
+    )
     for method in [m for m in args.methods.split(",") if m]:
-        kw = {"samples": args.samples} if method == "smoothgrad" else {"steps": args.steps} if method == "integrated-gradients" else {}
+        kw = (
+            {"samples": args.samples}
+            if method == "smoothgrad"
+            else {"steps": args.steps}
+            if method == "integrated-gradients"
+            else {}
+        )
         cfg = SaliencyConfig(method=method, **kw)
         layer = resolve_layer(model, None, tuple(ds.input_shape), device=dev)[0] if method == "gradcam" else None
         passes = {"smoothgrad": args.samples, "integrated-gradients": args.steps}.get(method, 1)
@@ -107,8 +119,17 @@ def main():
             from lfpcli.commands.saliency import saliency
 
             def command():
-                saliency(tmp / "maps.h5", models=[args.model], split=args.split, method=method, target="label",
-                         batch_size=args.batch, device=str(dev), force=True, **kw)
+                saliency(
+                    tmp / "maps.h5",
+                    models=[args.model],
+                    split=args.split,
+                    method=method,
+                    target="label",
+                    batch_size=args.batch,
+                    device=str(dev),
+                    force=True,
+                    **kw,
+                )
 
             runs.append(("command", command))
         for what, fn in runs:

@@ -87,12 +87,20 @@ def main():
         return feature_kde.log_prob(f, tt)
 
     on_features.on_features = True  # as `lfp perturb --density feature-kde` builds it: one shared model pass
-    plaus = {"none": None, "pixel kde": lambda xp, tt: pixel_kde.log_prob(xp.flatten(1), tt), "feature kde": on_features}
+    plaus = {
+        "none": None,
+        "pixel kde": lambda xp, tt: pixel_kde.log_prob(xp.flatten(1), tt),
+        "feature kde": on_features,
+    }
     taus = {"pixel kde": pixel_kde.plausibility_weight(), "feature kde": feature_kde.plausibility_weight()}
 
-    print(f"device {dev}, small-cnn {'(' + args.model + ')' if args.model else '(untrained)'} on spurious-digits, "
-          f"batch {args.batch}, torch {torch.__version__}, {args.repeats} alternating floor/solver pairs")
-    print("| method | plausibility | grad evals / sample | ms / grad eval | floor ms | x floor (median of pairs) | success |")
+    print(
+        f"device {dev}, small-cnn {'(' + args.model + ')' if args.model else '(untrained)'} on spurious-digits, "
+        f"batch {args.batch}, torch {torch.__version__}, {args.repeats} alternating floor/solver pairs"
+    )
+    print(
+        "| method | plausibility | grad evals / sample | ms / grad eval | floor ms | x floor (median of pairs) | success |"
+    )
     print("|---|---|---|---|---|---|---|")
     for method in args.methods.split(","):
         variants = plaus if method == "pcfe-l0" else {"-": None}
@@ -117,9 +125,11 @@ def main():
                 per_evals.append(ts / evals)
                 per_floors.append(tf / round(evals))
                 ratios.append(per_evals[-1] / per_floors[-1])
-            print(f"| {method} | {name} | {evals:.0f} | {statistics.median(per_evals) * 1e3:.2f} | "
-                  f"{statistics.median(per_floors) * 1e3:.2f} | {statistics.median(ratios):.3f} | "
-                  f"{res.success.float().mean().item():.3f} |")
+            print(
+                f"| {method} | {name} | {evals:.0f} | {statistics.median(per_evals) * 1e3:.2f} | "
+                f"{statistics.median(per_floors) * 1e3:.2f} | {statistics.median(ratios):.3f} | "
+                f"{res.success.float().mean().item():.3f} |"
+            )
 
 
 if __name__ == "__main__":

@@ -84,8 +84,10 @@ def bench_train(dev, sizes, epochs, repeats):
             ratios.append(f / b)
             tb.append(b)
             tf.append(f)
-        print(f"| {n} | {d} | {h} | {1e3 * statistics.median(tb) / epochs:.2f} | {1e3 * statistics.median(tf) / epochs:.2f} | "
-              f"{statistics.median(ratios):.2f} |")
+        print(
+            f"| {n} | {d} | {h} | {1e3 * statistics.median(tb) / epochs:.2f} | {1e3 * statistics.median(tf) / epochs:.2f} | "
+            f"{statistics.median(ratios):.2f} |"
+        )
 
 
 def bench_batched(dev, sizes, groups, epochs, repeats):
@@ -100,7 +102,7 @@ def bench_batched(dev, sizes, groups, epochs, repeats):
 
         def seq():
             for i in range(groups):
-                fit(w0[i:i + 1], x[i:i + 1], y[i:i + 1], a, cfg)
+                fit(w0[i : i + 1], x[i : i + 1], y[i : i + 1], a, cfg)
 
         ratios, ts, tb = [], [], []
         for _ in range(repeats):
@@ -109,13 +111,27 @@ def bench_batched(dev, sizes, groups, epochs, repeats):
             ratios.append(s / b)
             ts.append(s)
             tb.append(b)
-        print(f"| {groups} | {n} | {d} | {h} | {statistics.median(ts):.2f} | {statistics.median(tb):.2f} | {statistics.median(ratios):.2f} |")
+        print(
+            f"| {groups} | {n} | {d} | {h} | {statistics.median(ts):.2f} | {statistics.median(tb):.2f} | {statistics.median(ratios):.2f} |"
+        )
 
 
 def bench_config(dev, dim, hidden, n_natural, n_noise, method):
-    print(f"\n## one --preset paper configuration: {method}, uniform, d={dim}, h={hidden}, n={n_natural}, m={n_noise}\n")
-    p = Point(method, "uniform", "noise", dim, hidden, n_natural, n_noise, 0.78 if method in ("pgd-l2",) else
-              (0.03 if method == "pgd-linf" else None), None if method in ("pgd-l2", "pgd-linf") else 0.05, 0)
+    print(
+        f"\n## one --preset paper configuration: {method}, uniform, d={dim}, h={hidden}, n={n_natural}, m={n_noise}\n"
+    )
+    p = Point(
+        method,
+        "uniform",
+        "noise",
+        dim,
+        hidden,
+        n_natural,
+        n_noise,
+        0.78 if method in ("pgd-l2",) else (0.03 if method == "pgd-linf" else None),
+        None if method in ("pgd-l2", "pgd-linf") else 0.05,
+        0,
+    )
     t0 = time.perf_counter()
     r = run_point(p, Settings(), device=dev)
     sync(dev)
@@ -127,8 +143,10 @@ def bench_config(dev, dim, hidden, n_natural, n_noise, method):
     print(f"| perturb ({method}, {r['solver_iterations']} iterations) | {r['time_perturb']:.1f} | |")
     print(f"| perturbation-trained network | {r['time_perturbed']:.1f} | {r['epochs_perturbed']} |")
     print(f"| total | {total:.1f} | |")
-    print(f"\naccuracy on natural data: perturbation-trained {r['acc_perturbed']:.3f}, baseline {r['acc_baseline']:.3f}; "
-          f"success {r['success']:.3f}, mean l2 {r['l2']:.3f}")
+    print(
+        f"\naccuracy on natural data: perturbation-trained {r['acc_perturbed']:.3f}, baseline {r['acc_baseline']:.3f}; "
+        f"success {r['success']:.3f}, mean l2 {r['l2']:.3f}"
+    )
 
 
 def bench_quick(dev):
@@ -147,7 +165,9 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--what", default="train,batched,config,quick")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=None, help="epochs per timed training (default 200 on CPU, 500 on CUDA)")
+    ap.add_argument(
+        "--epochs", type=int, default=None, help="epochs per timed training (default 200 on CPU, 500 on CUDA)"
+    )
     ap.add_argument("--method", default="pgd-l2")
     ap.add_argument("--dim", type=int, default=None)
     ap.add_argument("--hidden", type=int, default=None)
@@ -158,7 +178,9 @@ def main():
     cuda = dev.type == "cuda"
     what = set(args.what.split(","))
     epochs = args.epochs or (500 if cuda else 200)
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if cuda else f'{torch.get_num_threads()} CPU threads'}), torch {torch.__version__}")
+    print(
+        f"device {dev} ({torch.cuda.get_device_name(dev) if cuda else f'{torch.get_num_threads()} CPU threads'}), torch {torch.__version__}"
+    )
     if "train" in what:
         sizes = [(100, 1000, 100), (500, 1000, 100)] + ([(1000, 10000, 1000), (10000, 10000, 1000)] if cuda else [])
         bench_train(dev, sizes, epochs, args.repeats)
@@ -167,8 +189,14 @@ def main():
         bench_batched(dev, sizes, 4, epochs, max(1, args.repeats // 2))
     if "config" in what:
         dim = args.dim or (10000 if cuda else 1000)
-        bench_config(dev, dim, args.hidden or (1000 if cuda else 200), args.n_natural or (1000 if cuda else 100),
-                     args.n_noise or (10000 if cuda else 1000), args.method)
+        bench_config(
+            dev,
+            dim,
+            args.hidden or (1000 if cuda else 200),
+            args.n_natural or (1000 if cuda else 100),
+            args.n_noise or (10000 if cuda else 1000),
+            args.method,
+        )
     if "quick" in what:
         bench_quick(dev)
 

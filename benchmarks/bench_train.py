@@ -63,7 +63,7 @@ def floor_run(ds, x: torch.Tensor, y: torch.Tensor, arch: str, cfg: TrainConfig,
     for epoch in range(1, cfg.epochs + 1):
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(epoch_seed(seed, epoch))).to(device)
         for i in range(0, len(y), cfg.batch_size):
-            b = order[i:i + cfg.batch_size]
+            b = order[i : i + cfg.batch_size]
             loss = torch.nn.functional.cross_entropy(model(x[b]), y[b])
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -94,8 +94,7 @@ def main() -> None:
         tmp = Path(tmp)
         # the retrain run's input: the same training images perturbed (2 PGD steps: its cost is not measured here)
         train(tmp / "src.pt", data=a.data, **{**common, "epochs": 1})
-        perturb(tmp / "pgd.h5", model=tmp / "src.pt", method="pgd-l2", params={"steps": 2}, device=a.device,
-                force=True)
+        perturb(tmp / "pgd.h5", model=tmp / "src.pt", method="pgd-l2", params={"steps": 2}, device=a.device, force=True)
         import h5py
 
         with h5py.File(tmp / "pgd.h5", "r") as f:
@@ -106,21 +105,44 @@ def main() -> None:
             def run():
                 torch.manual_seed(0)
                 model = build_model(a.arch, ds.num_classes, ds.input_shape, ds.mean, ds.std)
-                train_model(model, tr, cfg_val if with_val else cfg, device=device, seed=0,
-                            val=va if with_val else None, group_names=groups)
+                train_model(
+                    model,
+                    tr,
+                    cfg_val if with_val else cfg,
+                    device=device,
+                    seed=0,
+                    val=va if with_val else None,
+                    group_names=groups,
+                )
+
             return run
 
         runs = {
             "loop": (lambda: floor_run(ds, x, y, a.arch, cfg, 0, device), lib_loop(False), len(tr)),
             "loop+val": (lambda: floor_run(ds, x, y, a.arch, cfg, 0, device), lib_loop(True), len(tr)),
-            "train (command)": (lambda: floor_run(ds, x, y, a.arch, cfg, 0, device),
-                                lambda: train(tmp / "t.pt", data=a.data, **common), len(tr)),
-            "retrain (command)": (lambda: floor_run(ds, px, py, a.arch, cfg, 0, device),
-                                  lambda: retrain(tmp / "r.pt", perturbed=tmp / "pgd.h5", epochs=a.epochs, batch_size=a.batch,
-                                                  seed=0, device=a.device, force=True), len(py)),
+            "train (command)": (
+                lambda: floor_run(ds, x, y, a.arch, cfg, 0, device),
+                lambda: train(tmp / "t.pt", data=a.data, **common),
+                len(tr),
+            ),
+            "retrain (command)": (
+                lambda: floor_run(ds, px, py, a.arch, cfg, 0, device),
+                lambda: retrain(
+                    tmp / "r.pt",
+                    perturbed=tmp / "pgd.h5",
+                    epochs=a.epochs,
+                    batch_size=a.batch,
+                    seed=0,
+                    device=a.device,
+                    force=True,
+                ),
+                len(py),
+            ),
         }
-        print(f"{a.data}, {a.arch}, batch {a.batch}, {a.epochs} epoch(s), {a.threads} thread(s), {device.type}, "
-              f"median of {a.repeats} pairs")
+        print(
+            f"{a.data}, {a.arch}, batch {a.batch}, {a.epochs} epoch(s), {a.threads} thread(s), {device.type}, "
+            f"median of {a.repeats} pairs"
+        )
         print("| run | samples | floor s | run s | x floor |")
         print("|---|---|---|---|---|")
         for name, (floor, run, n) in runs.items():
@@ -133,8 +155,10 @@ def main() -> None:
                 ratios.append(r / f)
                 ft.append(f)
                 rt.append(r)
-            print(f"| {name} | {n} | {statistics.median(ft):.2f} | {statistics.median(rt):.2f} | "
-                  f"{statistics.median(ratios):.2f} |")
+            print(
+                f"| {name} | {n} | {statistics.median(ft):.2f} | {statistics.median(rt):.2f} | "
+                f"{statistics.median(ratios):.2f} |"
+            )
 
 
 if __name__ == "__main__":

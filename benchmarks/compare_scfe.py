@@ -49,8 +49,14 @@ def self_test() -> None:
     a, b = -x, 1 - x
     got = ref_prox(v, a, b, s, beta)
     grid = torch.linspace(0, 1, 2001, dtype=torch.float64)
-    cand = torch.cat([a[:, None] + (b - a)[:, None] * grid[None], torch.zeros(2000, 1, dtype=torch.float64),
-                      torch.minimum(torch.maximum(v, a), b)[:, None]], 1)
+    cand = torch.cat(
+        [
+            a[:, None] + (b - a)[:, None] * grid[None],
+            torch.zeros(2000, 1, dtype=torch.float64),
+            torch.minimum(torch.maximum(v, a), b)[:, None],
+        ],
+        1,
+    )
     obj = (cand - v[:, None]) ** 2 / (2 * s) + beta * (cand != 0)
     best = obj.min(1).values
     got_obj = (got - v) ** 2 / (2 * s) + beta * (got != 0)
@@ -89,13 +95,25 @@ def self_test() -> None:
     # 3) the same problem through lfp with the reference's step rule: should agree up to rounding.
     from lfpcli.solvers import get_solver, make_config
 
-    cfg = make_config("pcfe-l0", {"steps": 200, "search_steps": 6, "beta": 1e-1, "lipschitz": 16.0,
-                                  "line_search": False, "kappa": 0.1, "gamma": 1.0})
+    cfg = make_config(
+        "pcfe-l0",
+        {
+            "steps": 200,
+            "search_steps": 6,
+            "beta": 1e-1,
+            "lipschitz": 16.0,
+            "line_search": False,
+            "kappa": 0.1,
+            "gamma": 1.0,
+        },
+    )
     res = get_solver("pcfe-l0").fn(lin, x, t, cfg)
     xcf_ref, _ = reference_scfe(lin, x, t, beta=1e-1, **common)
     diff = (res.x - xcf_ref).abs().max().item()
-    print(f"lfp pcfe-l0 (no line search, same L) vs reference on the linear model: max |x_cf difference| {diff:.2e}, "
-          f"l0 lfp {(res.x != x).sum(1).tolist()}, reference {(xcf_ref != x).sum(1).tolist()}")
+    print(
+        f"lfp pcfe-l0 (no line search, same L) vs reference on the linear model: max |x_cf difference| {diff:.2e}, "
+        f"l0 lfp {(res.x != x).sum(1).tolist()}, reference {(xcf_ref != x).sum(1).tolist()}"
+    )
     assert diff < 1e-6, "lfp and the reference disagree on a linear model with the same step rule"
     print("self-test passed")
 
@@ -116,8 +134,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="lfp's batch size (default min(256, n))")
     ap.add_argument("--density", choices=("kde", "none"), default="kde")
     ap.add_argument("--ref-lipschitz", type=float, default=16.0, help="L of the reference's fixed step 1/L")
-    ap.add_argument("--ref-anneal", action="store_true",
-                    help="the reference's step decays as sqrt(1 - k/steps) / L (the S-CFE authors' code without line search)")
+    ap.add_argument(
+        "--ref-anneal",
+        action="store_true",
+        help="the reference's step decays as sqrt(1 - k/steps) / L (the S-CFE authors' code without line search)",
+    )
     ap.add_argument("--split", default="test", help="split the explained samples come from (the KDE is fit on train)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-fixed-check", action="store_true", help="skip the lfp row with the reference's step rule")
@@ -168,24 +189,55 @@ def main() -> None:
     def run_lfp(cfg_):
         out = []
         for i in range(0, n, batch):
-            out.append(solver(net, x[i:i + batch], t[i:i + batch], cfg_, plausibility=plaus).x)
+            out.append(solver(net, x[i : i + batch], t[i : i + batch], cfg_, plausibility=plaus).x)
         return torch.cat(out)
 
     ref_rule = "annealed" if args.ref_anneal else "fixed"
 
     def run_ref():
-        return reference_scfe(net, x, t, steps=args.steps, search_steps=args.search_steps, gamma=c["gamma"],
-                              beta=c["beta"], tau=tau, lipschitz=args.ref_lipschitz, kappa=c["kappa"],
-                              growth=c["growth"], plausibility=plaus, lo=c["lo"], hi=c["hi"], anneal=args.ref_anneal)[0]
+        return reference_scfe(
+            net,
+            x,
+            t,
+            steps=args.steps,
+            search_steps=args.search_steps,
+            gamma=c["gamma"],
+            beta=c["beta"],
+            tau=tau,
+            lipschitz=args.ref_lipschitz,
+            kappa=c["kappa"],
+            growth=c["growth"],
+            plausibility=plaus,
+            lo=c["lo"],
+            hi=c["hi"],
+            anneal=args.ref_anneal,
+        )[0]
 
-    runs = [("lfp pcfe-l0 (defaults)",
-             f"L={c['lipschitz']:g}, line search first {c['line_search_iters']} it.", lambda: run_lfp(cfg)),
-            ("reference", f"L={args.ref_lipschitz:g}, {ref_rule} step", run_ref)]
+    runs = [
+        (
+            "lfp pcfe-l0 (defaults)",
+            f"L={c['lipschitz']:g}, line search first {c['line_search_iters']} it.",
+            lambda: run_lfp(cfg),
+        ),
+        ("reference", f"L={args.ref_lipschitz:g}, {ref_rule} step", run_ref),
+    ]
     if not args.no_fixed_check:
-        cfg_fixed = make_config("pcfe-l0", {**params, "line_search": False, "lipschitz": args.ref_lipschitz,
-                                            "schedule": "anneal" if args.ref_anneal else "fixed"})
-        runs.append(("lfp pcfe-l0, reference's step", f"L={args.ref_lipschitz:g}, {ref_rule} step (--no-line-search)",
-                     lambda: run_lfp(cfg_fixed)))
+        cfg_fixed = make_config(
+            "pcfe-l0",
+            {
+                **params,
+                "line_search": False,
+                "lipschitz": args.ref_lipschitz,
+                "schedule": "anneal" if args.ref_anneal else "fixed",
+            },
+        )
+        runs.append(
+            (
+                "lfp pcfe-l0, reference's step",
+                f"L={args.ref_lipschitz:g}, {ref_rule} step (--no-line-search)",
+                lambda: run_lfp(cfg_fixed),
+            )
+        )
 
     with torch.no_grad():
         net(x[:2])  # warm-up
@@ -208,40 +260,63 @@ def main() -> None:
     for name, step_desc, x_cf, valid, secs in results:
         st = stats(x[both], x_cf[both])
         ld = evaluator(x_cf[both], t[both]).double() if m else torch.zeros(0)
-        rows.append({
-            "name": name, "step": step_desc, "validity": valid.double().mean().item(),
-            "l0_med": st["l0"].median().item() if m else math.nan, "l0_mean": st["l0"].mean().item() if m else math.nan,
-            "l2_med": st["l2"].median().item() if m else math.nan, "logq": ld.mean().item() if m else math.nan,
-            "sps": n / secs,
-        })
+        rows.append(
+            {
+                "name": name,
+                "step": step_desc,
+                "validity": valid.double().mean().item(),
+                "l0_med": st["l0"].median().item() if m else math.nan,
+                "l0_mean": st["l0"].mean().item() if m else math.nan,
+                "l2_med": st["l2"].median().item() if m else math.nan,
+                "logq": ld.mean().item() if m else math.nan,
+                "sps": n / secs,
+            }
+        )
     lfp, ref = rows[0], rows[1]
 
     argv = "python benchmarks/compare_scfe.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     dname = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
     print()
     print(f"{datetime.date.today()}, {dname}, torch {torch.__version__}, `{argv.strip()}`")
-    print(f"model {path} ({meta['model'].get('arch', '?')} on {ds.spec.get('name')}), {n} samples of split "
-          f"'{args.split}', targets random-other (seed 0), {args.steps} iterations x {args.search_steps} search steps.")
-    print(f"Shared: gamma0 {c['gamma']:g} (growth {c['growth']:g}), beta {c['beta']:g}, kappa {c['kappa']:g}, "
-          f"margin loss, box [{c['lo']:g}, {c['hi']:g}], plausibility "
-          + (f"pixel KDE (max_points {ON_THE_FLY_MAX_POINTS}, seed 0), tau {tau:.5g}" if plaus is not None else "none (tau 0)") + ".")
-    print(f"l0 / l2 / log-density over the {m} samples valid for every row; log-density: "
-          f"{edesc.get('name', 'evaluation KDE')} (pooled pixel KDE, fit on train).")
+    print(
+        f"model {path} ({meta['model'].get('arch', '?')} on {ds.spec.get('name')}), {n} samples of split "
+        f"'{args.split}', targets random-other (seed 0), {args.steps} iterations x {args.search_steps} search steps."
+    )
+    print(
+        f"Shared: gamma0 {c['gamma']:g} (growth {c['growth']:g}), beta {c['beta']:g}, kappa {c['kappa']:g}, "
+        f"margin loss, box [{c['lo']:g}, {c['hi']:g}], plausibility "
+        + (
+            f"pixel KDE (max_points {ON_THE_FLY_MAX_POINTS}, seed 0), tau {tau:.5g}"
+            if plaus is not None
+            else "none (tau 0)"
+        )
+        + "."
+    )
+    print(
+        f"l0 / l2 / log-density over the {m} samples valid for every row; log-density: "
+        f"{edesc.get('name', 'evaluation KDE')} (pooled pixel KDE, fit on train)."
+    )
     print()
     print("| method | step | validity | l0 median | l0 mean | l2 median | mean log q(x'|t) | samples/s |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['name']} | {r['step']} | {r['validity']:.3f} | {r['l0_med']:.0f} | {r['l0_mean']:.1f} | "
-              f"{r['l2_med']:.3f} | {r['logq']:.1f} | {r['sps']:.2f} |")
+        print(
+            f"| {r['name']} | {r['step']} | {r['validity']:.3f} | {r['l0_med']:.0f} | {r['l0_mean']:.1f} | "
+            f"{r['l2_med']:.3f} | {r['logq']:.1f} | {r['sps']:.2f} |"
+        )
     print()
-    print(f"lfp / reference: l0 median {lfp['l0_med'] / ref['l0_med']:.2f}, l0 mean {lfp['l0_mean'] / ref['l0_mean']:.2f}, "
-          f"samples/s {lfp['sps'] / ref['sps']:.2f}")
+    print(
+        f"lfp / reference: l0 median {lfp['l0_med'] / ref['l0_med']:.2f}, l0 mean {lfp['l0_mean'] / ref['l0_mean']:.2f}, "
+        f"samples/s {lfp['sps'] / ref['sps']:.2f}"
+    )
     if len(rows) > 2:
         fx = rows[2]
         diff = (results[2][2] - results[1][2]).abs().flatten(1).max(1).values
-        print(f"lfp (reference's step) / reference: l0 median {fx['l0_med'] / ref['l0_med']:.2f}, "
-              f"samples/s {fx['sps'] / ref['sps']:.2f}; x_cf identical (max |diff| < 1e-4) on "
-              f"{int((diff < 1e-4).sum())}/{n} samples")
+        print(
+            f"lfp (reference's step) / reference: l0 median {fx['l0_med'] / ref['l0_med']:.2f}, "
+            f"samples/s {fx['sps'] / ref['sps']:.2f}; x_cf identical (max |diff| < 1e-4) on "
+            f"{int((diff < 1e-4).sum())}/{n} samples"
+        )
 
 
 if __name__ == "__main__":

@@ -85,22 +85,32 @@ def main() -> None:
     changes: list[torch.Tensor] = []
     scfe_module.fista = recording_fista(changes)
     print(f"digits mlp, {a.n} wrong-class targets, pcfe-l0 defaults (5 x 100 iterations), {a.threads} thread(s)")
-    print("| density | validity | changed values (mean) | s | " + " | ".join(f"share of iterations needed, tol {t:g}"
-                                                                     for t in tols) + " |")
+    print(
+        "| density | validity | changed values (mean) | s | "
+        + " | ".join(f"share of iterations needed, tol {t:g}" for t in tols)
+        + " |"
+    )
     print("|---|---|---|---|" + "---|" * len(tols))
     for name, q in (("none", None), ("gmm, 10 full components", gmm)):
         changes.clear()
         cfg = SCFEConfig(tau=None if q is None else q.plausibility_weight())
         t0 = time.perf_counter()
-        r = scfe(model, x, t, cfg, plausibility=None if q is None else (lambda xp, tt, q=q: q.log_prob(xp.flatten(1), tt)))
+        r = scfe(
+            model, x, t, cfg, plausibility=None if q is None else (lambda xp, tt, q=q: q.log_prob(xp.flatten(1), tt))
+        )
         took = time.perf_counter() - t0
         total = sum(c.numel() for c in changes)
         shares = [sum(int(needed(c, tol).sum()) for c in changes) / total for tol in tols]
-        print(f"| {name} | {r.success.float().mean():.3f} | {r.extras['l0'].float().mean():.1f} | {took:.2f} | "
-              + " | ".join(f"{s:.3f}" for s in shares) + " |")
+        print(
+            f"| {name} | {r.success.float().mean():.3f} | {r.extras['l0'].float().mean():.1f} | {took:.2f} | "
+            + " | ".join(f"{s:.3f}" for s in shares)
+            + " |"
+        )
         per_step = [[f"{float(needed(c, tol).float().mean()):.0f}" for c in changes] for tol in tols]
         for tol, row in zip(tols, per_step):
-            print(f"  {name}, tol {tol:g}: mean iterations needed per search step: {', '.join(row)} (of {changes[0].shape[0]})")
+            print(
+                f"  {name}, tol {tol:g}: mean iterations needed per search step: {', '.join(row)} (of {changes[0].shape[0]})"
+            )
 
 
 if __name__ == "__main__":

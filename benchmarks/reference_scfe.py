@@ -37,7 +37,7 @@ from torch import Tensor
 
 def margin_loss(z: Tensor, t: int, kappa: float) -> Tensor:
     """max(max_{j != t} z_j - z_t + kappa, 0) for one sample's logits ``z`` of shape (K,)."""
-    others = torch.cat([z[:t], z[t + 1:]])
+    others = torch.cat([z[:t], z[t + 1 :]])
     return torch.clamp(others.max() - z[t] + kappa, min=0.0)
 
 
@@ -103,13 +103,26 @@ def reference_scfe(
     s = 1.0 / lipschitz
     outs, oks = [], []
     for i in range(x.shape[0]):
-        xi = x[i:i + 1].detach()
-        ti = t[i:i + 1]
+        xi = x[i : i + 1].detach()
+        ti = t[i : i + 1]
         g, g_lo, g_hi = float(gamma), 0.0, math.inf
         best_w, best_key, last_w = None, None, None
         for _ in range(search_steps):
-            w = _fista_one(model, xi, ti, g, steps=steps, s=s, beta=beta, tau=tau, kappa=kappa, lo=lo, hi=hi,
-                           plausibility=plausibility, anneal=anneal)
+            w = _fista_one(
+                model,
+                xi,
+                ti,
+                g,
+                steps=steps,
+                s=s,
+                beta=beta,
+                tau=tau,
+                kappa=kappa,
+                lo=lo,
+                hi=hi,
+                plausibility=plausibility,
+                anneal=anneal,
+            )
             with torch.no_grad():
                 ok = int(model(xi + w).argmax(1).item()) == int(ti.item())
             last_w = w

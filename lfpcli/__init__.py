@@ -16,12 +16,35 @@ The functions are imported lazily so that ``import lfpcli`` stays cheap.
 
 from lfpcli.version import __version__
 
-__all__ = ["__version__", "train", "perturb", "retrain", "evaluate", "info", "verify", "fit_density_file", "describe_data",
-           "saliency", "synth_run", "synth_sweep", "synth_plot"]
+__all__ = [
+    "__version__",
+    "train",
+    "perturb",
+    "retrain",
+    "evaluate",
+    "info",
+    "verify",
+    "fit_density_file",
+    "describe_data",
+    "saliency",
+    "synth_run",
+    "synth_sweep",
+    "synth_plot",
+]
 
 
 def __getattr__(name):
-    if name in ("train", "perturb", "retrain", "evaluate", "info", "verify", "fit_density_file", "describe_data", "saliency"):
+    if name in (
+        "train",
+        "perturb",
+        "retrain",
+        "evaluate",
+        "info",
+        "verify",
+        "fit_density_file",
+        "describe_data",
+        "saliency",
+    ):
         from lfpcli import commands
 
         return getattr(commands, name)

@@ -234,13 +234,19 @@ def session(command: str, device: Any = None) -> Iterator[World]:
     w.pending = True
     try:
         if command not in COMMANDS:
-            raise ConfigError(f"lfp {command} does not run under torchrun; only {', '.join(COMMANDS)} do: run it as one process")
+            raise ConfigError(
+                f"lfp {command} does not run under torchrun; only {', '.join(COMMANDS)} do: run it as one process"
+            )
         if device is not None and str(device).startswith("cuda:"):
-            raise ConfigError(f"--device {device} under torchrun: each rank uses the GPU of its LOCAL_RANK; give --device cuda or auto")
+            raise ConfigError(
+                f"--device {device} under torchrun: each rank uses the GPU of its LOCAL_RANK; give --device cuda or auto"
+            )
         if torch.cuda.is_available() and str(device or "auto") in ("auto", "cuda"):
             if w.local_rank >= torch.cuda.device_count():
-                raise ConfigError(f"LOCAL_RANK {w.local_rank}, but this machine has {torch.cuda.device_count()} GPU(s): start at "
-                                  f"most one process per GPU (--nproc-per-node), or use --device cpu")
+                raise ConfigError(
+                    f"LOCAL_RANK {w.local_rank}, but this machine has {torch.cuda.device_count()} GPU(s): start at "
+                    f"most one process per GPU (--nproc-per-node), or use --device cpu"
+                )
             torch.cuda.set_device(w.local_rank)
         yield w
     except (KeyboardInterrupt, Interrupted):
@@ -289,8 +295,12 @@ def shared_sidecar(make: Callable[[], Any], attach: Callable[[], Any]) -> Any:
 # --- perturb: batches shared among the ranks ---------------------------------------------------------------------
 
 
-def solve_shares(has: Callable[[int], bool], total: int, solve: Callable[[int, torch.Tensor], Any],
-                 read: Callable[[Sequence[int]], Iterator[torch.Tensor]]) -> bool:
+def solve_shares(
+    has: Callable[[int], bool],
+    total: int,
+    solve: Callable[[int, torch.Tensor], Any],
+    read: Callable[[Sequence[int]], Iterator[torch.Tensor]],
+) -> bool:
     """Solve this rank's share of the batches ``0..total-1`` not yet done (``has``): the k-th batch to do goes to
     rank ``k % world_size`` (batch ``b`` to rank ``b % world_size`` in a fresh run); ``solve(b, x)`` solves batch
     ``b`` with its inputs ``x`` (from ``read(batch numbers)``) and keeps it. The ranks meet after every round of
@@ -329,8 +339,12 @@ def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def shard_batches(split: Any, batch_size: int, generator: torch.Generator, order: torch.Tensor | None = None,
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]]:
+def shard_batches(
+    split: Any,
+    batch_size: int,
+    generator: torch.Generator,
+    order: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, int]]:
     """This rank's shard of each minibatch of an epoch: ``(x, y, real, scale, count)``.
 
     The minibatches are those of ``split.batches(batch_size, shuffle=True, generator=generator)`` (the same draw from
@@ -359,5 +373,16 @@ def shard_batches(split: Any, batch_size: int, generator: torch.Generator, order
         yield x, split.y[i], real, scale, count
 
 
-__all__ = ["COMMANDS", "RankFailed", "World", "from_env", "quiet_other_ranks", "session", "shard_batches", "shared_sidecar",
-           "solve_shares", "world", "wrap"]
+__all__ = [
+    "COMMANDS",
+    "RankFailed",
+    "World",
+    "from_env",
+    "quiet_other_ranks",
+    "session",
+    "shard_batches",
+    "shared_sidecar",
+    "solve_shares",
+    "world",
+    "wrap",
+]

@@ -90,9 +90,13 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, requests.Timeout):
         return "timed out"
     text = str(e)
-    for key, short in (("Connection refused", "connection refused"), ("Name or service not known", "unknown host"),
-                       ("Temporary failure in name resolution", "no name resolution (offline?)"),
-                       ("Network is unreachable", "network unreachable"), ("No route to host", "no route to host")):
+    for key, short in (
+        ("Connection refused", "connection refused"),
+        ("Name or service not known", "unknown host"),
+        ("Temporary failure in name resolution", "no name resolution (offline?)"),
+        ("Network is unreachable", "network unreachable"),
+        ("No route to host", "no route to host"),
+    ):
         if key in text:
             return short
     return type(e).__name__ + (f": {text[:120]}" if text else "")
@@ -112,8 +116,9 @@ def new_folders(*folders: Path) -> Iterator[None]:
         raise
 
 
-def fetch(urls: Sequence[str], dest: str | Path, *, progress: Progress = no_progress, attempts: int = 3,
-          by_hand: str = "") -> tuple[str, int]:
+def fetch(
+    urls: Sequence[str], dest: str | Path, *, progress: Progress = no_progress, attempts: int = 3, by_hand: str = ""
+) -> tuple[str, int]:
     """Download the first of ``urls`` that answers into ``dest``; returns ``(url used, restarts)``.
 
     A transfer cut short restarts from the beginning, up to ``attempts`` tries in all; then, or when no address
@@ -142,22 +147,30 @@ def _fetch(urls: Sequence[str], dest: Path, progress: Progress, attempts: int, b
                 os.chmod(part, 0o666 & ~_umask())  # mkstemp makes it private; the file gets the usual permissions
                 os.replace(part, dest)
                 return url, restarts
-            except (CutShort, requests.exceptions.ChunkedEncodingError, requests.exceptions.ConnectionError,
-                    requests.exceptions.Timeout) as e:
+            except (
+                CutShort,
+                requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ConnectionError,
+                requests.exceptions.Timeout,
+            ) as e:
                 cut = isinstance(e, (CutShort, requests.exceptions.ChunkedEncodingError)) or part.stat().st_size > 0
                 if cut and restarts + 1 < attempts:
                     restarts += 1
                     continue
-                tried.append(f"{url} ({'cut short: ' + str(e) if isinstance(e, CutShort) else _reason(e)}"
-                             f"{f', {restarts + 1} tries' if cut else ''})")
+                tried.append(
+                    f"{url} ({'cut short: ' + str(e) if isinstance(e, CutShort) else _reason(e)}"
+                    f"{f', {restarts + 1} tries' if cut else ''})"
+                )
                 break
             except requests.exceptions.RequestException as e:
                 tried.append(f"{url} ({_reason(e)})")
                 break
             finally:
                 part.unlink(missing_ok=True)
-    raise InputError(f"cannot fetch {dest.name} from {' nor '.join(tried)}; nothing was kept. Without network access, "
-                     f"fetch it elsewhere and put it at {dest}, then run the same command again{by_hand}")
+    raise InputError(
+        f"cannot fetch {dest.name} from {' nor '.join(tried)}; nothing was kept. Without network access, "
+        f"fetch it elsewhere and put it at {dest}, then run the same command again{by_hand}"
+    )
 
 
 def checksum(path: str | Path, algorithm: str) -> str:

@@ -61,8 +61,13 @@ def has_conv(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def resolve_execution(device: torch.device, precision: str = "fp32", channels_last: str = "auto",
-                      compile: bool = False, model: nn.Module | None = None) -> Execution:
+def resolve_execution(
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: str = "auto",
+    compile: bool = False,
+    model: nn.Module | None = None,
+) -> Execution:
     """Check the options and resolve ``channels_last="auto"`` (on for a convolutional model on CUDA)."""
     from lfpcli.errors import ConfigError
 
@@ -117,8 +122,9 @@ def inner_model(model: nn.Module) -> nn.Module:
     return model.inner if isinstance(model, AutocastModel) else model
 
 
-def input_gradient_step(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-                        parameters: bool = False) -> Callable[[int], None]:
+def input_gradient_step(
+    model: nn.Module, input_shape: tuple[int, ...], device: torch.device, parameters: bool = False
+) -> Callable[[int], None]:
     """A probe for :func:`auto_batch_size`: one forward and backward of ``model`` on ``b`` random inputs, with
     respect to the inputs (solvers, saliency) or also the parameters (training)."""
 
@@ -135,8 +141,9 @@ def input_gradient_step(model: nn.Module, input_shape: tuple[int, ...], device: 
     return step
 
 
-def auto_batch_size(step: Callable[[int], Any], *, start: int = 64, limit: int = 1 << 16, device: torch.device,
-                    headroom: float = 0.8) -> int:
+def auto_batch_size(
+    step: Callable[[int], Any], *, start: int = 64, limit: int = 1 << 16, device: torch.device, headroom: float = 0.8
+) -> int:
     """The largest batch that fits: ``step(b)`` runs one forward+backward on ``b`` samples and raises
     ``torch.OutOfMemoryError`` when it does not fit. Doubles from ``start`` until a size fails, then bisects
     between the last size that ran and the first that failed (to within 1/16). Returns ``headroom`` of the largest
@@ -164,8 +171,10 @@ def auto_batch_size(step: Callable[[int], Any], *, start: int = 64, limit: int =
     if good == 0:
         from lfpcli.errors import ConfigError
 
-        raise ConfigError(f"one batch of {bad} sample{'s' if bad != 1 else ''}'s forward and backward does not fit "
-                          f"in {device}'s memory; use a smaller model or input size, or --device cpu")
+        raise ConfigError(
+            f"one batch of {bad} sample{'s' if bad != 1 else ''}'s forward and backward does not fit "
+            f"in {device}'s memory; use a smaller model or input size, or --device cpu"
+        )
     while bad - good > max(1, good // 16):
         mid = (good + bad) // 2
         if fits(mid):

@@ -19,14 +19,22 @@ from PIL import Image
 
 #: group_DRO's header, exactly.
 WB_HEADER = ["img_id", "img_filename", "y", "split", "place", "place_filename"]
-WB_SPECIES = {0: ["010.Red_winged_Blackbird", "029.American_Crow"], 1: ["001.Black_footed_Albatross", "059.California_Gull"]}
-PLACE_COLOURS = {0: (60, 140, 40), 1: (30, 80, 200)}   # land: green, water: blue
+WB_SPECIES = {
+    0: ["010.Red_winged_Blackbird", "029.American_Crow"],
+    1: ["001.Black_footed_Albatross", "059.California_Gull"],
+}
+PLACE_COLOURS = {0: (60, 140, 40), 1: (30, 80, 200)}  # land: green, water: blue
 BIRD_COLOURS = {0: (200, 120, 40), 1: (250, 250, 250)}  # landbird: brown, waterbird: white
 SIZES = [(40, 30), (33, 47), (52, 52), (29, 35)]
 
 
-def scene(size: tuple[int, int], background: tuple[int, int, int], obj: tuple[int, int, int] | None = None,
-          mode: str = "RGB", seed: int = 0) -> Image.Image:
+def scene(
+    size: tuple[int, int],
+    background: tuple[int, int, int],
+    obj: tuple[int, int, int] | None = None,
+    mode: str = "RGB",
+    seed: int = 0,
+) -> Image.Image:
     """A background colour with a little noise and, optionally, a centred square 'object' of another colour."""
     w, h = size
     rng = np.random.default_rng(seed)
@@ -47,8 +55,14 @@ def object_mask(size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(arr, "L")
 
 
-def make_waterbirds(base: Path, per_cell: dict[str, int] | int = 2, *, release: str = "group_DRO",
-                    segmentations: bool = False, nested: bool = True) -> tuple[Path, dict]:
+def make_waterbirds(
+    base: Path,
+    per_cell: dict[str, int] | int = 2,
+    *,
+    release: str = "group_DRO",
+    segmentations: bool = False,
+    nested: bool = True,
+) -> tuple[Path, dict]:
     """A WaterBirds release: ``metadata.csv`` (group_DRO's header; 1-based img_id) and JPEGs under CUB species
     folders, ``per_cell`` images per (split, y, place) (an int, or per split name). ``release``: ``group_DRO``
     (``waterbird_complete95_forest2water2/``) or ``WILDS`` (``waterbirds_v1.0/`` with ``RELEASE_v1.0.txt``).
@@ -74,7 +88,16 @@ def make_waterbirds(base: Path, per_cell: dict[str, int] | int = 2, *, release: 
                     if segmentations:
                         (folder / "segmentations" / species).mkdir(parents=True, exist_ok=True)
                         object_mask(size).save(folder / "segmentations" / species / name.replace(".jpg", ".png"))
-                    rows.append([img_id, rel, y, split_code, place, f"/{'o/ocean' if place else 'b/bamboo_forest'}/x_{img_id}.jpg"])
+                    rows.append(
+                        [
+                            img_id,
+                            rel,
+                            y,
+                            split_code,
+                            place,
+                            f"/{'o/ocean' if place else 'b/bamboo_forest'}/x_{img_id}.jpg",
+                        ]
+                    )
                     expected[split][2 * y + place] += 1
                     img_id += 1
                     k += 1
@@ -85,8 +108,10 @@ def make_waterbirds(base: Path, per_cell: dict[str, int] | int = 2, *, release: 
     return (base if nested else folder), expected
 
 
-SPUCO = {"spuco_dogs": (["small_dogs", "big_dogs"], ["indoor", "outdoor"]),
-         "spuco_birds": (["landbirds", "waterbirds"], ["land", "water"])}
+SPUCO = {
+    "spuco_dogs": (["small_dogs", "big_dogs"], ["indoor", "outdoor"]),
+    "spuco_birds": (["landbirds", "waterbirds"], ["land", "water"]),
+}
 
 
 def make_spuco(base: Path, subsets=("spuco_dogs",), per_leaf: int = 2, ext: str = ".jpg") -> tuple[Path, dict]:
@@ -118,7 +143,9 @@ def idx_bytes(arr: np.ndarray, magic: int) -> bytes:
     return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.astype(np.uint8).tobytes()
 
 
-def make_mnist(base: Path, sub: str = "MNIST", n_train: int = 20, n_test: int = 10, gz: bool = False) -> tuple[Path, dict]:
+def make_mnist(
+    base: Path, sub: str = "MNIST", n_train: int = 20, n_test: int = 10, gz: bool = False
+) -> tuple[Path, dict]:
     """torchvision's raw IDX files under ``base/sub/raw/``; labels cycle 0..9; image i has pixel value i at [0, 0].
     ``gz``: only the ``.gz`` copies exist."""
     folder = base / sub / "raw"
@@ -129,7 +156,10 @@ def make_mnist(base: Path, sub: str = "MNIST", n_train: int = 20, n_test: int = 
         x[:, 0, 0] = np.arange(n) % 256
         x[:, 10:18, 10:18] = 200
         y = (np.arange(n) % 10).astype(np.uint8)
-        for name, data in ((f"{prefix}-images-idx3-ubyte", idx_bytes(x, 2051)), (f"{prefix}-labels-idx1-ubyte", idx_bytes(y, 2049))):
+        for name, data in (
+            (f"{prefix}-images-idx3-ubyte", idx_bytes(x, 2051)),
+            (f"{prefix}-labels-idx1-ubyte", idx_bytes(y, 2049)),
+        ):
             if gz:
                 with gzip.open(folder / (name + ".gz"), "wb") as f:
                     f.write(data)
@@ -156,20 +186,35 @@ def make_cifar(base: Path, fmt: str = "bin", per_batch: int = 4) -> tuple[Path, 
             rec = np.concatenate([labels.astype(np.uint8)[:, None], data], axis=1)
             (folder / f"{name}.bin").write_bytes(rec.tobytes())
         else:
-            d = {b"batch_label": name.encode(), b"labels": labels.tolist(), b"data": data,
-                 b"filenames": [f"img_{i}.png".encode() for i in range(per_batch)]}
+            d = {
+                b"batch_label": name.encode(),
+                b"labels": labels.tolist(),
+                b"data": data,
+                b"filenames": [f"img_{i}.png".encode() for i in range(per_batch)],
+            }
             (folder / name).write_bytes(pickle.dumps(d, protocol=4))
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     if fmt == "bin":
         (folder / "batches.meta.txt").write_text("\n".join(names) + "\n\n")
     else:
-        (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [n.encode() for n in names],
-                                                            b"num_cases_per_batch": per_batch, b"num_vis": 3072}, protocol=4))
+        (folder / "batches.meta").write_bytes(
+            pickle.dumps(
+                {b"label_names": [n.encode() for n in names], b"num_cases_per_batch": per_batch, b"num_vis": 3072},
+                protocol=4,
+            )
+        )
     return base, {k: (np.concatenate(v[0]), np.concatenate(v[1])) for k, v in out.items()}
 
 
-def make_folder_csv(base: Path, *, labels=("cat", "dog"), attrs=("indoor", "outdoor"), per_cell: int = 2,
-                    mode: str = "RGB", header=("path", "label", "split", "a")) -> tuple[Path, dict]:
+def make_folder_csv(
+    base: Path,
+    *,
+    labels=("cat", "dog"),
+    attrs=("indoor", "outdoor"),
+    per_cell: int = 2,
+    mode: str = "RGB",
+    header=("path", "label", "split", "a"),
+) -> tuple[Path, dict]:
     """Images under ``base/images/`` and ``base/metadata.csv`` listing them (columns ``header``); labels by name.
     Returns ``(csv_path, expected)`` with ``expected[split] = count``."""
     (base / "images").mkdir(parents=True)
@@ -180,7 +225,9 @@ def make_folder_csv(base: Path, *, labels=("cat", "dog"), attrs=("indoor", "outd
             for ai, at in enumerate(attrs):
                 for j in range(per_cell):
                     rel = f"images/{split}_{lab}_{at}_{j}.png"
-                    scene(SIZES[k % len(SIZES)], PLACE_COLOURS[ai], BIRD_COLOURS[yi], mode=mode, seed=k).save(base / rel)
+                    scene(SIZES[k % len(SIZES)], PLACE_COLOURS[ai], BIRD_COLOURS[yi], mode=mode, seed=k).save(
+                        base / rel
+                    )
                     rows.append([rel, lab, split, at][: len(header)])
                     expected[split] += 1
                     k += 1

@@ -22,7 +22,23 @@ from lfpcli.artifacts.provenance import (
 from lfpcli.artifacts.sniff import read_record
 
 __all__ = [
-    "KINDS", "SCHEMA_VERSION", "H5Writer", "atomic_output", "check_output", "dataset_summary", "jsonable",
-    "load_checkpoint", "load_json_artifact", "make_record", "open_h5", "parent_entry", "parent_status",
-    "parent_warnings", "read_array", "read_record", "save_checkpoint", "save_json_artifact", "sha256_file",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "H5Writer",
+    "atomic_output",
+    "check_output",
+    "dataset_summary",
+    "jsonable",
+    "load_checkpoint",
+    "load_json_artifact",
+    "make_record",
+    "open_h5",
+    "parent_entry",
+    "parent_status",
+    "parent_warnings",
+    "read_array",
+    "read_record",
+    "save_checkpoint",
+    "save_json_artifact",
+    "sha256_file",
 ]

@@ -21,7 +21,9 @@ from lfpcli.artifacts.whatfile import describe_non_checkpoint
 from lfpcli.errors import ArtifactError, InputError
 
 
-def save_checkpoint(path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, force: bool = False) -> None:
+def save_checkpoint(
+    path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor], meta: Mapping[str, Any], *, force: bool = False
+) -> None:
     """Write a checkpoint atomically; tensors are moved to the CPU and made contiguous."""
     sd = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     meta = jsonable({k: v for k, v in meta.items() if k != CHECKSUM_KEY})
@@ -46,7 +48,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise ArtifactError(f"{path} is empty, not an lfp checkpoint")
     foreign = describe_non_checkpoint(path)
     if foreign:
-        raise ArtifactError(f"{path} is {foreign}, not a model checkpoint: give the .pt file that lfp train or lfp retrain wrote")
+        raise ArtifactError(
+            f"{path} is {foreign}, not a model checkpoint: give the .pt file that lfp train or lfp retrain wrote"
+        )
     try:
         with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's business
             warnings.simplefilter("ignore")
@@ -58,23 +62,29 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
                 f"are accepted); it is not an lfp checkpoint"
             ) from None
         if "zip" in str(e).lower() or "central directory" in str(e):
-            raise ArtifactError(f"{path} is a damaged or truncated checkpoint (its zip archive cannot be read); "
-                                f"write it again with lfp train or lfp retrain") from None
+            raise ArtifactError(
+                f"{path} is a damaged or truncated checkpoint (its zip archive cannot be read); "
+                f"write it again with lfp train or lfp retrain"
+            ) from None
         raise ArtifactError(f"{path} is not a readable checkpoint ({_first_line(e)})") from None
     if not isinstance(obj, dict) or "state_dict" not in obj or "meta" not in obj:
         weights = describe_state_dict(obj)
         if weights:
-            raise ArtifactError(f"{path} is {weights}, not an lfp checkpoint: the weights of a model lfp did not write, which "
-                                f"lfp perturb, eval, density and saliency read as --in {path} with --arch NAME (the registered "
-                                f"architecture they fit; see lfp train --help), --data and --normalize")
+            raise ArtifactError(
+                f"{path} is {weights}, not an lfp checkpoint: the weights of a model lfp did not write, which "
+                f"lfp perturb, eval, density and saliency read as --in {path} with --arch NAME (the registered "
+                f"architecture they fit; see lfp train --help), --data and --normalize"
+            )
         raise ArtifactError(f"{path} is a PyTorch file but not an lfp checkpoint (no 'state_dict' and 'meta')")
     meta, sd = obj["meta"], obj["state_dict"]
     if not isinstance(meta, dict) or meta.get("kind") != "checkpoint":
         kind = meta.get("kind") if isinstance(meta, dict) else None
         raise ArtifactError(f"{path} is a {kind or 'foreign'} file, not an lfp checkpoint")
     if not _int(meta.get("schema")) or meta["schema"] < 1:
-        raise ArtifactError(f"{path} has an invalid checkpoint schema {meta.get('schema')!r} (this lfp reads schema "
-                            f"1..{SCHEMA_VERSION}); the file is damaged")
+        raise ArtifactError(
+            f"{path} has an invalid checkpoint schema {meta.get('schema')!r} (this lfp reads schema "
+            f"1..{SCHEMA_VERSION}); the file is damaged"
+        )
     if meta["schema"] > SCHEMA_VERSION:
         raise ArtifactError(
             f"{path} has checkpoint schema {meta['schema']}; this lfp reads schema 1..{SCHEMA_VERSION}: upgrade lfp"
@@ -84,7 +94,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     _check_meta(path, meta)
     # last, so that a file with a specific fault is named for it; a damaged one that passed is caught here
     if meta["schema"] >= 2 and meta.get(CHECKSUM_KEY) != checkpoint_checksum(sd, meta):
-        what = "has lost its checksum" if CHECKSUM_KEY not in meta else "does not match the checksum it was written with"
+        what = (
+            "has lost its checksum" if CHECKSUM_KEY not in meta else "does not match the checksum it was written with"
+        )
         raise ArtifactError(f"{path} {what} (its weights or metadata changed); the file is damaged or was edited")
     return sd, meta
 
@@ -101,7 +113,9 @@ def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
     """The parts of the record that lfp trusts to rebuild and use the model must be well formed."""
     m = meta.get("model")
     if not isinstance(m, dict):
-        raise ArtifactError(f"{path}: checkpoint metadata does not describe a model (no 'model' record); the file is damaged")
+        raise ArtifactError(
+            f"{path}: checkpoint metadata does not describe a model (no 'model' record); the file is damaged"
+        )
     shape, k = m.get("input_shape"), m.get("num_classes")
     bad = None
     if not isinstance(m.get("arch"), str) or not m["arch"]:
@@ -117,7 +131,12 @@ def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
     else:
         for key in ("mean", "std"):
             v = m.get(key)
-            if not isinstance(v, list) or len(v) != shape[0] or not all(_num(x) for x in v) or (key == "std" and min(v) <= 0):
+            if (
+                not isinstance(v, list)
+                or len(v) != shape[0]
+                or not all(_num(x) for x in v)
+                or (key == "std" and min(v) <= 0)
+            ):
                 bad = f"{key} {v!r} (expected {shape[0]} {'positive ' if key == 'std' else ''}numbers)"
                 break
     if bad:
@@ -125,7 +144,9 @@ def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
     check_parents(meta, path)
     data = meta.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("spec"), (dict, str)):
-        raise ArtifactError(f"{path}: checkpoint metadata does not record the data the model was trained on; the file is damaged")
+        raise ArtifactError(
+            f"{path}: checkpoint metadata does not record the data the model was trained on; the file is damaged"
+        )
     for key in ("params", "train", "init"):
         if not isinstance(meta.get(key) or {}, dict):
             raise ArtifactError(f"{path}: checkpoint metadata has a malformed '{key}' record; the file is damaged")
@@ -138,4 +159,6 @@ def _check_meta(path: str | os.PathLike, meta: dict[str, Any]) -> None:
             raise TypeError
     except (InputError, TypeError, ValueError) as e:
         reason = f": {e}" if isinstance(e, InputError) else ""
-        raise ArtifactError(f"{path}: checkpoint metadata records invalid training settings{reason}; the file is damaged") from None
+        raise ArtifactError(
+            f"{path}: checkpoint metadata records invalid training settings{reason}; the file is damaged"
+        ) from None

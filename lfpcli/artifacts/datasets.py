@@ -71,8 +71,14 @@ PERTURBED_METRICS = {
     "loss": ("float32", "final loss of the source model toward the target"),
     "iterations": ("int64", "solver iterations run on this sample"),
     "grad_evals": ("int64", "forward+backward passes spent on this sample"),
-    "log_density": ("float32", "log q(x' | target) in nats under the data spec's evaluation estimator (attribute 'estimator')"),
-    "skipped": ("bool", "not searched: the solver proved the optimum is no change (pcfe-l0: already classified as its target)"),
+    "log_density": (
+        "float32",
+        "log q(x' | target) in nats under the data spec's evaluation estimator (attribute 'estimator')",
+    ),
+    "skipped": (
+        "bool",
+        "not searched: the solver proved the optimum is no change (pcfe-l0: already classified as its target)",
+    ),
 }
 
 
@@ -85,8 +91,14 @@ def dataset_meta(ds: Dataset) -> dict[str, Any]:
     }
 
 
-def write_dataset(path: str | os.PathLike, ds: Dataset, record: dict[str, Any], *, force: bool = False,
-                  progress: Progress = no_progress) -> None:
+def write_dataset(
+    path: str | os.PathLike,
+    ds: Dataset,
+    record: dict[str, Any],
+    *,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> None:
     """Write every split of ``ds``. Splits in memory are written whole (float32, as always); splits read on
     demand are streamed batch by batch in their stored type (uint8 images stay uint8: a cache), decoded by
     DataLoader workers where the source decodes images, so memory stays bounded by a batch."""
@@ -115,8 +127,11 @@ def write_dataset(path: str | os.PathLike, ds: Dataset, record: dict[str, Any], 
 def _stream_split(w: H5Writer, name: str, s: Split, stage: str, done: int, total: int, progress: Progress) -> int:
     rows = s.x
     uint8 = rows.raw_dtype == np.uint8
-    desc = ("8-bit inputs (N, C, H, W): pixel value = stored value / 255" if uint8
-            else "inputs in pixel space [0, 1], (N, C, H, W)")
+    desc = (
+        "8-bit inputs (N, C, H, W): pixel value = stored value / 255"
+        if uint8
+        else "inputs in pixel space [0, 1], (N, C, H, W)"
+    )
     dtype = "uint8" if uint8 else "float32"
     w.create(f"{name}/x", tuple(rows.shape), dtype, desc, chunk_bytes=ROW_CHUNK_BYTES)
     pos = batch_positions(len(rows), WRITE_BATCH)
@@ -131,8 +146,13 @@ def _stream_split(w: H5Writer, name: str, s: Split, stage: str, done: int, total
 
 
 def _stream_rows(w: H5Writer, name: str, rows: Any, description: str) -> None:
-    w.create(name, tuple(rows.shape), rows.raw_dtype.str if rows.raw_dtype != np.dtype(bool) else "bool", description,
-             chunk_bytes=ROW_CHUNK_BYTES)
+    w.create(
+        name,
+        tuple(rows.shape),
+        rows.raw_dtype.str if rows.raw_dtype != np.dtype(bool) else "bool",
+        description,
+        chunk_bytes=ROW_CHUNK_BYTES,
+    )
     pos = batch_positions(len(rows), WRITE_BATCH)
     for idx, values in zip(pos, iter_batches(rows, pos, raw=True)):
         w.write(name, slice(int(idx[0]), int(idx[-1]) + 1), values)
@@ -174,8 +194,10 @@ def _check_split(path, name, x, y, group, index, num_classes, input_shape=None) 
     if x.ndim != 4:
         raise ArtifactError(f"{path}: '{name}' inputs have shape {tuple(x.shape)}, expected (N, C, H, W)")
     if input_shape is not None and tuple(x.shape[1:]) != tuple(input_shape):
-        raise ArtifactError(f"{path}: '{name}' inputs have shape {tuple(x.shape[1:])} per sample, but the file's "
-                            f"record says {tuple(input_shape)}; the file is damaged")
+        raise ArtifactError(
+            f"{path}: '{name}' inputs have shape {tuple(x.shape[1:])} per sample, but the file's "
+            f"record says {tuple(input_shape)}; the file is damaged"
+        )
     for label, arr in (("y", y), ("group", group), ("index", index)):
         if arr.shape != (n,):
             raise ArtifactError(f"{path}: '{name}' {label} has shape {tuple(arr.shape)}, expected ({n},)")
@@ -194,8 +216,10 @@ def check_mask(arr: np.ndarray, x_shape: tuple[int, ...], what: str) -> np.ndarr
     if arr.ndim == 4 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if tuple(arr.shape) != (n, h, w):
-        raise InputError(f"{what} has shape {tuple(arr.shape)}; expected ({n}, {h}, {w}) or ({n}, 1, {h}, {w}): "
-                         f"one {h}x{w} mask per sample, in the order of the samples")
+        raise InputError(
+            f"{what} has shape {tuple(arr.shape)}; expected ({n}, {h}, {w}) or ({n}, 1, {h}, {w}): "
+            f"one {h}x{w} mask per sample, in the order of the samples"
+        )
     if arr.dtype.kind not in "biuf" or (arr.dtype.kind != "b" and not np.isin(arr, (0, 1)).all()):
         raise InputError(f"{what} must hold only 0/1 or True/False values")
     return arr.astype(bool)
@@ -245,17 +269,28 @@ def _input_dataset(f, name: str, path, input_shape=None):
     if not isinstance(d, h5py.Dataset):
         raise ArtifactError(f"{path}: '{name}' is not a dataset; the file is damaged")
     if d.dtype.kind not in "uf" or (d.dtype.kind == "u" and d.dtype != np.uint8):
-        raise ArtifactError(f"{path}: dataset '{name}' holds {d.dtype} values, not pixels (uint8 or float); the file is damaged")
+        raise ArtifactError(
+            f"{path}: dataset '{name}' holds {d.dtype} values, not pixels (uint8 or float); the file is damaged"
+        )
     if d.ndim != 4:
-        raise ArtifactError(f"{path}: '{name.rsplit('/', 1)[0] or name}' inputs have shape {tuple(d.shape)}, expected (N, C, H, W)")
+        raise ArtifactError(
+            f"{path}: '{name.rsplit('/', 1)[0] or name}' inputs have shape {tuple(d.shape)}, expected (N, C, H, W)"
+        )
     if input_shape is not None and tuple(d.shape[1:]) != tuple(input_shape):
-        raise ArtifactError(f"{path}: '{name}' inputs have shape {tuple(d.shape[1:])} per sample, but the file's "
-                            f"record says {tuple(input_shape)}; the file is damaged")
+        raise ArtifactError(
+            f"{path}: '{name}' inputs have shape {tuple(d.shape[1:])} per sample, but the file's "
+            f"record says {tuple(input_shape)}; the file is damaged"
+        )
     return d
 
 
-def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *, lazy: bool | None = False,
-                 only: Sequence[str] | None = None) -> Dataset:
+def read_dataset(
+    path: str | os.PathLike,
+    spec: dict[str, Any] | None = None,
+    *,
+    lazy: bool | None = False,
+    only: Sequence[str] | None = None,
+) -> Dataset:
     """A ``dataset`` file, validated: shapes, ranges, labels. ``lazy=False`` loads every split into memory;
     ``lazy=True`` keeps labels, groups and indices in memory and reads inputs (and masks) row by row when asked
     for (:class:`lfpcli.data.lazy.H5Rows`), float inputs checked as they are read; ``lazy=None`` decides by size
@@ -286,10 +321,15 @@ def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *,
                 mask = None
                 if f"{name}/mask" in f:
                     m = f[f"{name}/mask"]
-                    if getattr(m, "dtype", None) is None or m.dtype.kind not in "biuf" or tuple(m.shape) not in (
-                            (d.shape[0], *d.shape[2:]), (d.shape[0], 1, *d.shape[2:])):
-                        raise ArtifactError(f"{path}: dataset '{name}/mask' has shape {tuple(getattr(m, 'shape', ()))}; "
-                                            f"expected ({d.shape[0]}, {d.shape[2]}, {d.shape[3]}); the file is damaged")
+                    if (
+                        getattr(m, "dtype", None) is None
+                        or m.dtype.kind not in "biuf"
+                        or tuple(m.shape) not in ((d.shape[0], *d.shape[2:]), (d.shape[0], 1, *d.shape[2:]))
+                    ):
+                        raise ArtifactError(
+                            f"{path}: dataset '{name}/mask' has shape {tuple(getattr(m, 'shape', ()))}; "
+                            f"expected ({d.shape[0]}, {d.shape[2]}, {d.shape[3]}); the file is damaged"
+                        )
                     mask = H5MaskRows(path, f"{name}/mask", m.shape, m.dtype, f"{path}: '{name}' masks")
                 splits[name] = Split(x, torch.from_numpy(y), torch.from_numpy(g), torch.from_numpy(i), mask)
                 continue
@@ -297,8 +337,13 @@ def read_dataset(path: str | os.PathLike, spec: dict[str, Any] | None = None, *,
             x = raw.astype(np.float32) / 255.0 if raw.dtype == np.uint8 else raw.astype(np.float32, copy=False)
             _check_split(path, name, x, y, g, i, k, meta["input_shape"])
             mask = read_mask(f, f"{name}/mask", x.shape, path) if f"{name}/mask" in f else None
-            splits[name] = Split(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(g), torch.from_numpy(i),
-                                 None if mask is None else torch.from_numpy(mask))
+            splits[name] = Split(
+                torch.from_numpy(x),
+                torch.from_numpy(y),
+                torch.from_numpy(g),
+                torch.from_numpy(i),
+                None if mask is None else torch.from_numpy(mask),
+            )
     return dataset_from_meta(meta, splits, spec or meta.get("spec") or {"type": "file", "path": str(path)})
 
 
@@ -321,8 +366,13 @@ class PerturbedSetWriter(H5Writer):
 
     def __enter__(self):
         super().__enter__()
-        self.create("x", (self.n, *self.input_shape), "float32", "perturbed inputs in pixel space [0, 1]",
-                    chunk_bytes=ROW_CHUNK_BYTES)
+        self.create(
+            "x",
+            (self.n, *self.input_shape),
+            "float32",
+            "perturbed inputs in pixel space [0, 1]",
+            chunk_bytes=ROW_CHUNK_BYTES,
+        )
         self.create("y", (self.n,), "int64", "original labels")
         self.create("target", (self.n,), "int64", "target labels the perturbation pushes toward")
         self.create("group", (self.n,), "int64", "group of the original sample (-1 where none)")
@@ -375,7 +425,9 @@ def preload_limit() -> int:
     try:
         return int(float(os.environ.get("LFP_PRELOAD_MB", "256")) * (1 << 20))
     except ValueError:
-        raise InputError(f"LFP_PRELOAD_MB must be a number of megabytes, got '{os.environ.get('LFP_PRELOAD_MB')}'") from None
+        raise InputError(
+            f"LFP_PRELOAD_MB must be a number of megabytes, got '{os.environ.get('LFP_PRELOAD_MB')}'"
+        ) from None
 
 
 def _small(shape: tuple[int, ...]) -> bool:
@@ -417,7 +469,9 @@ def open_perturbed_set(path: str | os.PathLike, *, lazy: bool | None = None) -> 
     if t.shape != arrays["y"].shape or (len(t) and (t.min() < 0 or t.max() >= k)):
         raise ArtifactError(f"{path}: targets are malformed or outside 0..{k - 1}")
     if tuple(shape[1:]) != tuple(src["input_shape"]):
-        raise ArtifactError(f"{path}: inputs have shape {tuple(shape[1:])} but the source data has {tuple(src['input_shape'])}")
+        raise ArtifactError(
+            f"{path}: inputs have shape {tuple(shape[1:])} but the source data has {tuple(src['input_shape'])}"
+        )
     return PerturbedSet(str(path), record, x, arrays["y"], arrays["target"], arrays["group"], arrays["index"], metrics)
 
 
@@ -441,7 +495,8 @@ def _check_source(path: str | os.PathLike, source: dict[str, Any]) -> None:
         raise ArtifactError(f"{path}: the record's source model is malformed; the file is damaged")
     init = source.get("init") or {}
     if not isinstance(init.get("type", "scratch"), str) or not all(
-            isinstance(init.get(k) or "", str) for k in ("path", "abspath", "sha256")):
+        isinstance(init.get(k) or "", str) for k in ("path", "abspath", "sha256")
+    ):
         raise ArtifactError(f"{path}: the record's source 'init' is malformed; the file is damaged")
     cfg = (source.get("train") or {}).get("config") or {}
     if not isinstance(cfg, dict):
@@ -450,7 +505,9 @@ def _check_source(path: str | os.PathLike, source: dict[str, Any]) -> None:
         TrainConfig.resolve({}, base=cfg)
     except (InputError, TypeError, ValueError) as e:
         reason = f": {e}" if isinstance(e, InputError) else ""
-        raise ArtifactError(f"{path}: the record's source training settings are invalid{reason}; the file is damaged") from None
+        raise ArtifactError(
+            f"{path}: the record's source training settings are invalid{reason}; the file is damaged"
+        ) from None
 
 
 def clean_masks(clean: Dataset, split: Any, index: torch.Tensor):

@@ -32,8 +32,13 @@ from lfpcli.progress import Progress, no_progress
 __all__ = ["CACHE_LAYOUT", "cached_builtin", "load_data_file", "load_perturbed_as_dataset", "resolve"]
 
 
-def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, splits: Sequence[str] | None = None,
-            progress: Progress = no_progress) -> Dataset:
+def resolve(
+    spec: str | dict[str, Any],
+    *,
+    use_cache: bool = True,
+    splits: Sequence[str] | None = None,
+    progress: Progress = no_progress,
+) -> Dataset:
     """Build or load the dataset a spec names (a spec string or dict, see :func:`lfpcli.data.registry.parse_spec`);
     ``progress`` hears about a built-in being generated. ``use_cache=False`` builds a built-in in memory.
     ``splits``: the splits the caller uses; a cached built-in reads only those (other data reads rows on demand)."""
@@ -51,8 +56,15 @@ def resolve(spec: str | dict[str, Any], *, use_cache: bool = True, splits: Seque
 CACHE_LAYOUT = 2
 
 
-def cached_builtin(name: str, params: dict[str, Any], entry: Any, cache: Path, progress: Progress = no_progress, *,
-                   splits: Sequence[str] | None = None) -> Dataset:
+def cached_builtin(
+    name: str,
+    params: dict[str, Any],
+    entry: Any,
+    cache: Path,
+    progress: Progress = no_progress,
+    *,
+    splits: Sequence[str] | None = None,
+) -> Dataset:
     """Build a built-in dataset once and keep it as an lfp dataset file under ``cache``; read back, only the
     ``splits`` asked for (every split when None; a fresh build has them all).
 
@@ -60,27 +72,36 @@ def cached_builtin(name: str, params: dict[str, Any], entry: Any, cache: Path, p
     layout (``CACHE_LAYOUT``), so changing any of them rebuilds. Any problem with the cache (unwritable, corrupt) falls back to building in memory.
     """
     # lfp's own version is in the key too: the cached file also holds metadata (defaults, names) from the code
-    key = hashlib.sha256(json.dumps([name, entry.version, version.__version__, CACHE_LAYOUT, sorted(params.items())]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps([name, entry.version, version.__version__, CACHE_LAYOUT, sorted(params.items())]).encode()
+    ).hexdigest()[:16]
     path = cache / f"{name}-{key}.h5"
     if path.is_file():
         try:
             ds = read_dataset(path, only=splits)
-            if ds.spec.get("name") == name and ds.spec.get("version") == entry.version and ds.spec.get("params") == params:
+            if (
+                ds.spec.get("name") == name
+                and ds.spec.get("version") == entry.version
+                and ds.spec.get("params") == params
+            ):
                 return ds
         except (LfpError, OSError):
             pass
     ds = entry.build(params, progress)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        record = make_record("dataset", {"name": name, **params}, seeds={"seed": params.get("seed", 0)}, argv=["lfp", "(cache)"])
+        record = make_record(
+            "dataset", {"name": name, **params}, seeds={"seed": params.get("seed", 0)}, argv=["lfp", "(cache)"]
+        )
         write_dataset(path, ds, record, force=True)
     except (OSError, LfpError):
         pass
     return ds
 
 
-def load_perturbed_as_dataset(path: str | os.PathLike, record_check=None, *, lazy: bool | None = None,
-                              progress: Progress = no_progress) -> Dataset:
+def load_perturbed_as_dataset(
+    path: str | os.PathLike, record_check=None, *, lazy: bool | None = None, progress: Progress = no_progress
+) -> Dataset:
     """A perturbed set as training data: train = (perturbed x, *target* labels); val/test = the clean source
     data's splits (selection and evaluation always use clean data with true labels). The perturbed inputs are
     read by rows unless small (``lazy``, see :func:`open_perturbed_set`); the clean data is resolved once and
@@ -98,8 +119,10 @@ def load_perturbed_as_dataset(path: str | os.PathLike, record_check=None, *, laz
     except InputError as e:
         raise InputError(f"{path}: its clean source data cannot be loaded: {e}") from None
     if tuple(clean.input_shape) != tuple(src_meta["input_shape"]) or clean.num_classes != int(src_meta["num_classes"]):
-        raise ArtifactError(f"{path}: its clean source data ({tuple(clean.input_shape)}, {clean.num_classes} classes) does not "
-                            f"match the perturbed inputs ({tuple(src_meta['input_shape'])}, {src_meta['num_classes']} classes)")
+        raise ArtifactError(
+            f"{path}: its clean source data ({tuple(clean.input_shape)}, {clean.num_classes} classes) does not "
+            f"match the perturbed inputs ({tuple(src_meta['input_shape'])}, {src_meta['num_classes']} classes)"
+        )
     index = torch.from_numpy(ps.index.astype(np.int64))
     x = torch.from_numpy(ps.x) if isinstance(ps.x, np.ndarray) else ps.x
     train = Split(
@@ -110,7 +133,13 @@ def load_perturbed_as_dataset(path: str | os.PathLike, record_check=None, *, laz
         clean_masks(clean, record["params"].get("split"), index),
     )
     splits = {"train": train, **{k: v for k, v in clean.splits.items() if k != "train"}}
-    spec = {"type": "file", "path": str(path), "abspath": str(Path(path).resolve()), "sha256": sha256_file(path), "kind": "perturbed-set"}
+    spec = {
+        "type": "file",
+        "path": str(path),
+        "abspath": str(Path(path).resolve()),
+        "sha256": sha256_file(path),
+        "kind": "perturbed-set",
+    }
     ds = dataset_from_meta({**src_meta, "clean_spec": clean_spec}, splits, spec)
     ds.clean_spec = clean_spec
     ds.clean_data = clean
@@ -124,5 +153,11 @@ def load_data_file(path: str | os.PathLike, expected_sha256: str | None = None) 
     f.close()
     if kind == "perturbed-set":
         return load_perturbed_as_dataset(path)
-    spec = {"type": "file", "path": str(path), "abspath": str(Path(path).resolve()), "sha256": sha256_file(path), "kind": "dataset"}
+    spec = {
+        "type": "file",
+        "path": str(path),
+        "abspath": str(Path(path).resolve()),
+        "sha256": sha256_file(path),
+        "kind": "dataset",
+    }
     return read_dataset(path, spec, lazy=None)

@@ -20,8 +20,14 @@ from lfpcli.artifacts.h5 import H5Writer, open_h5, read_array
 from lfpcli.errors import ArtifactError
 
 
-def write_density(path: str | os.PathLike, tensors: dict[str, Any], info: dict[str, Any], record: dict[str, Any], *,
-                  force: bool = False) -> None:
+def write_density(
+    path: str | os.PathLike,
+    tensors: dict[str, Any],
+    info: dict[str, Any],
+    record: dict[str, Any],
+    *,
+    force: bool = False,
+) -> None:
     with H5Writer(path, "density", force=force) as w:
         for name, t in tensors.items():
             w.put(f"density/{name}", t, f"fitted tensor '{name}' of the {info.get('kind')} estimator")
@@ -33,7 +39,11 @@ def read_density(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[s
     f, record = open_h5(path, ["density"])
     with f:
         info = record.get("density")
-        if not isinstance(info, dict) or not isinstance(info.get("params"), dict) or info.get("space") not in ("pixel", "feature"):
+        if (
+            not isinstance(info, dict)
+            or not isinstance(info.get("params"), dict)
+            or info.get("space") not in ("pixel", "feature")
+        ):
             raise ArtifactError(f"{path}: density record lacks its estimator parameters or space")
         if "density" not in f:
             raise ArtifactError(f"{path} has no 'density' group of fitted tensors")

@@ -22,7 +22,9 @@ def check_output(path: str | os.PathLike, force: bool = False, suffixes: tuple[s
     and (when ``suffixes`` is given) a name without one of the expected extensions.
     """
     if not str(path).strip():
-        raise InputError(f"the output file name is empty; give one{' ending in ' + ' or '.join(suffixes) if suffixes else ''}")
+        raise InputError(
+            f"the output file name is empty; give one{' ending in ' + ' or '.join(suffixes) if suffixes else ''}"
+        )
     p = Path(path)
     if str(path).endswith(("/", os.sep)) and not p.is_dir():
         raise InputError(f"output {path} names a folder; give a file name")

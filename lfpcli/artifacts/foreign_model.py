@@ -130,7 +130,10 @@ def sniff_model_file(path: str | os.PathLike) -> Sniffed:
         if f"{root}/constants.pkl" in names and any(n.startswith(f"{root}/code/") for n in names):
             return Sniffed("torchscript")
         if f"{root}/data.pkl" not in names:
-            return Sniffed("other", "a zip archive that is neither a torch.save file, a TorchScript model nor a torch.export program")
+            return Sniffed(
+                "other",
+                "a zip archive that is neither a torch.save file, a TorchScript model nor a torch.export program",
+            )
     elif not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         return Sniffed("other", describe_non_checkpoint(p) or "a file in no format lfp knows")
     try:
@@ -143,7 +146,11 @@ def sniff_model_file(path: str | os.PathLike) -> Sniffed:
 
 
 def _is_state_dict(d: Any) -> bool:
-    return isinstance(d, dict) and len(d) > 0 and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+    return (
+        isinstance(d, dict)
+        and len(d) > 0
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
+    )
 
 
 def _state_dict_key(obj: Any) -> str | None:
@@ -163,9 +170,13 @@ def extract_state_dict(obj: Any, path: str | os.PathLike) -> dict[str, torch.Ten
         return dict(obj[key] if key else obj)
     if isinstance(obj, dict):
         keys = ", ".join(repr(k) for k in list(obj)[:6])
-        raise ArtifactError(f"{path} is a PyTorch file of a mapping ({keys}{', ...' if len(obj) > 6 else ''}) that is not a "
-                            f"state dict (names mapped to tensors, possibly under {', '.join(STATE_DICT_KEYS)})")
-    raise ArtifactError(f"{path} is a PyTorch file holding a {type(obj).__name__}, not a state dict (names mapped to tensors)")
+        raise ArtifactError(
+            f"{path} is a PyTorch file of a mapping ({keys}{', ...' if len(obj) > 6 else ''}) that is not a "
+            f"state dict (names mapped to tensors, possibly under {', '.join(STATE_DICT_KEYS)})"
+        )
+    raise ArtifactError(
+        f"{path} is a PyTorch file holding a {type(obj).__name__}, not a state dict (names mapped to tensors)"
+    )
 
 
 def describe_state_dict(obj: Any) -> str | None:
@@ -191,9 +202,11 @@ def check_torchscript_archive(path: str | os.PathLike) -> None:
             if "/code/" in name and name.endswith(".py"):
                 text = zf.read(name).decode("utf-8", "replace")
                 if _SETSTATE.search(text):
-                    raise ArtifactError(f"{path} is a TorchScript model whose code defines __setstate__, which torch.jit.load "
-                                        f"would run while reading the file; lfp does not load it (script the model without a "
-                                        f"custom __setstate__, or give its state dict with --arch)")
+                    raise ArtifactError(
+                        f"{path} is a TorchScript model whose code defines __setstate__, which torch.jit.load "
+                        f"would run while reading the file; lfp does not load it (script the model without a "
+                        f"custom __setstate__, or give its state dict with --arch)"
+                    )
 
 
 def _graph_kinds(graph: Any, acc: set[str]) -> set[str]:
@@ -211,10 +224,16 @@ def check_torchscript_ops(module: Any, path: str | os.PathLike, methods: tuple[s
     for owner in methods:
         target = module if owner == "forward" else getattr(module, owner)
         kinds |= _graph_kinds(target.inlined_graph, set())
-    bad = sorted(k for k in kinds if k in TS_DENIED_OPS or k.startswith("prim::rpc") or k.split("::", 1)[0] not in ("aten", "prim"))
+    bad = sorted(
+        k
+        for k in kinds
+        if k in TS_DENIED_OPS or k.startswith("prim::rpc") or k.split("::", 1)[0] not in ("aten", "prim")
+    )
     if bad:
-        raise ArtifactError(f"{path} is a TorchScript model whose code calls {', '.join(bad[:4])}, which lfp does not run "
-                            f"from a foreign file (it runs only aten and prim operators that touch no files)")
+        raise ArtifactError(
+            f"{path} is a TorchScript model whose code calls {', '.join(bad[:4])}, which lfp does not run "
+            f"from a foreign file (it runs only aten and prim operators that touch no files)"
+        )
 
 
 def read_torchscript(path: str | os.PathLike, device: torch.device) -> torch.nn.Module:
@@ -223,7 +242,9 @@ def read_torchscript(path: str | os.PathLike, device: torch.device) -> torch.nn.
         with quiet_torch():
             module = torch.jit.load(str(path), map_location=device)
     except Exception as e:
-        raise ArtifactError(f"{path} is a TorchScript archive that torch.jit.load cannot read ({_first_line(e)})") from None
+        raise ArtifactError(
+            f"{path} is a TorchScript archive that torch.jit.load cannot read ({_first_line(e)})"
+        ) from None
     check_torchscript_ops(module, path)
     return module
 
@@ -231,25 +252,110 @@ def read_torchscript(path: str | os.PathLike, device: torch.device) -> torch.nn.
 # ------------------------------------------------------------------------------------------------ torch.export
 
 #: Archive members (below the root folder) a plain exported program consists of.
-_EXPORT_MEMBERS = re.compile(r"^(archive_format|archive_version|byteorder|\.data/.*|models/[^/]+\.json|data/weights/[^/]+|"
-                             r"data/constants/[^/]+|data/sample_inputs/[^/]+\.pt|extra/[^/]+)$")
+_EXPORT_MEMBERS = re.compile(
+    r"^(archive_format|archive_version|byteorder|\.data/.*|models/[^/]+\.json|data/weights/[^/]+|"
+    r"data/constants/[^/]+|data/sample_inputs/[^/]+\.pt|extra/[^/]+)$"
+)
 #: Graph node targets lfp runs besides ``torch.ops.aten.*`` and ``torch.ops.prims.*``: symbolic integer arithmetic.
 _EXPORT_TARGETS = frozenset(
-    [f"_operator.{n}" for n in ("getitem", "add", "sub", "mul", "floordiv", "truediv", "mod", "pow", "neg", "pos", "abs",
-                                "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "not_")]
-    + [f"torch.{n}" for n in ("sym_float", "sym_int", "sym_max", "sym_min", "sym_not", "sym_ite", "sym_sum", "_sym_sqrt")]
+    [
+        f"_operator.{n}"
+        for n in (
+            "getitem",
+            "add",
+            "sub",
+            "mul",
+            "floordiv",
+            "truediv",
+            "mod",
+            "pow",
+            "neg",
+            "pos",
+            "abs",
+            "eq",
+            "ne",
+            "lt",
+            "le",
+            "gt",
+            "ge",
+            "and_",
+            "or_",
+            "not_",
+        )
+    ]
+    + [
+        f"torch.{n}"
+        for n in ("sym_float", "sym_int", "sym_max", "sym_min", "sym_not", "sym_ite", "sym_sum", "_sym_sqrt")
+    ]
     + [f"math.{n}" for n in ("ceil", "floor", "trunc", "sqrt")]
 )
 #: Words a shape expression may contain: sympy's and torch's symbolic-shape functions, and symbol names like s77.
-_EXPR_WORDS = frozenset({
-    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Abs", "floor", "ceiling", "Eq", "Ne",
-    "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "True", "False", "true", "false", "oo", "nan", "zoo", "Piecewise",
-    "positive", "integer", "nonnegative", "real", "finite", "FloorDiv", "ModularIndexing", "Where", "PythonMod", "Mod",
-    "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "LShift", "RShift", "IsNonOverlappingAndDenseIndicator",
-    "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "FloatPow", "PowByNatural", "IntTrueDiv",
-    "FloatTrueDiv", "Identity", "OpaqueUnaryFn_sqrt", "BitwiseFn_bitwise_and", "BitwiseFn_bitwise_or",
-})
-_EXPR_TOKEN = re.compile(r"\s+|\d+\.\d*(?:e[-+]?\d+)?|\d+|[A-Za-z_][A-Za-z0-9_]*|'[a-z][0-9]+'|\*\*|//|[<>=!]=|[-+*/%(),<>=&|~]")
+_EXPR_WORDS = frozenset(
+    {
+        "Symbol",
+        "Integer",
+        "Rational",
+        "Float",
+        "Add",
+        "Mul",
+        "Pow",
+        "Max",
+        "Min",
+        "Abs",
+        "floor",
+        "ceiling",
+        "Eq",
+        "Ne",
+        "Lt",
+        "Le",
+        "Gt",
+        "Ge",
+        "And",
+        "Or",
+        "Not",
+        "True",
+        "False",
+        "true",
+        "false",
+        "oo",
+        "nan",
+        "zoo",
+        "Piecewise",
+        "positive",
+        "integer",
+        "nonnegative",
+        "real",
+        "finite",
+        "FloorDiv",
+        "ModularIndexing",
+        "Where",
+        "PythonMod",
+        "Mod",
+        "CleanDiv",
+        "CeilToInt",
+        "FloorToInt",
+        "CeilDiv",
+        "LShift",
+        "RShift",
+        "IsNonOverlappingAndDenseIndicator",
+        "TruncToFloat",
+        "TruncToInt",
+        "RoundToInt",
+        "RoundDecimal",
+        "ToFloat",
+        "FloatPow",
+        "PowByNatural",
+        "IntTrueDiv",
+        "FloatTrueDiv",
+        "Identity",
+        "OpaqueUnaryFn_sqrt",
+        "BitwiseFn_bitwise_and",
+        "BitwiseFn_bitwise_or",
+    }
+)
+_EXPR_TOKEN = re.compile(
+    r"\s+|\d+\.\d*(?:e[-+]?\d+)?|\d+|[A-Za-z_][A-Za-z0-9_]*|'[a-z][0-9]+'|\*\*|//|[<>=!]=|[-+*/%(),<>=&|~]"
+)
 _SYMBOL_NAME = re.compile(r"^[a-z][0-9]+$")
 
 
@@ -293,7 +399,11 @@ def _training_mode_ops(node: dict) -> bool:
     if not any(w in target for w in ("dropout", "batch_norm")):
         return False
     for arg in node.get("inputs") or []:
-        if isinstance(arg, dict) and arg.get("name") in ("train", "training") and (arg.get("arg") or {}).get("as_bool") is True:
+        if (
+            isinstance(arg, dict)
+            and arg.get("name") in ("train", "training")
+            and (arg.get("arg") or {}).get("as_bool") is True
+        ):
             return True
     return False
 
@@ -302,21 +412,26 @@ def check_export_archive(path: str | os.PathLike) -> list[str]:
     """Refuse a ``.pt2`` archive unless it is a plain exported program (module docstring); reads only JSON and, with
     ``weights_only=True``, the sample inputs. Returns notes worth a warning (a program exported in training mode)."""
     notes: list[str] = []
+
     def refuse(why: str) -> ArtifactError:
-        return ArtifactError(f"{path} is a torch.export archive that lfp does not load: {why} (lfp reads plain exported "
-                             f"programs only, since torch.export.load is not safe for untrusted files)")
+        return ArtifactError(
+            f"{path} is a torch.export archive that lfp does not load: {why} (lfp reads plain exported "
+            f"programs only, since torch.export.load is not safe for untrusted files)"
+        )
 
     with zipfile.ZipFile(path) as zf:
         names = zf.namelist()
         root = zip_root(names)
         models = []
         for name in names:
-            rel = name[len(root) + 1:] if root and name.startswith(root + "/") else name
+            rel = name[len(root) + 1 :] if root and name.startswith(root + "/") else name
             if not _EXPORT_MEMBERS.match(rel):
-                what = "compiled native code (AOTInductor)" if rel.startswith("data/aotinductor/") else f"the member {rel}"
+                what = (
+                    "compiled native code (AOTInductor)" if rel.startswith("data/aotinductor/") else f"the member {rel}"
+                )
                 raise refuse(f"it holds {what}")
             if rel.startswith("models/"):
-                models.append(rel[len("models/"):-len(".json")])
+                models.append(rel[len("models/") : -len(".json")])
         if not models:
             raise refuse("it holds no exported program")
 
@@ -335,8 +450,11 @@ def check_export_archive(path: str | os.PathLike) -> list[str]:
                     raise refuse(f"weight {fqn} is stored as a pickle")
             constants = load_json(f"data/constants/{model}_constants_config.json")
             for fqn, entry in ((constants or {}).get("config") or {}).items():
-                if not isinstance(entry, dict) or entry.get("use_pickle") is not False or \
-                        not str(entry.get("path_name", "")).startswith("tensor_"):
+                if (
+                    not isinstance(entry, dict)
+                    or entry.get("use_pickle") is not False
+                    or not str(entry.get("path_name", "")).startswith("tensor_")
+                ):
                     raise refuse(f"constant {fqn} is a pickled or custom object")
             sample = f"{root}/data/sample_inputs/{model}.pt" if root else f"data/sample_inputs/{model}.pt"
             if sample in names:
@@ -358,8 +476,10 @@ def check_export_archive(path: str | os.PathLike) -> list[str]:
                     if not isinstance(value, str) or not _export_target_ok(value):
                         raise refuse(f"its graph calls {str(value)[:80]}, not an ATen operator")
                     if _training_mode_ops(owner) and not notes:
-                        notes.append(f"{path} was exported in training mode: its dropout and batch norm act as in training "
-                                     f"(random, batch statistics); export the model after model.eval()")
+                        notes.append(
+                            f"{path} was exported in training mode: its dropout and batch norm act as in training "
+                            f"(random, batch statistics); export the model after model.eval()"
+                        )
     return notes
 
 
@@ -370,7 +490,9 @@ def read_exported(path: str | os.PathLike) -> Any:
         with quiet_torch():
             ep = torch.export.load(str(path))
     except Exception as e:
-        raise ArtifactError(f"{path} is a torch.export archive that torch.export.load cannot read ({_first_line(e)})") from None
+        raise ArtifactError(
+            f"{path} is a torch.export archive that torch.export.load cannot read ({_first_line(e)})"
+        ) from None
     for note in notes:
         warnings.warn(note, stacklevel=2)
     return ep

@@ -57,8 +57,16 @@ class H5Writer:
             raise
         return self
 
-    def create(self, name: str, shape: tuple[int, ...], dtype: str, description: str, *, compress: bool = True,
-               chunk_bytes: int | None = None) -> None:
+    def create(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        description: str,
+        *,
+        compress: bool = True,
+        chunk_bytes: int | None = None,
+    ) -> None:
         """A chunked dataset (rows of ~1 MB per chunk; ``chunk_bytes``: at most that many bytes per chunk, at least
         one row, for data read by rows in random order: a shuffled batch then decompresses only what it uses)."""
         chunks = None
@@ -130,8 +138,9 @@ def open_h5(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> tupl
     # before HDF5 parses a byte: damaged HDF5 metadata can crash the HDF5 library itself
     sealed = userblock_status(p)
     if sealed == "mismatch":
-        raise ArtifactError(f"{p} does not match the checksum it was written with (truncated, damaged or edited); "
-                            f"write it again")
+        raise ArtifactError(
+            f"{p} does not match the checksum it was written with (truncated, damaged or edited); write it again"
+        )
     try:
         f = h5py.File(p, "r")
     except Exception:
@@ -155,28 +164,38 @@ def open_h5(path: str | os.PathLike, kinds: Iterable[str] | None = None) -> tupl
         if schema > SCHEMA_VERSION:
             raise ArtifactError(f"{p} has schema {schema}; this lfp reads schema 1..{SCHEMA_VERSION}: upgrade lfp")
         if schema < 1:
-            raise ArtifactError(f"{p} has an invalid schema {schema} (this lfp reads schema 1..{SCHEMA_VERSION}); the file is damaged")
+            raise ArtifactError(
+                f"{p} has an invalid schema {schema} (this lfp reads schema 1..{SCHEMA_VERSION}); the file is damaged"
+            )
         if kind not in H5_KINDS:
-            raise ArtifactError(f"{p} has an unknown lfp_kind '{kind}' (this lfp knows {', '.join(H5_KINDS)}); "
-                                f"it was written by another lfp version, or is damaged")
+            raise ArtifactError(
+                f"{p} has an unknown lfp_kind '{kind}' (this lfp knows {', '.join(H5_KINDS)}); "
+                f"it was written by another lfp version, or is damaged"
+            )
         if record.get("kind", kind) != kind:
-            raise ArtifactError(f"{p} says it is a {kind} file but its record says {record.get('kind')!r}; the file is damaged")
+            raise ArtifactError(
+                f"{p} says it is a {kind} file but its record says {record.get('kind')!r}; the file is damaged"
+            )
         kinds = tuple(kinds or ())
         if kinds and kind not in kinds:
             raise ArtifactError(f"{p} is a {kind} file; expected {' or '.join(kinds)}")
         check_parents(record, p)
         # last, so that a file with a specific fault is named for it; a damaged one that passed is caught here
         if schema >= 2 and sealed != "ok":
-            raise ArtifactError(f"{p} has lost the checksum lfp writes in front of its HDF5 files; the file is damaged "
-                                f"or was rewritten by another tool")
+            raise ArtifactError(
+                f"{p} has lost the checksum lfp writes in front of its HDF5 files; the file is damaged "
+                f"or was rewritten by another tool"
+            )
         if schema >= 2:
             stored = f.attrs.get(H5_CHECKSUM_ATTR)
             stored = stored.decode() if isinstance(stored, bytes) else stored
             if stored is None:
                 raise ArtifactError(f"{p} has lost its {H5_CHECKSUM_ATTR} attribute; the file is damaged or was edited")
             if stored != h5_checksum(f):
-                raise ArtifactError(f"{p} does not match the checksum it was written with (a group, dataset or attribute "
-                                    f"was changed, added or removed); the file is damaged or was edited")
+                raise ArtifactError(
+                    f"{p} does not match the checksum it was written with (a group, dataset or attribute "
+                    f"was changed, added or removed); the file is damaged or was edited"
+                )
         return f, record
     except BaseException:
         f.close()
@@ -190,8 +209,10 @@ def _not_hdf5(p: Path) -> str:
     if is_hdf5(head):
         return "is a damaged or truncated HDF5 file; write it again"
     if head.startswith(b"PK"):
-        return ("is a PyTorch checkpoint (a zip archive), not an lfp .h5 file: a checkpoint is the --in of lfp perturb, "
-                "eval, density and saliency; here a perturbed set, dataset or density file (.h5) is wanted")
+        return (
+            "is a PyTorch checkpoint (a zip archive), not an lfp .h5 file: a checkpoint is the --in of lfp perturb, "
+            "eval, density and saliency; here a perturbed set, dataset or density file (.h5) is wanted"
+        )
     if head.lstrip()[:1] == b"{":
         return "is a JSON file, not an HDF5 file: this option wants an lfp .h5 file"
     try:
@@ -208,10 +229,14 @@ def read_array(f: h5py.File, name: str, *, path: str | os.PathLike = "", ndim: i
     try:
         arr = f[name][...]
     except Exception:
-        raise ArtifactError(f"{path or f.filename}: dataset '{name}' cannot be read (file truncated or corrupt)") from None
+        raise ArtifactError(
+            f"{path or f.filename}: dataset '{name}' cannot be read (file truncated or corrupt)"
+        ) from None
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
         dtype = getattr(arr, "dtype", type(arr).__name__)
-        raise ArtifactError(f"{path or f.filename}: dataset '{name}' holds {dtype} values, not numbers; the file is damaged")
+        raise ArtifactError(
+            f"{path or f.filename}: dataset '{name}' holds {dtype} values, not numbers; the file is damaged"
+        )
     if ndim is not None and arr.ndim != ndim:
         raise ArtifactError(f"{path or f.filename}: dataset '{name}' has {arr.ndim} dimensions, expected {ndim}")
     return arr
@@ -223,7 +248,11 @@ def dataset_summary(f: h5py.File) -> dict[str, dict[str, Any]]:
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset):
-            out[name] = {"shape": list(obj.shape), "dtype": str(obj.dtype), "description": str(obj.attrs.get("description", ""))}
+            out[name] = {
+                "shape": list(obj.shape),
+                "dtype": str(obj.dtype),
+                "description": str(obj.attrs.get("description", "")),
+            }
 
     f.visititems(visit)
     return out

@@ -36,7 +36,9 @@ HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 def is_hdf5(head: bytes) -> bool:
     """Whether a file's first bytes (at least ``USERBLOCK_SIZE + 8`` of them, or all there are) are an HDF5 file's:
     HDF5's signature at the start, or lfp's user block followed by it."""
-    return head.startswith(HDF5_MAGIC) or (head.startswith(USERBLOCK_MAGIC) and head[USERBLOCK_SIZE:].startswith(HDF5_MAGIC))
+    return head.startswith(HDF5_MAGIC) or (
+        head.startswith(USERBLOCK_MAGIC) and head[USERBLOCK_SIZE:].startswith(HDF5_MAGIC)
+    )
 
 
 def seal_userblock(path: Any) -> None:
@@ -57,7 +59,7 @@ def userblock_status(path: Any) -> str:
         head = f.read(USERBLOCK_SIZE)
         if not head.startswith(USERBLOCK_MAGIC):
             return "absent"
-        want = head[len(USERBLOCK_MAGIC):].split(b"\n", 1)[0].decode("ascii", "replace")
+        want = head[len(USERBLOCK_MAGIC) :].split(b"\n", 1)[0].decode("ascii", "replace")
         h = hashlib.sha256()
         while block := f.read(1 << 20):
             h.update(block)
@@ -145,5 +147,13 @@ def reseal(path: Any) -> None:
     torch.save(obj, path)
 
 
-__all__ = ["reseal", "CHECKSUM_KEY", "H5_CHECKSUM_ATTR", "checkpoint_checksum", "h5_checksum", "h5_structure", "json_checksum",
-           "tensor_bytes"]
+__all__ = [
+    "reseal",
+    "CHECKSUM_KEY",
+    "H5_CHECKSUM_ATTR",
+    "checkpoint_checksum",
+    "h5_checksum",
+    "h5_structure",
+    "json_checksum",
+    "tensor_bytes",
+]

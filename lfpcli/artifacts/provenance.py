@@ -34,6 +34,7 @@ KINDS = ("checkpoint", "perturbed-set", "dataset", "eval", "density", "saliency-
 
 def jsonable(obj: Any) -> Any:
     """Convert tuples, paths, numpy and torch scalars into plain JSON types (and check it serialises)."""
+
     def default(o):
         if isinstance(o, Path):
             return str(o)
@@ -129,7 +130,9 @@ def check_parents(record: Mapping[str, Any], artifact_path: str | os.PathLike | 
         for e in parents
     )
     if not ok:
-        raise ArtifactError(f"{artifact_path or 'the artifact'}: its record has a malformed 'parents' list; the file is damaged")
+        raise ArtifactError(
+            f"{artifact_path or 'the artifact'}: its record has a malformed 'parents' list; the file is damaged"
+        )
     return parents
 
 

@@ -35,15 +35,20 @@ from lfpcli.errors import ArtifactError, InputError
 SUFFIX = ".resume"
 
 
-def run_fingerprint(command: str, params: Mapping[str, Any], parents: list[Mapping[str, Any]], device: torch.device) -> dict[str, Any]:
+def run_fingerprint(
+    command: str, params: Mapping[str, Any], parents: list[Mapping[str, Any]], device: torch.device
+) -> dict[str, Any]:
     """What a ``--resume`` must share with the run that kept the progress: the command, its resolved parameters
     (but ``device`` as the user gave it: ``auto`` and ``cpu`` may name the same device), the sha256 of each input
     file by role, lfp's version, the type of the device used and, on a CPU, torch's thread count (the last bits
     of CPU results depend on it, so units computed with another would not be those of one uninterrupted run)."""
     return {
-        "command": command, "params": {k: v for k, v in params.items() if k != "device"},
-        "inputs": {p["role"]: p["sha256"] for p in parents}, "lfpcli": version.__version__,
-        "device": device.type, "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "command": command,
+        "params": {k: v for k, v in params.items() if k != "device"},
+        "inputs": {p["role"]: p["sha256"] for p in parents},
+        "lfpcli": version.__version__,
+        "device": device.type,
+        "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
     }
 
 
@@ -75,8 +80,10 @@ class Sidecar:
             raise InputError(f"{self.dir} exists and is not a folder; move it away (lfp keeps a run's progress there)")
         if self.dir.exists():
             if not resume and not force:
-                raise InputError(f"{self.dir} holds the progress of an interrupted run of this output: add --resume to "
-                                 f"finish it, or --force to start over")
+                raise InputError(
+                    f"{self.dir} holds the progress of an interrupted run of this output: add --resume to "
+                    f"finish it, or --force to start over"
+                )
             if resume:
                 try:
                     old = json.loads(state.read_text())
@@ -88,9 +95,12 @@ class Sidecar:
                         remove_partial_files(out)  # the output the resumed run was writing when it was killed
                         return
                     if not force:
-                        raise InputError(f"{self.dir} holds the progress of another command ("
-                                         + "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
-                                         + "): rerun that command to finish it, or add --force to start over")
+                        raise InputError(
+                            f"{self.dir} holds the progress of another command ("
+                            + "; ".join(diff[:3])
+                            + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
+                            + "): rerun that command to finish it, or add --force to start over"
+                        )
             shutil.rmtree(self.dir)  # --force, or progress without a readable fingerprint: start over
             remove_partial_files(out)
         try:
@@ -111,8 +121,10 @@ class Sidecar:
         try:
             self.fingerprint = json.loads((self.dir / "run.json").read_text())
         except (OSError, ValueError):
-            raise InputError(f"{self.dir} (made by rank 0) cannot be read here: under torchrun the output must be on a "
-                             f"filesystem every machine sees") from None
+            raise InputError(
+                f"{self.dir} (made by rank 0) cannot be read here: under torchrun the output must be on a "
+                f"filesystem every machine sees"
+            ) from None
         return self
 
     @staticmethod
@@ -147,7 +159,9 @@ class Sidecar:
         try:
             return torch.load(self._unit(name), map_location="cpu", weights_only=True)
         except Exception:
-            raise ArtifactError(f"{self._unit(name)} is damaged; delete {self.dir} (or use --force) to start over") from None
+            raise ArtifactError(
+                f"{self._unit(name)} is damaged; delete {self.dir} (or use --force) to start over"
+            ) from None
 
     def units(self) -> list[str]:
         return sorted(p.stem for p in self.dir.glob("*.pt"))

@@ -58,8 +58,18 @@ class SaliencyWriter(H5Writer):
 
     ``models``: per model ``(name, path, layer_hw)`` with ``layer_hw`` the Grad-CAM layer's (h, w) or ``None``."""
 
-    def __init__(self, path, n: int, hw: tuple[int, int], models: Sequence[tuple[str, str, tuple[int, int] | None]], *,
-                 definition: str, masks: bool, perturbation_target: bool, force: bool = False):
+    def __init__(
+        self,
+        path,
+        n: int,
+        hw: tuple[int, int],
+        models: Sequence[tuple[str, str, tuple[int, int] | None]],
+        *,
+        definition: str,
+        masks: bool,
+        perturbation_target: bool,
+        force: bool = False,
+    ):
         super().__init__(path, KIND, force=force)
         self.n, self.hw, self.models = n, tuple(hw), list(models)
         self.definition, self.masks, self.ptarget = definition, masks, perturbation_target
@@ -84,14 +94,20 @@ class SaliencyWriter(H5Writer):
                 self.create(f"models/{k}/{key}", shape, dtype, desc)
             self.set_attr(f"models/{k}/map", "definition", self.definition)
             if layer_hw is not None:
-                self.create(f"models/{k}/layer_map", (n, *layer_hw), "float32",
-                            "Grad-CAM at the layer's resolution, before upsampling")
+                self.create(
+                    f"models/{k}/layer_map",
+                    (n, *layer_hw),
+                    "float32",
+                    "Grad-CAM at the layer's resolution, before upsampling",
+                )
             if self.masks:
                 for key, (dtype, desc) in _MASKED.items():
                     self.create(f"models/{k}/{key}", (n,), dtype, desc)
         return self
 
-    def add_images(self, sl: slice, *, index, source_index, y, group, mask=None, mask_area=None, perturbation_target=None) -> None:
+    def add_images(
+        self, sl: slice, *, index, source_index, y, group, mask=None, mask_area=None, perturbation_target=None
+    ) -> None:
         for key, v in (("index", index), ("source_index", source_index), ("y", y), ("group", group)):
             self.write(key, sl, v)
         if self.ptarget:
@@ -111,8 +127,11 @@ def read_saliency(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[
     shapes checked."""
     f, record = open_h5(path, [KIND])
     with f:
-        images = {k: read_array(f, k, path=path) for k in ("index", "source_index", "y", "group", "perturbation_target",
-                                                           "mask", "mask_area") if k in f}
+        images = {
+            k: read_array(f, k, path=path)
+            for k in ("index", "source_index", "y", "group", "perturbation_target", "mask", "mask_area")
+            if k in f
+        }
         for k in ("index", "y", "group"):
             if k not in images:
                 raise ArtifactError(f"{path} has no dataset '{k}'; the file is damaged")
@@ -131,7 +150,9 @@ def read_saliency(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], list[
             for name in g.keys():
                 entry[name] = read_array(f, f"models/{key}/{name}", path=path)
                 if entry[name].shape[:1] != (n,):
-                    raise ArtifactError(f"{path}: dataset 'models/{key}/{name}' has {entry[name].shape[:1]} rows, expected {n}")
+                    raise ArtifactError(
+                        f"{path}: dataset 'models/{key}/{name}' has {entry[name].shape[:1]} rows, expected {n}"
+                    )
             if "map" not in entry or entry["map"].ndim != 3:
                 raise ArtifactError(f"{path}: models/{key} has no (N, H, W) map; the file is damaged")
             models.append(entry)

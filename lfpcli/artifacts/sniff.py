@@ -14,7 +14,9 @@ from lfpcli.artifacts.whatfile import describe_non_checkpoint
 from lfpcli.errors import ArtifactError, InputError
 
 #: What the files that carry an lfp record are, for a message about one that does not.
-WHAT_IS_ONE = "lfp writes checkpoints (.pt), HDF5 files (.h5) and eval reports (.json), each with the record of how it was made"
+WHAT_IS_ONE = (
+    "lfp writes checkpoints (.pt), HDF5 files (.h5) and eval reports (.json), each with the record of how it was made"
+)
 
 
 def read_record(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -46,25 +46,37 @@ DESCRIPTIONS = {
     "method": "perturbation method (code; names in the labels attribute)",
     "dist": "input distribution (code; names in the labels attribute)",
     "variant": "noise: fresh inputs are perturbed; natural: the natural samples themselves (code; labels attribute)",
-    "dim": "input dimension d", "hidden": "hidden units h", "n_natural": "natural samples n",
-    "n_noise": "noise samples m (0 for variant natural)", "seed": "run seed", "eps": "budget eps (NaN: not this method's)",
+    "dim": "input dimension d",
+    "hidden": "hidden units h",
+    "n_natural": "natural samples n",
+    "n_noise": "noise samples m (0 for variant natural)",
+    "seed": "run seed",
+    "eps": "budget eps (NaN: not this method's)",
     "ratio": "budget ratio of d (NaN: not this method's)",
     "acc_perturbed": "accuracy on the natural samples (their labels) of the network trained on the perturbed inputs",
     "acc_baseline": "accuracy on the natural samples of the network trained on the unperturbed inputs with the same targets",
     "fit_natural": "accuracy of the natural network on its own training samples",
     "fit_baseline": "accuracy of the baseline network on its training set (inputs, targets)",
     "fit_perturbed": "accuracy of the perturbation-trained network on its training set (perturbed inputs, targets)",
-    "epochs_natural": "full-batch epochs the natural network trained", "epochs_baseline": "epochs of the baseline network",
-    "epochs_perturbed": "epochs of the perturbation-trained network", "loss_natural": "final mean training loss, natural network",
-    "loss_baseline": "final mean training loss, baseline network", "loss_perturbed": "final mean training loss, perturbation-trained network",
-    "diverged": "1 if a network's training loss became non-finite", "success": "fraction of perturbed inputs the natural network assigns to their target",
-    "l0": "mean number of changed input values", "l2": "mean l2 norm of the change", "linf": "mean linf norm of the change",
+    "epochs_natural": "full-batch epochs the natural network trained",
+    "epochs_baseline": "epochs of the baseline network",
+    "epochs_perturbed": "epochs of the perturbation-trained network",
+    "loss_natural": "final mean training loss, natural network",
+    "loss_baseline": "final mean training loss, baseline network",
+    "loss_perturbed": "final mean training loss, perturbation-trained network",
+    "diverged": "1 if a network's training loss became non-finite",
+    "success": "fraction of perturbed inputs the natural network assigns to their target",
+    "l0": "mean number of changed input values",
+    "l2": "mean l2 norm of the change",
+    "linf": "mean linf norm of the change",
     "eps_radius": "radius PGD used (eps, scaled for pgd-l2 under eps_scaling sqrt-dim; NaN otherwise)",
     "changed_max": "most values a ratio method may change: ceil(ratio * d) (-1 otherwise)",
     "solver_iterations": "solver iterations per sample (pcfe-l0: all search steps)",
     "time_natural": "seconds training the natural network (0: reused from the previous configuration)",
-    "time_baseline": "seconds training the baseline network (0: reused)", "time_perturb": "seconds perturbing",
-    "time_perturbed": "seconds training the perturbation-trained network", "time_total": "seconds for the configuration",
+    "time_baseline": "seconds training the baseline network (0: reused)",
+    "time_perturb": "seconds perturbing",
+    "time_perturbed": "seconds training the perturbation-trained network",
+    "time_total": "seconds for the configuration",
 }
 
 
@@ -92,7 +104,11 @@ def write_results(
         for f in INT_POINT:
             w.put(f"points/{f}", np.asarray([r[f] for r in rows], dtype=np.int64), DESCRIPTIONS[f])
         for f in FLOAT_POINT:
-            w.put(f"points/{f}", np.asarray([math.nan if r[f] is None else r[f] for r in rows], dtype=np.float64), DESCRIPTIONS[f])
+            w.put(
+                f"points/{f}",
+                np.asarray([math.nan if r[f] is None else r[f] for r in rows], dtype=np.float64),
+                DESCRIPTIONS[f],
+            )
         for f in result_fields:
             dtype = np.int64 if f in INT_RESULTS else np.float64
             w.put(f"results/{f}", np.asarray([r[f] for r in rows], dtype=dtype), DESCRIPTIONS.get(f, f))

@@ -70,8 +70,10 @@ def describe_non_checkpoint(path: str | os.PathLike) -> str | None:
         kind = archive_kind(path)
         if kind in ("torchscript", "torch-export"):
             what = "a TorchScript model" if kind == "torchscript" else "a torch.export program"
-            return (f"{what} (a model file lfp did not write: lfp perturb, eval, density and saliency read it as --in with "
-                    f"--data and --normalize)")
+            return (
+                f"{what} (a model file lfp did not write: lfp perturb, eval, density and saliency read it as --in with "
+                f"--data and --normalize)"
+            )
     if head.startswith(b"PK") or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
         return None  # a zip (torch.save's format) or a pickle: torch.load with weights_only decides
     text = head.lstrip()

@@ -24,7 +24,21 @@ from lfpcli.attribution.methods import (
 from lfpcli.attribution.scores import attribution_share, mask_area, pointing_game, summarize, summarize_area
 
 __all__ = [
-    "BASELINES", "LayerInfo", "MAP_DEFINITIONS", "METHODS", "Maps", "SaliencyConfig", "attribute", "attribution_share",
-    "batched_maps", "default_layer", "hooks_released", "layer_table", "mask_area", "pointing_game", "resolve_layer",
-    "summarize", "summarize_area",
+    "BASELINES",
+    "LayerInfo",
+    "MAP_DEFINITIONS",
+    "METHODS",
+    "Maps",
+    "SaliencyConfig",
+    "attribute",
+    "attribution_share",
+    "batched_maps",
+    "default_layer",
+    "hooks_released",
+    "layer_table",
+    "mask_area",
+    "pointing_game",
+    "resolve_layer",
+    "summarize",
+    "summarize_area",
 ]

@@ -51,12 +51,16 @@ def saliency_grid(
     rows, cols = images.shape[0], len(maps) + 1
     caption = []
     if shares is not None:
-        caption.append("(0.xx) beside a prediction: the map's attribution share on the object, the fraction of its "
-                       "positive attribution inside the mask (outlined in white)")
+        caption.append(
+            "(0.xx) beside a prediction: the map's attribution share on the object, the fraction of its "
+            "positive attribution inside the mask (outlined in white)"
+        )
     if note:
         caption.append(note)
-    fig = Figure(figsize=(cell * cols + 0.9, cell * rows * 1.2 + (0.5 if title else 0.1) + 0.25 * len(caption)),
-                 layout="constrained")
+    fig = Figure(
+        figsize=(cell * cols + 0.9, cell * rows * 1.2 + (0.5 if title else 0.1) + 0.25 * len(caption)),
+        layout="constrained",
+    )
     axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
     jet = colormaps["jet"]
     name_of = lambda c: class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c))  # noqa: E731
@@ -76,8 +80,16 @@ def saliency_grid(
             if scaled is not None:
                 ax.imshow(jet(scaled)[:, :, :3], alpha=0.5, interpolation="bilinear")
             else:
-                ax.text(0.5, 0.5, "no positive\nattribution", ha="center", va="center", fontsize=7, color="white",
-                        transform=ax.transAxes)
+                ax.text(
+                    0.5,
+                    0.5,
+                    "no positive\nattribution",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white",
+                    transform=ax.transAxes,
+                )
             p, y = int(preds[k][r]), int(labels[r])
             line2 = f"pred {name_of(p)} · true {name_of(y)}"
             if targets is not None and int(targets[k][r]) != p:
@@ -90,8 +102,13 @@ def saliency_grid(
         ax.set_yticks([])
         for s in ax.spines.values():
             s.set_visible(False)
-    bar = fig.colorbar(ScalarMappable(Normalize(0, 1), jet), ax=axes[:, 1:].ravel().tolist(), shrink=min(1.0, 2.5 / rows),
-                       fraction=0.05, pad=0.02)
+    bar = fig.colorbar(
+        ScalarMappable(Normalize(0, 1), jet),
+        ax=axes[:, 1:].ravel().tolist(),
+        shrink=min(1.0, 2.5 / rows),
+        fraction=0.05,
+        pad=0.02,
+    )
     bar.set_label("attribution, scaled to each map's maximum", fontsize=8)
     bar.ax.tick_params(labelsize=7)
     if title:

@@ -24,10 +24,29 @@ from lfpcli.errors import ConfigError
 
 #: Layer types that only sub-sample, reshape or pass a map on: never the default Grad-CAM layer.
 PASS_ON = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
-    nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d, nn.FractionalMaxPool2d,
-    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Flatten, nn.Unflatten,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.LPPool1d,
+    nn.LPPool2d,
+    nn.FractionalMaxPool2d,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.Flatten,
+    nn.Unflatten,
 )
 
 
@@ -63,8 +82,15 @@ def hooks_released(model: nn.Module) -> Iterator[nn.Module]:
     """Inside: ``model`` in eval mode with parameters that need no gradient (attribution differentiates
     inputs and activations only). On exit, even on error: every hook added inside on any submodule is removed,
     and the mode and ``requires_grad`` flags are restored."""
-    kinds = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-             "_forward_hooks_with_kwargs", "_forward_pre_hooks_with_kwargs", "_forward_hooks_always_called")
+    kinds = (
+        "_forward_hooks",
+        "_forward_pre_hooks",
+        "_backward_hooks",
+        "_backward_pre_hooks",
+        "_forward_hooks_with_kwargs",
+        "_forward_pre_hooks_with_kwargs",
+        "_forward_hooks_always_called",
+    )
     mods = list(model.modules())
     before = [{k: set(getattr(m, k, {}) or {}) for k in kinds} for m in mods]
     training = [(m, m.training) for m in mods]
@@ -87,7 +113,9 @@ def hooks_released(model: nn.Module) -> Iterator[nn.Module]:
             p.requires_grad_(was)
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str | None = None) -> list[LayerInfo]:
+def layer_table(
+    model: nn.Module, input_shape: tuple[int, ...], device: torch.device | str | None = None
+) -> list[LayerInfo]:
     """Every named module of ``model`` with its output shape for one input of ``input_shape`` (C, H, W), in
     ``named_modules`` order; the default Grad-CAM layer (module docstring) is marked."""
     root = root_module(model)
@@ -130,8 +158,14 @@ def default_layer(table: list[LayerInfo]) -> LayerInfo | None:
     return next((r for r in table if r.default), None)
 
 
-def resolve_layer(model: nn.Module, name: str | None, input_shape: tuple[int, ...], *, what: str = "the model",
-                  device: torch.device | str | None = None) -> tuple[nn.Module, LayerInfo]:
+def resolve_layer(
+    model: nn.Module,
+    name: str | None,
+    input_shape: tuple[int, ...],
+    *,
+    what: str = "the model",
+    device: torch.device | str | None = None,
+) -> tuple[nn.Module, LayerInfo]:
     """The module Grad-CAM attributes to: ``name`` (see the module docstring), or the default layer.
 
     Raises ``ConfigError`` for an unknown name, a layer without a spatial (C, H, W) output, or a model with no
@@ -141,9 +175,11 @@ def resolve_layer(model: nn.Module, name: str | None, input_shape: tuple[int, ..
     if name is None:
         info = default_layer(table)
         if info is None:
-            raise ConfigError(f"{what} has no convolutional layer with a spatial output (C, H, W) for Grad-CAM "
-                              f"(architecture without convolutions?); use --method gradient, input-x-gradient, "
-                              f"smoothgrad or integrated-gradients")
+            raise ConfigError(
+                f"{what} has no convolutional layer with a spatial output (C, H, W) for Grad-CAM "
+                f"(architecture without convolutions?); use --method gradient, input-x-gradient, "
+                f"smoothgrad or integrated-gradients"
+            )
     else:
         by_name = {r.name: r for r in table}
         info = by_name.get(name) or by_name.get(f"features.{name}")
@@ -154,8 +190,10 @@ def resolve_layer(model: nn.Module, name: str | None, input_shape: tuple[int, ..
         if info.calls == 0:
             raise ConfigError(f"layer '{info.name}' of {what} is not used in the forward pass")
         if not info.spatial:
-            raise ConfigError(f"layer '{info.name}' of {what} outputs {_shape(info.output_shape)} per sample, not a map "
-                              f"(C, H, W) with more than one position; Grad-CAM needs a convolutional layer")
+            raise ConfigError(
+                f"layer '{info.name}' of {what} outputs {_shape(info.output_shape)} per sample, not a map "
+                f"(C, H, W) with more than one position; Grad-CAM needs a convolutional layer"
+            )
     return root.get_submodule(info.name), info
 
 

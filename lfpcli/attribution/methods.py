@@ -42,7 +42,7 @@ BASELINES = ("black", "mean")
 #: What each method's stored map is, and which part of it the attribution share counts (recorded in artifacts).
 MAP_DEFINITIONS = {
     "gradcam": "Grad-CAM: ReLU(sum_k mean_ij(dS/dA^k_ij) A^k) on the layer, bilinearly upsampled to the input; "
-               "non-negative; share counts all of it",
+    "non-negative; share counts all of it",
     "gradient": "sum over channels of |dS/dx|; non-negative; share counts all of it",
     "input-x-gradient": "sum over channels of x * dS/dx; signed; share counts its positive part",
     "smoothgrad": "mean over noisy copies x + N(0, noise^2) of sum over channels |dS/dx|; non-negative; share counts all of it",
@@ -79,7 +79,11 @@ class SaliencyConfig:
     def to_dict(self) -> dict[str, Any]:
         """The parameters that apply to the method (what artifacts record)."""
         d = asdict(self)
-        keep = {"gradcam": ("layer",), "smoothgrad": ("samples", "noise"), "integrated-gradients": ("steps", "baseline")}
+        keep = {
+            "gradcam": ("layer",),
+            "smoothgrad": ("samples", "noise"),
+            "integrated-gradients": ("steps", "baseline"),
+        }
         return {"method": self.method, **{k: d[k] for k in keep.get(self.method, ())}}
 
 
@@ -192,17 +196,36 @@ def attribute(
                 else:
                     base = torch.zeros_like(x)
                 ig = IntegratedGradients(full)
-                maps = ig.attribute(x.requires_grad_(), baselines=base, target=t, n_steps=config.steps, method="gausslegendre",
-                                    internal_batch_size=max(n, 1)).sum(1)
+                maps = ig.attribute(
+                    x.requires_grad_(),
+                    baselines=base,
+                    target=t,
+                    n_steps=config.steps,
+                    method="gausslegendre",
+                    internal_batch_size=max(n, 1),
+                ).sum(1)
         pred = logits.argmax(1)
         tgt = pred if target is None else target
-        return Maps(maps.detach().float(), None if layer_maps is None else layer_maps.float(), logits.detach(),
-                    pred.detach(), tgt.detach())
+        return Maps(
+            maps.detach().float(),
+            None if layer_maps is None else layer_maps.float(),
+            logits.detach(),
+            pred.detach(),
+            tgt.detach(),
+        )
 
 
-def batched_maps(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None, config: SaliencyConfig, *,
-                 input_shape: Sequence[int] | None = None, batch_size: int = 256, device: torch.device | str = "cpu",
-                 seed: int = 0) -> tuple[Maps, LayerInfo | None]:
+def batched_maps(
+    model: nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor | None,
+    config: SaliencyConfig,
+    *,
+    input_shape: Sequence[int] | None = None,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> tuple[Maps, LayerInfo | None]:
     """Maps for every sample of ``x`` (on the CPU), ``batch_size`` at a time on ``device``; for Grad-CAM, also
     the resolved layer. A convenience over :func:`attribute` for Python users and tests."""
     layer, info = (None, None)
@@ -212,7 +235,9 @@ def batched_maps(model: nn.Module, x: torch.Tensor, target: torch.Tensor | None,
     for s in range(0, len(x), batch_size):
         sl = slice(s, s + batch_size)
         t = None if target is None else target[sl].to(device)
-        parts.append(attribute(model, x[sl].to(device), t, config, layer=layer, keys=torch.arange(len(x))[sl], seed=seed))
+        parts.append(
+            attribute(model, x[sl].to(device), t, config, layer=layer, keys=torch.arange(len(x))[sl], seed=seed)
+        )
 
     def cat(k: str) -> torch.Tensor | None:
         return torch.cat([getattr(p, k).cpu() for p in parts]) if parts and getattr(parts[0], k) is not None else None

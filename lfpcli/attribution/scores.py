@@ -30,7 +30,9 @@ def attribution_share(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     m = mask.bool().flatten(1)
     total = pos.sum(1)
     inside = (pos * m).sum(1)
-    return torch.where(total > 0, inside / total.clamp_min(torch.finfo(torch.float32).tiny), torch.full_like(total, math.nan))
+    return torch.where(
+        total > 0, inside / total.clamp_min(torch.finfo(torch.float32).tiny), torch.full_like(total, math.nan)
+    )
 
 
 def pointing_game(maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -64,8 +66,13 @@ def _stats(share: torch.Tensor, pointing: torch.Tensor, correct: torch.Tensor | 
     return out
 
 
-def summarize(share: torch.Tensor, pointing: torch.Tensor, group: torch.Tensor, group_names: Sequence[str] | None,
-              correct: torch.Tensor | None = None) -> dict[str, Any]:
+def summarize(
+    share: torch.Tensor,
+    pointing: torch.Tensor,
+    group: torch.Tensor,
+    group_names: Sequence[str] | None,
+    correct: torch.Tensor | None = None,
+) -> dict[str, Any]:
     """Mean (and median) share over the maps that have one, pointing-game accuracy, counts (``n`` defined,
     ``undefined``), and ``accuracy`` of the model on the images when ``correct`` is given; overall and per group
     (``groups``: name -> the same figures; groups without images left out)."""

@@ -40,7 +40,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True)] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Show the version and exit.", callback=_version, is_eager=True)
+    ] = False,
 ) -> None:
     """Learning from perturbations."""
 
@@ -96,7 +98,9 @@ def main(argv: list[str] | None = None) -> None:
         if hasattr(e, "format_message") and hasattr(e, "exit_code"):
             ctx = getattr(e, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            if type(e).__name__ == "Abort" and isinstance(e.__context__, KeyboardInterrupt):  # click's way of saying Ctrl-C
+            if type(e).__name__ == "Abort" and isinstance(
+                e.__context__, KeyboardInterrupt
+            ):  # click's way of saying Ctrl-C
                 sys.stderr.write(f"error: {INTERRUPTED}\n")
                 sys.stdout.flush()
                 sys.exit(130)
@@ -116,8 +120,10 @@ def main(argv: list[str] | None = None) -> None:
         else:
             if debug:
                 raise
-            sys.stderr.write(f"error: internal error in lfp: {type(e).__name__}: {_one_line(e)[:300]} "
-                             f"(run with LFP_DEBUG=1 for the traceback, and please report it)\n")
+            sys.stderr.write(
+                f"error: internal error in lfp: {type(e).__name__}: {_one_line(e)[:300]} "
+                f"(run with LFP_DEBUG=1 for the traceback, and please report it)\n"
+            )
             code = 1
     sys.stdout.flush()
     sys.exit(code)

@@ -15,8 +15,13 @@ from lfpcli.cli.runner import run as run_command
 
 
 def info(
-    file: Annotated[str, typer.Argument(help="Any lfp artifact: checkpoint (.pt), perturbed set, dataset, density, saliency maps "
-                                        "or synth results (.h5), eval report (.json).")],
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="Any lfp artifact: checkpoint (.pt), perturbed set, dataset, density, saliency maps "
+            "or synth results (.h5), eval report (.json)."
+        ),
+    ],
     json_: JsonOpt = False,
 ) -> None:
     """What an artifact is and how it was made: command, parameters, seeds, versions, parents (sha256 checked).
@@ -28,8 +33,11 @@ def info(
     r = run(file)
     for p in r["parents"]:
         if p["status"] == "changed":
-            warnings.warn(f"parent {p['path']} of {file} changed since (sha256 {p['sha256'][:12]} recorded, "
-                          f"{p['sha256_now'][:12]} now)", stacklevel=1)
+            warnings.warn(
+                f"parent {p['path']} of {file} changed since (sha256 {p['sha256'][:12]} recorded, "
+                f"{p['sha256_now'][:12]} now)",
+                stacklevel=1,
+            )
     render.emit_json(r) if json_ else render.show_info(r)
 
 
@@ -54,14 +62,59 @@ def verify(
 
 
 def data_(
-    spec: Annotated[str, typer.Argument(help="Data spec: digits, spurious-digits[:key=value,...], NAME:root=DIR for a paper dataset on your disk, folder:csv=FILE, or an lfp .h5 file.")] = "spurious-digits",
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Write the dataset as an lfp .h5 file: for data read from image files, a chunked uint8 cache that every command reads batch by batch (decoded once).", metavar="FILE.h5")] = None,
-    list_: Annotated[bool, typer.Option("--list", help="List every data spec lfp knows (built-in and on your disk) with its description, parameters and defaults; with --json, as JSON.")] = False,
+    spec: Annotated[
+        str,
+        typer.Argument(
+            help="Data spec: digits, spurious-digits[:key=value,...], NAME:root=DIR for a paper dataset on your disk, folder:csv=FILE, or an lfp .h5 file."
+        ),
+    ] = "spurious-digits",
+    out: Annotated[
+        Optional[str],
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the dataset as an lfp .h5 file: for data read from image files, a chunked uint8 cache that every command reads batch by batch (decoded once).",
+            metavar="FILE.h5",
+        ),
+    ] = None,
+    list_: Annotated[
+        bool,
+        typer.Option(
+            "--list",
+            help="List every data spec lfp knows (built-in and on your disk) with its description, parameters and defaults; with --json, as JSON.",
+        ),
+    ] = False,
     force: ForceOpt = False,
-    download: Annotated[bool, typer.Option("--download", help="Fetch the paper dataset SPEC names into its root first (waterbirds, spuco-dogs, spuco-birds, spuco-animals, mnist, fmnist, cifar10), in the layout lfp reads: checksums where the source publishes them, the loader's layout check, then renamed into place; already there: nothing is done (--force fetches again).")] = False,
-    source: Annotated[Optional[str], typer.Option("--source", help="With --download, where a dataset published in several places comes from: waterbirds group_DRO (default, the paper's) or wilds; cifar10 python (default, torchvision's) or binary.", metavar="NAME")] = None,
-    mirror: Annotated[Optional[str], typer.Option("--mirror", help="With --download, fetch each file from URL/NAME (NAME: the file's own name, e.g. train-images-idx3-ubyte.gz) instead of its source; default $LFP_MIRROR.", metavar="URL")] = None,
-    no_verify: Annotated[bool, typer.Option("--no-verify", help="With --download, accept an archive whose checksum differs from the published one (a mirror's repackaged copy); the layout check still runs and the output says so.")] = False,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download",
+            help="Fetch the paper dataset SPEC names into its root first (waterbirds, spuco-dogs, spuco-birds, spuco-animals, mnist, fmnist, cifar10), in the layout lfp reads: checksums where the source publishes them, the loader's layout check, then renamed into place; already there: nothing is done (--force fetches again).",
+        ),
+    ] = False,
+    source: Annotated[
+        Optional[str],
+        typer.Option(
+            "--source",
+            help="With --download, where a dataset published in several places comes from: waterbirds group_DRO (default, the paper's) or wilds; cifar10 python (default, torchvision's) or binary.",
+            metavar="NAME",
+        ),
+    ] = None,
+    mirror: Annotated[
+        Optional[str],
+        typer.Option(
+            "--mirror",
+            help="With --download, fetch each file from URL/NAME (NAME: the file's own name, e.g. train-images-idx3-ubyte.gz) instead of its source; default $LFP_MIRROR.",
+            metavar="URL",
+        ),
+    ] = None,
+    no_verify: Annotated[
+        bool,
+        typer.Option(
+            "--no-verify",
+            help="With --download, accept an archive whose checksum differs from the published one (a mirror's repackaged copy); the layout check still runs and the output says so.",
+        ),
+    ] = False,
     json_: JsonOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -98,7 +151,9 @@ def data_(
     """
     if list_:
         if out is not None or download:
-            raise typer.BadParameter("--list writes and fetches nothing; leave out --out and --download", param_hint="--list")
+            raise typer.BadParameter(
+                "--list writes and fetches nothing; leave out --out and --download", param_hint="--list"
+            )
         from lfpcli.commands.data import list_data
 
         run_command(list_data, render.show_data_list, json_)
@@ -113,8 +168,18 @@ def data_(
         return
     from lfpcli.commands import download_data
 
-    run_command(download_data, render.show_download, json_, quiet, data=spec, out=out, force=force, source=source,
-         mirror=mirror or os.environ.get("LFP_MIRROR") or None, verify=not no_verify)
+    run_command(
+        download_data,
+        render.show_download,
+        json_,
+        quiet,
+        data=spec,
+        out=out,
+        force=force,
+        source=source,
+        mirror=mirror or os.environ.get("LFP_MIRROR") or None,
+        verify=not no_verify,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 import yaml
 
-TRAIN_PANEL = "Training settings (flags win over --recipe, which wins over the defaults shown; retrain: the source model's)"
+TRAIN_PANEL = (
+    "Training settings (flags win over --recipe, which wins over the defaults shown; retrain: the source model's)"
+)
 #: The panels ``lfp --help`` groups the commands into.
 CHAIN_PANEL = "Chain"
 INSPECT_PANEL = "Inspect"
@@ -38,7 +40,9 @@ def load_config(ctx: typer.Context, param: Any, value: Optional[str]) -> Optiona
             name = name + "_"
         if name not in names or name == "config":
             valid = ", ".join(sorted(n.rstrip("_").replace("_", "-") for n in names if n != "config"))
-            raise typer.BadParameter(f"{value}: '{key}' is not an option of this command (options: {valid})", param_hint="--config")
+            raise typer.BadParameter(
+                f"{value}: '{key}' is not an option of this command (options: {valid})", param_hint="--config"
+            )
         if isinstance(v, dict):
             v = [f"{k}={x}" for k, x in v.items()]
         defaults[name] = v
@@ -49,20 +53,55 @@ def load_config(ctx: typer.Context, param: Any, value: Optional[str]) -> Optiona
 
 ConfigOpt = Annotated[
     Optional[str],
-    typer.Option("--config", help="YAML file of option values (keys are option names); flags given on the command line win.",
-                 is_eager=True, callback=load_config, metavar="FILE.yaml"),
+    typer.Option(
+        "--config",
+        help="YAML file of option values (keys are option names); flags given on the command line win.",
+        is_eager=True,
+        callback=load_config,
+        metavar="FILE.yaml",
+    ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout instead of tables.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars (they are drawn on stderr when it is a terminal, or with LFP_PROGRESS=1).")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout instead of tables.")
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No progress bars (they are drawn on stderr when it is a terminal, or with LFP_PROGRESS=1).",
+    ),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists.")]
 #: --force of a command that resumes (it has --resume): it also discards what an interrupted run kept.
-ResumableForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite the output if it exists, and start over: discard the "
-                                                 "progress an interrupted run kept in OUT.resume/ (and the partial output it left).")]
-SaveEveryOpt = Annotated[float, typer.Option("--save-every", help="Keep the training state for --resume after an epoch once this "
-                                              "many seconds have passed since the last save (0: after every epoch).", metavar="SECONDS")]
-ResumeOpt = Annotated[bool, typer.Option("--resume", help="Finish an interrupted run of this same command from the progress kept "
-                                         "in OUT.resume/ (the same result as an uninterrupted run; a different command is refused).")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of every random choice this command makes (recorded).", show_default=True)]
+ResumableForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Overwrite the output if it exists, and start over: discard the "
+        "progress an interrupted run kept in OUT.resume/ (and the partial output it left).",
+    ),
+]
+SaveEveryOpt = Annotated[
+    float,
+    typer.Option(
+        "--save-every",
+        help="Keep the training state for --resume after an epoch once this "
+        "many seconds have passed since the last save (0: after every epoch).",
+        metavar="SECONDS",
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="Finish an interrupted run of this same command from the progress kept "
+        "in OUT.resume/ (the same result as an uninterrupted run; a different command is refused).",
+    ),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed of every random choice this command makes (recorded).", show_default=True)
+]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA if available), cpu, cuda or cuda:N.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Samples per batch (memory is bounded by the batch).")]
 ArchArgOpt = Annotated[
@@ -71,31 +110,46 @@ ArchArgOpt = Annotated[
 ]
 WeightsOpt = Annotated[
     Optional[str],
-    typer.Option("--weights", help="Pretrained weights to start resnet18/resnet50 from: torchvision's name for them (IMAGENET1K_V1, "
-                                   "the paper's ResNet-50; IMAGENET1K_V2; DEFAULT), read from torch's hub cache ($TORCH_HOME/hub/checkpoints) "
-                                   "and fetched there only when absent ($LFP_MIRROR/FILE if set), or a local file such as "
-                                   "resnet50-0676ba61.pth, never fetched. Read with weights_only=True; the name and file hash are recorded.",
-                 metavar="NAME|FILE"),
+    typer.Option(
+        "--weights",
+        help="Pretrained weights to start resnet18/resnet50 from: torchvision's name for them (IMAGENET1K_V1, "
+        "the paper's ResNet-50; IMAGENET1K_V2; DEFAULT), read from torch's hub cache ($TORCH_HOME/hub/checkpoints) "
+        "and fetched there only when absent ($LFP_MIRROR/FILE if set), or a local file such as "
+        "resnet50-0676ba61.pth, never fetched. Read with weights_only=True; the name and file hash are recorded.",
+        metavar="NAME|FILE",
+    ),
 ]
 #: Help panel of the flags that read a model file lfp did not write (``lfpcli.commands.foreign``).
 BYO_PANEL = "Your own model as --in (TorchScript, .pt2, state dict)"
 NormalizeOpt = Annotated[
     Optional[str],
-    typer.Option("--normalize", metavar="MEAN,STD|none", rich_help_panel=BYO_PANEL,
-                 help="The normalisation a model file lfp did not write expects (lfp applies it before the model, so budgets stay "
-                      "in pixel units): none (pixels in [0, 1]), MEAN,STD for every channel (e.g. 0.5,0.5), M1,..,MC,S1,..,SC per "
-                      "channel, imagenet, or data (the data's own channel statistics). Required for such a file."),
+    typer.Option(
+        "--normalize",
+        metavar="MEAN,STD|none",
+        rich_help_panel=BYO_PANEL,
+        help="The normalisation a model file lfp did not write expects (lfp applies it before the model, so budgets stay "
+        "in pixel units): none (pixels in [0, 1]), MEAN,STD for every channel (e.g. 0.5,0.5), M1,..,MC,S1,..,SC per "
+        "channel, imagenet, or data (the data's own channel statistics). Required for such a file.",
+    ),
 ]
 ForeignArchOpt = Annotated[
     Optional[str],
-    typer.Option("--arch", metavar="NAME", rich_help_panel=BYO_PANEL,
-                 help="A state-dict file as --in: the registered architecture its weights fit (e.g. kumano-cnn, wrn-28-10, resnet50, "
-                      "small-cnn; torchvision ResNet names load into resnet18/resnet50)."),
+    typer.Option(
+        "--arch",
+        metavar="NAME",
+        rich_help_panel=BYO_PANEL,
+        help="A state-dict file as --in: the registered architecture its weights fit (e.g. kumano-cnn, wrn-28-10, resnet50, "
+        "small-cnn; torchvision ResNet names load into resnet18/resnet50).",
+    ),
 ]
 ForeignArchArgOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--arch-arg", metavar="KEY=VALUE", rich_help_panel=BYO_PANEL,
-                 help="A state-dict file as --in: an option of --arch (repeatable), e.g. width=2."),
+    typer.Option(
+        "--arch-arg",
+        metavar="KEY=VALUE",
+        rich_help_panel=BYO_PANEL,
+        help="A state-dict file as --in: an option of --arch (repeatable), e.g. width=2.",
+    ),
 ]
 
 
@@ -140,34 +194,82 @@ def method_default(name: str) -> str:
 
 RecipeOpt = Annotated[
     Optional[str],
-    typer.Option("--recipe", help="Named optimizer settings: paper-text (the paper's Sec. 5: SGD lr 1e-5, batch 8, 360 epochs), "
-                 "paper-code (its public code: SGD lr 1e-3, batch 108, 113 epochs), kumano (SGD lr 0.1, Nesterov, 100 epochs). "
-                 "Flags given with it win.", rich_help_panel=TRAIN_PANEL),
+    typer.Option(
+        "--recipe",
+        help="Named optimizer settings: paper-text (the paper's Sec. 5: SGD lr 1e-5, batch 8, 360 epochs), "
+        "paper-code (its public code: SGD lr 1e-3, batch 108, 113 epochs), kumano (SGD lr 0.1, Nesterov, 100 epochs). "
+        "Flags given with it win.",
+        rich_help_panel=TRAIN_PANEL,
+    ),
 ]
-EpochsOpt = Annotated[Optional[int], typer.Option("--epochs", help=f"Training epochs {train_default('epochs')}.", rich_help_panel=TRAIN_PANEL)]
-OptimizerOpt = Annotated[Optional[str], typer.Option("--optimizer", help=f"sgd or adam {train_default('optimizer')}.", rich_help_panel=TRAIN_PANEL)]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help=f"Learning rate of the optimizer {train_default('lr')}.", rich_help_panel=TRAIN_PANEL)]
-MomentumOpt = Annotated[Optional[float], typer.Option("--momentum", help=f"SGD momentum {train_default('momentum')}.", rich_help_panel=TRAIN_PANEL)]
-WdOpt = Annotated[Optional[float], typer.Option("--weight-decay", help=f"Weight decay {train_default('weight_decay')}.", rich_help_panel=TRAIN_PANEL)]
-NesterovOpt = Annotated[Optional[bool], typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD; default off).", rich_help_panel=TRAIN_PANEL)]
-TrainBatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help=f"Training batch size {train_default('batch_size')}. Under torchrun: the global minibatch, split among the processes.", rich_help_panel=TRAIN_PANEL)]
-ScheduleOpt = Annotated[Optional[str], typer.Option("--schedule", help=f"Learning-rate schedule: constant or cosine {train_default('schedule')}.", rich_help_panel=TRAIN_PANEL)]
+EpochsOpt = Annotated[
+    Optional[int],
+    typer.Option("--epochs", help=f"Training epochs {train_default('epochs')}.", rich_help_panel=TRAIN_PANEL),
+]
+OptimizerOpt = Annotated[
+    Optional[str],
+    typer.Option("--optimizer", help=f"sgd or adam {train_default('optimizer')}.", rich_help_panel=TRAIN_PANEL),
+]
+LrOpt = Annotated[
+    Optional[float],
+    typer.Option("--lr", help=f"Learning rate of the optimizer {train_default('lr')}.", rich_help_panel=TRAIN_PANEL),
+]
+MomentumOpt = Annotated[
+    Optional[float],
+    typer.Option("--momentum", help=f"SGD momentum {train_default('momentum')}.", rich_help_panel=TRAIN_PANEL),
+]
+WdOpt = Annotated[
+    Optional[float],
+    typer.Option("--weight-decay", help=f"Weight decay {train_default('weight_decay')}.", rich_help_panel=TRAIN_PANEL),
+]
+NesterovOpt = Annotated[
+    Optional[bool],
+    typer.Option("--nesterov/--no-nesterov", help="Nesterov momentum (SGD; default off).", rich_help_panel=TRAIN_PANEL),
+]
+TrainBatchOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--batch-size",
+        help=f"Training batch size {train_default('batch_size')}. Under torchrun: the global minibatch, split among the processes.",
+        rich_help_panel=TRAIN_PANEL,
+    ),
+]
+ScheduleOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--schedule",
+        help=f"Learning-rate schedule: constant or cosine {train_default('schedule')}.",
+        rich_help_panel=TRAIN_PANEL,
+    ),
+]
 SelectOpt = Annotated[
     Optional[str],
-    typer.Option("--select", help="Which epoch to keep: last, val-accuracy or val-worst-group (best on the clean validation split) "
-                 f"{train_default('select')}.", rich_help_panel=TRAIN_PANEL),
+    typer.Option(
+        "--select",
+        help="Which epoch to keep: last, val-accuracy or val-worst-group (best on the clean validation split) "
+        f"{train_default('select')}.",
+        rich_help_panel=TRAIN_PANEL,
+    ),
 ]
 BalanceOpt = Annotated[
     Optional[str],
-    typer.Option("--balance", metavar="none|groups", help="none (each training sample once an epoch) or groups (as many samples drawn with replacement, "
-                 "every (label, attribute) group equally likely: the group-balanced reference that uses the group labels) "
-                 f"{train_default('balance')}.", rich_help_panel=TRAIN_PANEL),
+    typer.Option(
+        "--balance",
+        metavar="none|groups",
+        help="none (each training sample once an epoch) or groups (as many samples drawn with replacement, "
+        "every (label, attribute) group equally likely: the group-balanced reference that uses the group labels) "
+        f"{train_default('balance')}.",
+        rich_help_panel=TRAIN_PANEL,
+    ),
 ]
 TrainLossOpt = Annotated[
     Optional[str],
-    typer.Option("--loss", help="Training loss: ce, logistic or exponential (on a --output scalar model ce = logistic = "
-                 "log(1+exp(-s z)), exponential = exp(-s z), s = +-1; default ce, logistic for scalar models; retrain: the source model's).",
-                 rich_help_panel=TRAIN_PANEL),
+    typer.Option(
+        "--loss",
+        help="Training loss: ce, logistic or exponential (on a --output scalar model ce = logistic = "
+        "log(1+exp(-s z)), exponential = exp(-s z), s = +-1; default ce, logistic for scalar models; retrain: the source model's).",
+        rich_help_panel=TRAIN_PANEL,
+    ),
 ]
 
 
@@ -186,30 +288,51 @@ def key_values(items: list[str] | None, flag: str) -> dict[str, str]:
 EXEC_PANEL = "Execution"
 PrecisionOpt = Annotated[
     str,
-    typer.Option("--precision", metavar="fp32|bf16|fp16", rich_help_panel=EXEC_PANEL, show_default=True,
-                 help="Numeric type of the model's forward and backward (torch.autocast); perturbations, optimizer state, "
-                      "losses and density terms stay fp32. bf16 needs an Ampere or newer GPU; fp16 training uses a gradient scaler."),
+    typer.Option(
+        "--precision",
+        metavar="fp32|bf16|fp16",
+        rich_help_panel=EXEC_PANEL,
+        show_default=True,
+        help="Numeric type of the model's forward and backward (torch.autocast); perturbations, optimizer state, "
+        "losses and density terms stay fp32. bf16 needs an Ampere or newer GPU; fp16 training uses a gradient scaler.",
+    ),
 ]
 ChannelsLastOpt = Annotated[
     str,
-    typer.Option("--channels-last", metavar="auto|on|off", rich_help_panel=EXEC_PANEL, show_default=True,
-                 help="Store a convolutional model's weights and inputs NHWC (auto: on CUDA only)."),
+    typer.Option(
+        "--channels-last",
+        metavar="auto|on|off",
+        rich_help_panel=EXEC_PANEL,
+        show_default=True,
+        help="Store a convolutional model's weights and inputs NHWC (auto: on CUDA only).",
+    ),
 ]
 CompileOpt = Annotated[
     bool,
-    typer.Option("--compile", rich_help_panel=EXEC_PANEL,
-                 help="Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU)."),
+    typer.Option(
+        "--compile",
+        rich_help_panel=EXEC_PANEL,
+        help="Compile the model with torch.compile (the first batches are slower; needs a C++ compiler on CPU).",
+    ),
 ]
+
+
 def _solver_batch(cuda: str) -> Any:
     return Annotated[
         Optional[int],
-        typer.Option("--batch-size", help=f"Samples per batch; memory is bounded by the batch (default: 256 on a CPU; on CUDA {cuda}, "
-                                          f"found by doubling; the choice is recorded).", show_default=False),
+        typer.Option(
+            "--batch-size",
+            help=f"Samples per batch; memory is bounded by the batch (default: 256 on a CPU; on CUDA {cuda}, "
+            f"found by doubling; the choice is recorded).",
+            show_default=False,
+        ),
     ]
 
 
 #: perturb's (lfpcli.commands.perturb.solver_batch_size) and saliency's (lfpcli.commands.saliency.saliency_batch_size).
-PerturbBatchOpt = _solver_batch("a quarter of the largest batch whose forward and backward fit, since a solver keeps "
-                                "several copies of the batch")
-SaliencyBatchOpt = _solver_batch("80% of the largest batch whose forward and backward fit for every model, at most the "
-                                 "number of images")
+PerturbBatchOpt = _solver_batch(
+    "a quarter of the largest batch whose forward and backward fit, since a solver keeps several copies of the batch"
+)
+SaliencyBatchOpt = _solver_batch(
+    "80% of the largest batch whose forward and backward fit for every model, at most the number of images"
+)

@@ -47,7 +47,10 @@ class Table(rich.table.Table):
     never ended in '…'."""
 
     def __init__(self, title: str | None = None, **kw: Any):
-        super().__init__(title=title, **{"title_justify": "left", "box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False, **kw})
+        super().__init__(
+            title=title,
+            **{"title_justify": "left", "box": box.SIMPLE_HEAD, "pad_edge": False, "show_edge": False, **kw},
+        )
 
     def add_column(self, header: str = "", *, text: bool = False, **kw: Any) -> None:  # type: ignore[override]
         super().add_column(header, overflow="fold", no_wrap=not text, **kw)
@@ -84,9 +87,18 @@ class TqdmProgress:
             self.close()
             unit = str(status.get("unit") or "it")
             width = _stderr_columns()
-            self.bar = tqdm(total=total, desc=stage, leave=False, file=sys.stderr, initial=done, unit=unit,
-                            unit_scale=unit == "B", dynamic_ncols=width >= 40, ncols=None if width >= 40 else 80,
-                            mininterval=0)
+            self.bar = tqdm(
+                total=total,
+                desc=stage,
+                leave=False,
+                file=sys.stderr,
+                initial=done,
+                unit=unit,
+                unit_scale=unit == "B",
+                dynamic_ncols=width >= 40,
+                ncols=None if width >= 40 else 80,
+                mininterval=0,
+            )
             self.stage = stage
         elif done < total and now - self._drawn < self.min_interval:
             return
@@ -96,8 +108,15 @@ class TqdmProgress:
         shown = ", ".join(f"{k}={status_text(v)}" for k, v in status.items() if v is not None and k != "unit")
         if shown and self.status_line is None and not self._fits(shown):
             self.bar.set_postfix_str("", refresh=False)
-            self.status_line = tqdm(total=0, leave=False, file=sys.stderr, bar_format="{desc}", mininterval=0,
-                                    dynamic_ncols=self.bar.dynamic_ncols is not None, ncols=self.bar.ncols)
+            self.status_line = tqdm(
+                total=0,
+                leave=False,
+                file=sys.stderr,
+                bar_format="{desc}",
+                mininterval=0,
+                dynamic_ncols=self.bar.dynamic_ncols is not None,
+                ncols=self.bar.ncols,
+            )
         if self.status_line is not None:
             if shown:
                 self.status_line.set_description_str(shown, refresh=False)
@@ -154,11 +173,26 @@ def emit_json(obj: Any) -> None:
 
 def metrics_table(splits: dict[str, Any], title: str) -> Table:
     t = Table(title=title)
-    for col in ("split", "n", "accuracy", "worst-group\naccuracy", "worst group", "mean group\naccuracy", "train-weighted\naccuracy"):
+    for col in (
+        "split",
+        "n",
+        "accuracy",
+        "worst-group\naccuracy",
+        "worst group",
+        "mean group\naccuracy",
+        "train-weighted\naccuracy",
+    ):
         t.add_column(col, justify="left" if col in ("split", "worst group") else "right", text=col == "worst group")
     for name, m in splits.items():
-        t.add_row(name, str(m.get("n", "")), fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]), m.get("worst_group") or "-",
-                  fmt(m["mean_group_accuracy"]), fmt(m["train_weighted_accuracy"]))
+        t.add_row(
+            name,
+            str(m.get("n", "")),
+            fmt(m["accuracy"]),
+            fmt(m["worst_group_accuracy"]),
+            m.get("worst_group") or "-",
+            fmt(m["mean_group_accuracy"]),
+            fmt(m["train_weighted_accuracy"]),
+        )
     return t
 
 
@@ -171,14 +205,29 @@ def show_eval_many(r: dict[str, Any]) -> None:
     for rep in r["models"]:
         if "perturbed" in rep:
             p = rep["perturbed"]
-            t.add_row(rep["model"], rep.get("trained_on", ""), f"{p['path']} (vs targets)", str(p["n"]), fmt(p["accuracy"]),
-                      "-", "-", end_section=True)
+            t.add_row(
+                rep["model"],
+                rep.get("trained_on", ""),
+                f"{p['path']} (vs targets)",
+                str(p["n"]),
+                fmt(p["accuracy"]),
+                "-",
+                "-",
+                end_section=True,
+            )
             continue
         rows = list(rep["splits"].items())
         for k, (name, m) in enumerate(rows):
-            t.add_row(rep["model"] if k == 0 else "", rep.get("trained_on", "") if k == 0 else "", name, str(m["n"]),
-                      fmt(m["accuracy"]), fmt(m["worst_group_accuracy"]), m.get("worst_group") or "-",
-                      end_section=k == len(rows) - 1)
+            t.add_row(
+                rep["model"] if k == 0 else "",
+                rep.get("trained_on", "") if k == 0 else "",
+                name,
+                str(m["n"]),
+                fmt(m["accuracy"]),
+                fmt(m["worst_group_accuracy"]),
+                m.get("worst_group") or "-",
+                end_section=k == len(rows) - 1,
+            )
     out.print(t)
 
 
@@ -191,7 +240,13 @@ def groups_table(splits: dict[str, Any]) -> Table | None:
     for s in splits:
         t.add_column(s, justify="right")
     for g in names:
-        t.add_row(g, *[f"{fmt(m['groups'][g]['accuracy'])} ({m['groups'][g]['n']})" if m.get("groups") else "-" for m in splits.values()])
+        t.add_row(
+            g,
+            *[
+                f"{fmt(m['groups'][g]['accuracy'])} ({m['groups'][g]['n']})" if m.get("groups") else "-"
+                for m in splits.values()
+            ],
+        )
     return t
 
 
@@ -200,22 +255,31 @@ def plural(n: int, word: str) -> str:
 
 
 def show_training(summary: dict[str, Any], verb: str) -> None:
-    out.print(f"[bold]{verb}[/bold] {summary['arch']} on {_spec(summary['data'])} -> [bold]{summary['out']}[/bold] "
-              f"({plural(summary['epochs'], 'epoch')} on {summary['device']}, kept epoch {summary['selected_epoch']})")
+    out.print(
+        f"[bold]{verb}[/bold] {summary['arch']} on {_spec(summary['data'])} -> [bold]{summary['out']}[/bold] "
+        f"({plural(summary['epochs'], 'epoch')} on {summary['device']}, kept epoch {summary['selected_epoch']})"
+    )
     h = summary["history"]
     t = Table(title="training")
     for col in ("epoch", "loss", "train acc", "val acc", "val worst-group"):
         t.add_column(col, justify="right")
     for row in h if len(h) <= 12 else h[:3] + h[-8:]:
-        t.add_row(str(row["epoch"]), fmt(row["train_loss"], 4), fmt(row["train_accuracy"]), fmt(row.get("val_accuracy")),
-                  fmt(row.get("val_worst_group_accuracy")))
+        t.add_row(
+            str(row["epoch"]),
+            fmt(row["train_loss"], 4),
+            fmt(row["train_accuracy"]),
+            fmt(row.get("val_accuracy")),
+            fmt(row.get("val_worst_group_accuracy")),
+        )
     out.print(t)
     out.print(metrics_table(summary["metrics"], "clean data, original labels"))
 
 
 def show_perturb(s: dict[str, Any]) -> None:
-    out.print(f"[bold]perturbed[/bold] {s['n']} samples of split '{s['split']}' with {s['method']} "
-              f"(targets: {s['targets']}) -> [bold]{s['out']}[/bold]")
+    out.print(
+        f"[bold]perturbed[/bold] {s['n']} samples of split '{s['split']}' with {s['method']} "
+        f"(targets: {s['targets']}) -> [bold]{s['out']}[/bold]"
+    )
     cfg = ", ".join(f"{k}={_value(v)}" for k, v in s["config"].items() if k not in s.get("fixed", ()))
     out.print(f"  config: {cfg}")
     t = Table(title="per-sample quality")
@@ -226,31 +290,49 @@ def show_perturb(s: dict[str, Any]) -> None:
         if k not in s:
             continue
         v = s[k]
-        label = f"log_density ({s['log_density_estimator']})" if k == "log_density" and s.get("log_density_estimator") else k
+        label = (
+            f"log_density ({s['log_density_estimator']})"
+            if k == "log_density" and s.get("log_density_estimator")
+            else k
+        )
         t.add_row(label, fmt(v["mean"], 4), fmt(v["median"], 4), fmt(v["min"], 4), fmt(v["max"], 4))
     out.print(t)
     if s.get("density"):
         d = s["density"]
-        out.print(f"  plausibility: {d.get('kind')} ({d.get('space')} space, {d.get('chosen_by', '')}), tau={_value(s['config'].get('tau'))}")
-    out.print(f"  targets per class: {s['target_counts']}; target equals the original label for "
-              f"{fmt(s['target_kept_label_rate'])} of the samples")
+        out.print(
+            f"  plausibility: {d.get('kind')} ({d.get('space')} space, {d.get('chosen_by', '')}), tau={_value(s['config'].get('tau'))}"
+        )
+    out.print(
+        f"  targets per class: {s['target_counts']}; target equals the original label for "
+        f"{fmt(s['target_kept_label_rate'])} of the samples"
+    )
     if s.get("skipped"):
-        out.print(f"  skipped {s['skipped']} of {s['n']} samples (already classified as their target: the optimum is no change)")
+        out.print(
+            f"  skipped {s['skipped']} of {s['n']} samples (already classified as their target: the optimum is no change)"
+        )
 
 
 def show_eval(r: dict[str, Any]) -> None:
     if "perturbed" in r:
         p = r["perturbed"]
-        out.print(f"[bold]{r['model']}[/bold] on perturbed set {p['path']} ({p['method']}, targets {p['targets']}, n={p['n']})")
-        out.print(f"  accuracy against targets: {fmt(p['accuracy'])}   against original labels: {fmt(p['accuracy_original_labels'])}")
+        out.print(
+            f"[bold]{r['model']}[/bold] on perturbed set {p['path']} ({p['method']}, targets {p['targets']}, n={p['n']})"
+        )
+        out.print(
+            f"  accuracy against targets: {fmt(p['accuracy'])}   against original labels: {fmt(p['accuracy_original_labels'])}"
+        )
         if "stored_success_rate" in p:
-            out.print(f"  stored success rate: {fmt(p['stored_success_rate'])}   agreement with stored success: "
-                      f"{fmt(p['agreement_with_stored_success'])}")
+            out.print(
+                f"  stored success rate: {fmt(p['stored_success_rate'])}   agreement with stored success: "
+                f"{fmt(p['agreement_with_stored_success'])}"
+            )
         t = Table(title="stored per-sample metrics")
         for col in ("metric", "mean", "median"):
             t.add_column(col, justify="right" if col != "metric" else "left", text=col == "metric")
         for k, v in p["stored_metrics"].items():
-            label = f"{k} ({p['log_density_estimator']})" if k == "log_density" and p.get("log_density_estimator") else k
+            label = (
+                f"{k} ({p['log_density_estimator']})" if k == "log_density" and p.get("log_density_estimator") else k
+            )
             t.add_row(label, fmt(v["mean"], 4), fmt(v["median"], 4))
         out.print(t)
         return
@@ -270,8 +352,10 @@ def show_data(s: dict[str, Any]) -> None:
         out.print("  class index: " + ", ".join(f"{k} = {v}" for k, v in s["class_to_index"].items()))
     details = s.get("details") or {}
     if details.get("label_order_note"):
-        out.print(f"  label order: {details.get('label_order')} ({details['label_order_note']}; order="
-                  f"{details.get('other_order')} numbers them the other way)")
+        out.print(
+            f"  label order: {details.get('label_order')} ({details['label_order_note']}; order="
+            f"{details.get('other_order')} numbers them the other way)"
+        )
     if details.get("preprocessing"):
         out.print(f"  preprocessing: {details['preprocessing']}")
     if s.get("read") and any(v != "in memory" for v in s["read"].values()):
@@ -296,10 +380,14 @@ def show_data_list(s: dict[str, Any]) -> None:
     """``lfp data --list``: one paragraph per data spec (name, source, description, parameters with defaults)."""
     for d in s["datasets"]:
         out.print(f"[bold]{d['name']}[/bold] ({d['source']}): {d['description']}")
-        params = ", ".join(f"{k}={_value(p['default']) if p['default'] is not None else '-'}" for k, p in d["params"].items())
+        params = ", ".join(
+            f"{k}={_value(p['default']) if p['default'] is not None else '-'}" for k, p in d["params"].items()
+        )
         out.print(f"  parameters: {params}")
         out.print(f"  e.g. --data {d['example']}")
-    out.print("Give parameters after the name: NAME:key=value,key=value (lfp data NAME describes one; --json for all of this).")
+    out.print(
+        "Give parameters after the name: NAME:key=value,key=value (lfp data NAME describes one; --json for all of this)."
+    )
 
 
 def size_text(n: int) -> str:
@@ -318,8 +406,10 @@ def show_download(s: dict[str, Any]) -> None:
     d = s["download"]
     for part in d["parts"]:
         if part["status"] == "present":
-            out.print(f"{d['title']}: already present at [bold]{escape(part['folder'])}[/bold]; nothing fetched "
-                      f"(--force fetches again)")
+            out.print(
+                f"{d['title']}: already present at [bold]{escape(part['folder'])}[/bold]; nothing fetched "
+                f"(--force fetches again)"
+            )
             continue
         out.print(f"{d['title']}: installed at [bold]{escape(part['folder'])}[/bold]")
         for a in part["archives"]:
@@ -332,10 +422,14 @@ def show_download(s: dict[str, Any]) -> None:
             elif c["published"] is None:
                 check = f"no checksum published by the source (sha256 {found})"
             else:
-                check = (f"[yellow]{alg} {found} differs from the published {c['published'].split(':', 1)[1]}: accepted "
-                         f"with --no-verify[/yellow]")
+                check = (
+                    f"[yellow]{alg} {found} differs from the published {c['published'].split(':', 1)[1]}: accepted "
+                    f"with --no-verify[/yellow]"
+                )
             out.print(f"  {escape(Path(a['file']).name)}: {size_text(a['bytes'])} {where}{again}; {check}")
-        out.print("  layout checked by lfp's loader" + ("; archives removed after unpacking" if part["removed"] else ""))
+        out.print(
+            "  layout checked by lfp's loader" + ("; archives removed after unpacking" if part["removed"] else "")
+        )
     show_data(s)
     out.print(f"next: --data {escape(s['next_data'])}")
 
@@ -362,7 +456,12 @@ def _add(tree: Tree, value: Any, depth: int = 0) -> None:
     """``value`` under ``tree``: a mapping's keys each on its line, with its value or, below it, its contents."""
     if isinstance(value, dict):
         for k, v in value.items():
-            if isinstance(v, (dict, list)) and v and depth < 6 and not (isinstance(v, list) and all(not isinstance(i, (dict, list)) for i in v)):
+            if (
+                isinstance(v, (dict, list))
+                and v
+                and depth < 6
+                and not (isinstance(v, list) and all(not isinstance(i, (dict, list)) for i in v))
+            ):
                 _add(tree.add(f"[bold]{escape(str(k))}[/bold]"), v, depth + 1)
             else:
                 tree.add(f"[bold]{escape(str(k))}[/bold]: {escape(_leaf(v))}")
@@ -372,16 +471,47 @@ def _add(tree: Tree, value: Any, depth: int = 0) -> None:
 
 
 def show_info(r: dict[str, Any]) -> None:
-    tree = Tree(f"[bold]{escape(r['path'])}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes")
+    tree = Tree(
+        f"[bold]{escape(r['path'])}[/bold]: {r['kind']} (schema {r['schema']}), sha256 {r['sha256'][:16]}…, {r['size_bytes']} bytes"
+    )
     threads = f" ({plural(r['threads'], 'CPU thread')})" if isinstance(r.get("threads"), int) else ""
     tree.add(f"[bold]created[/bold]: {r.get('created')} on {r.get('device')}{threads}")
     tree.add(f"[bold]command[/bold]: {escape(str(r.get('command')))}")
     parents = tree.add("[bold]parents[/bold]" + ("" if r["parents"] else ": none"))
     mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED since[/red]", "missing": "[yellow]missing[/yellow]"}
     for p in r["parents"]:
-        parents.add(f"{p['role']}: {escape(p['path'])} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}")
-    skip = {"kind", "schema", "command", "argv", "created", "device", "parents", "path", "sha256", "size_bytes", "contents", "history"}
-    for key in ("params", "seeds", "versions", "summary", "metrics", "model", "init", "source", "perturbation", "data", "dataset", "train", "splits"):
+        parents.add(
+            f"{p['role']}: {escape(p['path'])} ({p.get('kind')}) sha256 {p['sha256'][:16]}… {mark[p['status']]}"
+        )
+    skip = {
+        "kind",
+        "schema",
+        "command",
+        "argv",
+        "created",
+        "device",
+        "parents",
+        "path",
+        "sha256",
+        "size_bytes",
+        "contents",
+        "history",
+    }
+    for key in (
+        "params",
+        "seeds",
+        "versions",
+        "summary",
+        "metrics",
+        "model",
+        "init",
+        "source",
+        "perturbation",
+        "data",
+        "dataset",
+        "train",
+        "splits",
+    ):
         if key in r and key not in skip:
             v = r[key]
             if key == "train" and isinstance(v, dict):
@@ -399,19 +529,31 @@ def show_info(r: dict[str, Any]) -> None:
 
 
 def show_density(s: dict[str, Any]) -> None:
-    out.print(f"[bold]fitted[/bold] {s['kind']} ({s['space']} space, dim {s['dim']}) on {s['num_points']} clean "
-              f"'{s['fit_on']}' samples of {_spec(s['data'])} -> [bold]{s['out']}[/bold]")
+    out.print(
+        f"[bold]fitted[/bold] {s['kind']} ({s['space']} space, dim {s['dim']}) on {s['num_points']} clean "
+        f"'{s['fit_on']}' samples of {_spec(s['data'])} -> [bold]{s['out']}[/bold]"
+    )
 
 
 def show_verify(r: dict[str, Any]) -> None:
-    mark = {"ok": "[green]ok[/green]", "changed": "[red]CHANGED[/red]", "missing": "[yellow]MISSING[/yellow]",
-            "unreadable": "[red]UNREADABLE[/red]"}
+    mark = {
+        "ok": "[green]ok[/green]",
+        "changed": "[red]CHANGED[/red]",
+        "missing": "[yellow]MISSING[/yellow]",
+        "unreadable": "[red]UNREADABLE[/red]",
+    }
 
     def add(tree: Tree, entry: dict[str, Any]) -> None:
-        checked = f"checked {entry['found']}" if entry.get("found") else f"not at {entry.get('abspath') or entry['path']} nor beside it"
+        checked = (
+            f"checked {entry['found']}"
+            if entry.get("found")
+            else f"not at {entry.get('abspath') or entry['path']} nor beside it"
+        )
         other = entry.get("elsewhere")
         if other:
-            checked += f"; the recorded {other['path']} " + ("is unchanged" if other["status"] == "ok" else "differs too")
+            checked += f"; the recorded {other['path']} " + (
+                "is unchanged" if other["status"] == "ok" else "differs too"
+            )
         line = f"{mark.get(entry['status'], entry['status'])} {entry.get('role')}: {escape(entry['path'])} ({escape(checked)})"
         if entry["status"] == "changed":
             line += f" sha256 {entry['sha256_recorded'][:12]} recorded, {entry['sha256_now'][:12]} now"
@@ -422,11 +564,16 @@ def show_verify(r: dict[str, Any]) -> None:
             add(sub, p)
 
     for t in r["files"]:
-        tree = Tree(f"[bold]{escape(t['path'])}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…" + ("" if t["parents"] else ", no parents"))
+        tree = Tree(
+            f"[bold]{escape(t['path'])}[/bold]: {t['kind']}, sha256 {t['sha256'][:16]}…"
+            + ("" if t["parents"] else ", no parents")
+        )
         for p in t["parents"]:
             add(tree, p)
         out.print(tree, soft_wrap=False)
     c = r["counts"]
     verdict = "[green]the chain holds[/green]" if r["ok"] else "[red]the chain does not hold[/red]"
-    out.print(f"{verdict}: {c['ok']} ancestor(s) ok, {c['changed']} changed, {c['missing']} missing"
-              + (f", {c['unreadable']} unreadable" if c.get("unreadable") else ""))
+    out.print(
+        f"{verdict}: {c['ok']} ancestor(s) ok, {c['changed']} changed, {c['missing']} missing"
+        + (f", {c['unreadable']} unreadable" if c.get("unreadable") else "")
+    )

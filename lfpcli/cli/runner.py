@@ -11,10 +11,16 @@ from lfpcli import distributed
 from lfpcli.cli import render
 
 
-def run(fn: Callable[..., Any], show: Callable[[Any], None], as_json: bool, quiet: bool | None = None, **kwargs: Any) -> None:
+def run(
+    fn: Callable[..., Any], show: Callable[[Any], None], as_json: bool, quiet: bool | None = None, **kwargs: Any
+) -> None:
     # under torchrun: one rank of the job (perturb, train and retrain only); rank 0 alone reports
     with distributed.session(getattr(fn, "__name__", ""), kwargs.get("device")) as job:
-        progress = render.TqdmProgress(quiet=bool(quiet) or not job.main or as_json and not sys.stderr.isatty()) if quiet is not None else None
+        progress = (
+            render.TqdmProgress(quiet=bool(quiet) or not job.main or as_json and not sys.stderr.isatty())
+            if quiet is not None
+            else None
+        )
         if progress is not None:
             kwargs["progress"] = progress
         try:

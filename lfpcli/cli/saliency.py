@@ -39,29 +39,159 @@ def _indices(text: Optional[str]) -> Optional[list[int]]:
     try:
         return [int(s) for s in items]
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers such as 3,17,42, got '{text}'", param_hint="--indices") from None
+        raise typer.BadParameter(
+            f"expected comma-separated integers such as 3,17,42, got '{text}'", param_hint="--indices"
+        ) from None
 
 
 def saliency(
-    in_: Annotated[Optional[list[str]], typer.Option("--in", "-i", help="Model to explain; repeat for several models, shown side by side in that order (same input shape and classes). An lfp checkpoint, or your own (TorchScript, torch.export .pt2, or a state dict with --arch; then --data and --normalize).", metavar="MODEL")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Maps file to write (.h5); required unless --list-layers.", metavar="FILE.h5")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", help="Images: a data spec, an lfp dataset file, or a perturbed set (its perturbed inputs, original labels and targets). Default: the first model's clean data.", rich_help_panel=IMAGES)] = None,
-    split: Annotated[Optional[str], typer.Option("--split", help="Split of the data (default: test; a perturbed set has its own samples).", rich_help_panel=IMAGES)] = None,
-    indices: Annotated[Optional[str], typer.Option("--indices", help="Rows of the split to explain, comma-separated, in that order, e.g. 3,17,42.", metavar="I,J,...", rich_help_panel=IMAGES)] = None,
-    n: Annotated[Optional[int], typer.Option("--n", metavar="N", help="Explain N images drawn at random (seeded by --seed, kept in split order) from those selected; default: all of them.", rich_help_panel=IMAGES)] = None,
-    group: Annotated[Optional[str], typer.Option("--group", metavar="GROUP", help="Only images of this group: its name (e.g. low/land) or number.", rich_help_panel=IMAGES)] = None,
-    misclassified: Annotated[bool, typer.Option("--misclassified", help="Only images the first model misclassifies.", rich_help_panel=IMAGES)] = False,
-    masks: Annotated[Optional[str], typer.Option("--masks", help="Foreground masks for the attribution share: a .npy or lfp dataset file, shape (N, H, W) or (N, 1, H, W) of 0/1, one per row of the split. Default: the data's own (spurious-digits: the digit's pixels); none: no share.", metavar="FILE", rich_help_panel=IMAGES)] = None,
-    method: Annotated[str, typer.Option("--method", "-m", metavar="NAME", help="gradcam, gradient (|grad| summed over channels), input-x-gradient, smoothgrad or integrated-gradients.", rich_help_panel=METHOD)] = "gradcam",
-    layer: Annotated[Optional[str], typer.Option("--layer", metavar="NAME", help="gradcam: layer by name, e.g. features.3 (default: the last convolutional block; see --list-layers).", rich_help_panel=METHOD)] = None,
-    target: Annotated[str, typer.Option("--target", metavar="RULE|CLASS", help="Class each map explains: pred (each model's own prediction), label (the true label), perturbation (a perturbed set's target), or a class index or name.", rich_help_panel=METHOD)] = "pred",
-    samples: Annotated[Optional[int], typer.Option("--samples", metavar="N", help="smoothgrad: noisy copies per image (default 25).", rich_help_panel=METHOD)] = None,
-    noise: Annotated[Optional[float], typer.Option("--noise", metavar="STD", help="smoothgrad: noise std in pixel units (default 0.15).", rich_help_panel=METHOD)] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", metavar="N", help="integrated-gradients: points on the path (default 32).", rich_help_panel=METHOD)] = None,
-    baseline: Annotated[Optional[str], typer.Option("--baseline", metavar="black|mean", help="integrated-gradients: black (zeros) or mean (the data's channel means) (default black).", rich_help_panel=METHOD)] = None,
-    png: Annotated[Optional[str], typer.Option("--png", help="Also draw a picture grid: rows = images, the image, then one map per model, titled with its name and prediction vs label.", metavar="FILE.png")] = None,
-    png_rows: Annotated[int, typer.Option("--png-rows", metavar="N", help="Images (rows) in the picture: the first ones explained.")] = 8,
-    list_layers: Annotated[bool, typer.Option("--list-layers", help="List each --in model's layers (name, type, output shape for one input) and its default Grad-CAM layer; writes nothing.")] = False,
+    in_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--in",
+            "-i",
+            help="Model to explain; repeat for several models, shown side by side in that order (same input shape and classes). An lfp checkpoint, or your own (TorchScript, torch.export .pt2, or a state dict with --arch; then --data and --normalize).",
+            metavar="MODEL",
+        ),
+    ] = None,
+    out: Annotated[
+        Optional[str],
+        typer.Option("--out", "-o", help="Maps file to write (.h5); required unless --list-layers.", metavar="FILE.h5"),
+    ] = None,
+    data: Annotated[
+        Optional[str],
+        typer.Option(
+            "--data",
+            help="Images: a data spec, an lfp dataset file, or a perturbed set (its perturbed inputs, original labels and targets). Default: the first model's clean data.",
+            rich_help_panel=IMAGES,
+        ),
+    ] = None,
+    split: Annotated[
+        Optional[str],
+        typer.Option(
+            "--split",
+            help="Split of the data (default: test; a perturbed set has its own samples).",
+            rich_help_panel=IMAGES,
+        ),
+    ] = None,
+    indices: Annotated[
+        Optional[str],
+        typer.Option(
+            "--indices",
+            help="Rows of the split to explain, comma-separated, in that order, e.g. 3,17,42.",
+            metavar="I,J,...",
+            rich_help_panel=IMAGES,
+        ),
+    ] = None,
+    n: Annotated[
+        Optional[int],
+        typer.Option(
+            "--n",
+            metavar="N",
+            help="Explain N images drawn at random (seeded by --seed, kept in split order) from those selected; default: all of them.",
+            rich_help_panel=IMAGES,
+        ),
+    ] = None,
+    group: Annotated[
+        Optional[str],
+        typer.Option(
+            "--group",
+            metavar="GROUP",
+            help="Only images of this group: its name (e.g. low/land) or number.",
+            rich_help_panel=IMAGES,
+        ),
+    ] = None,
+    misclassified: Annotated[
+        bool, typer.Option("--misclassified", help="Only images the first model misclassifies.", rich_help_panel=IMAGES)
+    ] = False,
+    masks: Annotated[
+        Optional[str],
+        typer.Option(
+            "--masks",
+            help="Foreground masks for the attribution share: a .npy or lfp dataset file, shape (N, H, W) or (N, 1, H, W) of 0/1, one per row of the split. Default: the data's own (spurious-digits: the digit's pixels); none: no share.",
+            metavar="FILE",
+            rich_help_panel=IMAGES,
+        ),
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method",
+            "-m",
+            metavar="NAME",
+            help="gradcam, gradient (|grad| summed over channels), input-x-gradient, smoothgrad or integrated-gradients.",
+            rich_help_panel=METHOD,
+        ),
+    ] = "gradcam",
+    layer: Annotated[
+        Optional[str],
+        typer.Option(
+            "--layer",
+            metavar="NAME",
+            help="gradcam: layer by name, e.g. features.3 (default: the last convolutional block; see --list-layers).",
+            rich_help_panel=METHOD,
+        ),
+    ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            metavar="RULE|CLASS",
+            help="Class each map explains: pred (each model's own prediction), label (the true label), perturbation (a perturbed set's target), or a class index or name.",
+            rich_help_panel=METHOD,
+        ),
+    ] = "pred",
+    samples: Annotated[
+        Optional[int],
+        typer.Option(
+            "--samples", metavar="N", help="smoothgrad: noisy copies per image (default 25).", rich_help_panel=METHOD
+        ),
+    ] = None,
+    noise: Annotated[
+        Optional[float],
+        typer.Option(
+            "--noise",
+            metavar="STD",
+            help="smoothgrad: noise std in pixel units (default 0.15).",
+            rich_help_panel=METHOD,
+        ),
+    ] = None,
+    steps: Annotated[
+        Optional[int],
+        typer.Option(
+            "--steps",
+            metavar="N",
+            help="integrated-gradients: points on the path (default 32).",
+            rich_help_panel=METHOD,
+        ),
+    ] = None,
+    baseline: Annotated[
+        Optional[str],
+        typer.Option(
+            "--baseline",
+            metavar="black|mean",
+            help="integrated-gradients: black (zeros) or mean (the data's channel means) (default black).",
+            rich_help_panel=METHOD,
+        ),
+    ] = None,
+    png: Annotated[
+        Optional[str],
+        typer.Option(
+            "--png",
+            help="Also draw a picture grid: rows = images, the image, then one map per model, titled with its name and prediction vs label.",
+            metavar="FILE.png",
+        ),
+    ] = None,
+    png_rows: Annotated[
+        int, typer.Option("--png-rows", metavar="N", help="Images (rows) in the picture: the first ones explained.")
+    ] = 8,
+    list_layers: Annotated[
+        bool,
+        typer.Option(
+            "--list-layers",
+            help="List each --in model's layers (name, type, output shape for one input) and its default Grad-CAM layer; writes nothing.",
+        ),
+    ] = False,
     normalize: NormalizeOpt = None,
     arch: ForeignArchOpt = None,
     arch_arg: ForeignArchArgOpt = None,
@@ -99,10 +229,40 @@ def saliency(
         raise typer.BadParameter("is required: the maps file to write (.h5)", param_hint="'--out'")
     from lfpcli.commands.saliency import saliency as run
 
-    run_command(run, show_saliency, json_, quiet, out=out, models=list(in_), data=data, split=split, indices=_indices(indices), n=n,
-         group=group, misclassified=misclassified, method=method, layer=layer, target=target, masks=masks, samples=samples,
-         noise=noise, steps=steps, baseline=baseline, png=png, png_rows=png_rows, seed=seed, batch_size=batch_size,
-         device=device, precision=precision, channels_last=channels_last, compile=compile_, force=force, normalize=normalize, arch=arch, arch_args=arch_args)
+    run_command(
+        run,
+        show_saliency,
+        json_,
+        quiet,
+        out=out,
+        models=list(in_),
+        data=data,
+        split=split,
+        indices=_indices(indices),
+        n=n,
+        group=group,
+        misclassified=misclassified,
+        method=method,
+        layer=layer,
+        target=target,
+        masks=masks,
+        samples=samples,
+        noise=noise,
+        steps=steps,
+        baseline=baseline,
+        png=png,
+        png_rows=png_rows,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile_,
+        force=force,
+        normalize=normalize,
+        arch=arch,
+        arch_args=arch_args,
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -136,8 +296,10 @@ def show_saliency(s: dict[str, Any]) -> None:
     target = s["target"]
     if isinstance(target, int) and 0 <= target < len(s.get("class_names") or []):
         target = f"class {s['class_names'][target]} ({target})"
-    render.out.print(f"[bold]saliency[/bold] {how}, target {target}: {len(s['models'])} model(s) on {s['n']} images "
-                     f"of {s['data_label']} -> [bold]{s['out']}[/bold]")
+    render.out.print(
+        f"[bold]saliency[/bold] {how}, target {target}: {len(s['models'])} model(s) on {s['n']} images "
+        f"of {s['data_label']} -> [bold]{s['out']}[/bold]"
+    )
     names = [m["name"] for m in s["models"]]
     if s.get("mask_area") is None:
         t = Table(title="accuracy on these images")
@@ -146,7 +308,9 @@ def show_saliency(s: dict[str, Any]) -> None:
         for m in s["models"]:
             t.add_row(m["name"], fmt(m["accuracy"]))
         render.out.print(t)
-        render.out.print("  no foreground masks for these images, so no attribution share: give --masks FILE (one 0/1 mask per image)")
+        render.out.print(
+            "  no foreground masks for these images, so no attribution share: give --masks FILE (one 0/1 mask per image)"
+        )
     else:
         t = Table(title=f"attribution share inside the mask (pointing game), mask from {s['mask_source']}")
         t.add_column("images", text=True)
@@ -164,10 +328,14 @@ def show_saliency(s: dict[str, Any]) -> None:
                 t.add_row(g, str(cnt), fmt(area["groups"][g]), *[_cell(x) for x in gm])
         t.add_row("accuracy", "", "", *[fmt(m["accuracy"]) for m in s["models"]])
         render.out.print(t)
-        render.out.print("  share: fraction of each map's positive attribution mass inside the mask (mean over images); "
-                         "pointing: fraction of maps whose maximum lies inside it; chance: the mask's area (a uniform map's share)")
+        render.out.print(
+            "  share: fraction of each map's positive attribution mass inside the mask (mean over images); "
+            "pointing: fraction of maps whose maximum lies inside it; chance: the mask's area (a uniform map's share)"
+        )
         undefined = [f"{m['name']} {m['undefined']}" for m in s["models"] if m.get("undefined")]
         if undefined:
-            render.out.print(f"  maps without positive attribution (left out of share and pointing): {', '.join(undefined)}")
+            render.out.print(
+                f"  maps without positive attribution (left out of share and pointing): {', '.join(undefined)}"
+            )
     if s.get("png"):
         render.out.print(f"picture: [bold]{s['png']}[/bold]")

@@ -11,4 +11,16 @@ from lfpcli.commands.saliency import saliency, saliency_layers
 from lfpcli.commands.train import train
 from lfpcli.commands.verify import verify
 
-__all__ = ["describe_data", "download_data", "fit_density_file", "evaluate", "info", "perturb", "retrain", "saliency", "saliency_layers", "train", "verify"]
+__all__ = [
+    "describe_data",
+    "download_data",
+    "fit_density_file",
+    "evaluate",
+    "info",
+    "perturb",
+    "retrain",
+    "saliency",
+    "saliency_layers",
+    "train",
+    "verify",
+]

@@ -41,13 +41,17 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ConfigError(f"unknown device '{d}'; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {d} was asked for, but this machine has no usable CUDA GPU (devices here: cpu); "
-                              f"use --device cpu or auto")
+            raise ConfigError(
+                f"--device {d} was asked for, but this machine has no usable CUDA GPU (devices here: cpu); "
+                f"use --device cpu or auto"
+            )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
             there = ", ".join(["cpu"] + [f"cuda:{i}" for i in range(count)])
-            raise ConfigError(f"--device {d} was asked for, but this machine has {count} CUDA device"
-                              f"{'s' if count != 1 else ''} (devices here: {there})")
+            raise ConfigError(
+                f"--device {d} was asked for, but this machine has {count} CUDA device"
+                f"{'s' if count != 1 else ''} (devices here: {there})"
+            )
     elif dev.type != "cpu":
         raise ConfigError(f"unsupported device '{d}'; use auto, cpu, cuda or cuda:N")
     return dev
@@ -76,10 +80,14 @@ class ForeignOptions:
 
     def flags(self) -> list[str]:
         """The foreign-model flags given (``--data`` is not one: it has a meaning for lfp checkpoints too)."""
-        return [f for f, v in (("--normalize", self.normalize), ("--arch", self.arch), ("--arch-arg", self.arch_args)) if v]
+        return [
+            f for f, v in (("--normalize", self.normalize), ("--arch", self.arch), ("--arch-arg", self.arch_args)) if v
+        ]
 
 
-def load_model(path: str | Path, device: torch.device, foreign: ForeignOptions | None = None) -> tuple[PixelModel, dict[str, Any]]:
+def load_model(
+    path: str | Path, device: torch.device, foreign: ForeignOptions | None = None
+) -> tuple[PixelModel, dict[str, Any]]:
     """Load a checkpoint into a ready model (eval mode, on ``device``); warn if its parents changed.
 
     A model file lfp did not write (TorchScript, a torch.export program, a state dict) is read as ``foreign``
@@ -92,12 +100,16 @@ def load_model(path: str | Path, device: torch.device, foreign: ForeignOptions |
         return load_foreign_model(path, device, found, opts)
     if opts.flags():
         if found.kind == "checkpoint":
-            raise ConfigError(f"{path} is an lfp checkpoint, which records its own architecture and normalisation: leave out "
-                              f"{', '.join(opts.flags())} (they describe a model file lfp did not write: TorchScript, a "
-                              f"torch.export program or a state dict)")
+            raise ConfigError(
+                f"{path} is an lfp checkpoint, which records its own architecture and normalisation: leave out "
+                f"{', '.join(opts.flags())} (they describe a model file lfp did not write: TorchScript, a "
+                f"torch.export program or a state dict)"
+            )
         if found.kind == "other":
-            raise ArtifactError(f"{path} is {found.what}: not a model lfp can read (an lfp checkpoint, TorchScript, a "
-                                f"torch.export program (.pt2) or a state dict)")
+            raise ArtifactError(
+                f"{path} is {found.what}: not a model lfp can read (an lfp checkpoint, TorchScript, a "
+                f"torch.export program (.pt2) or a state dict)"
+            )
     sd, meta = load_checkpoint(path)
     for msg in parent_warnings(meta, path):
         warn(msg)
@@ -117,8 +129,13 @@ def load_model(path: str | Path, device: torch.device, foreign: ForeignOptions |
     return model.to(device).eval(), meta
 
 
-def foreign_options_for(paths: list[str | Path], data: str | None, normalize: str | None = None, arch: str | None = None,
-                        arch_args: dict[str, Any] | None = None) -> list[ForeignOptions]:
+def foreign_options_for(
+    paths: list[str | Path],
+    data: str | None,
+    normalize: str | None = None,
+    arch: str | None = None,
+    arch_args: dict[str, Any] | None = None,
+) -> list[ForeignOptions]:
     """Per model of several (``eval``, ``saliency``): the foreign-model flags go to each file that is not an lfp
     checkpoint; given when every file is one, they are an error."""
     full = ForeignOptions(data, normalize, arch, arch_args or None)
@@ -126,9 +143,11 @@ def foreign_options_for(paths: list[str | Path], data: str | None, normalize: st
         return [full for _ in paths]
     kinds = [sniff_model_file(p).kind for p in paths]
     if all(k == "checkpoint" for k in kinds):
-        raise ConfigError(f"{', '.join(full.flags())} describe{'s' if len(full.flags()) == 1 else ''} a model file lfp did not "
-                          f"write (TorchScript, a torch.export program or a state dict), but every --in is an lfp checkpoint, "
-                          f"which records its own architecture and normalisation")
+        raise ConfigError(
+            f"{', '.join(full.flags())} describe{'s' if len(full.flags()) == 1 else ''} a model file lfp did not "
+            f"write (TorchScript, a torch.export program or a state dict), but every --in is an lfp checkpoint, "
+            f"which records its own architecture and normalisation"
+        )
     return [ForeignOptions(data) if k == "checkpoint" else full for k in kinds]
 
 
@@ -148,15 +167,22 @@ def data_parent(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return [parent_entry("data", spec["path"], spec.get("kind"))]
 
 
-def resolve_recorded_data(spec: dict[str, Any], artifact: str | Path, progress: Progress = no_progress, *,
-                          splits: tuple[str, ...] | None = None) -> Dataset:
+def resolve_recorded_data(
+    spec: dict[str, Any],
+    artifact: str | Path,
+    progress: Progress = no_progress,
+    *,
+    splits: tuple[str, ...] | None = None,
+) -> Dataset:
     """Resolve a data spec recorded in an artifact, finding a recorded file from another working folder too,
     and warning when the file's content changed since. ``splits``: the ones the caller uses (see
     :func:`lfpcli.artifacts.dataspec.resolve`)."""
     if spec.get("type") == "file":
         found = locate_parent(spec, artifact)
         if found is None:
-            raise InputError(f"{artifact} was made from data file {spec.get('path')}, which is no longer there; give --data")
+            raise InputError(
+                f"{artifact} was made from data file {spec.get('path')}, which is no longer there; give --data"
+            )
         if spec.get("sha256") and sha256_file(found) != spec["sha256"]:
             warn(f"data file {found} changed since {artifact} was made from it (sha256 differs)")
         spec = {**spec, "path": str(found)}
@@ -174,8 +200,14 @@ def check_compatible(meta: dict[str, Any], ds: Dataset, what: str) -> None:
         raise InputError(f"{what}: the model has {m['num_classes']} classes, the data has {ds.num_classes}")
 
 
-def clean_metrics(model: torch.nn.Module, ds: Dataset, device: torch.device, splits=("train", "val", "test"), batch_size: int = 256,
-                  progress: Progress = no_progress) -> dict[str, Any]:
+def clean_metrics(
+    model: torch.nn.Module,
+    ds: Dataset,
+    device: torch.device,
+    splits=("train", "val", "test"),
+    batch_size: int = 256,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
     """Clean accuracy figures (see :mod:`lfpcli.metrics`) on each split of ``ds`` that exists."""
     train_counts = ds.splits["train"].group_counts(ds.num_groups) if ds.group_names and "train" in ds.splits else None
     out = {}

@@ -53,7 +53,7 @@ def density_kinds() -> list[str]:
 def _split_kind(kind: str) -> tuple[str, str]:
     if kind not in density_kinds():
         raise ConfigError(f"unknown density kind '{kind}'; choose one of {', '.join(density_kinds())}")
-    return ("feature", kind[len("feature-"):]) if kind.startswith("feature-") else ("pixel", kind)
+    return ("feature", kind[len("feature-") :]) if kind.startswith("feature-") else ("pixel", kind)
 
 
 def _fit_split(ds, fit_on: str, seed: int) -> Split:
@@ -86,8 +86,9 @@ def _features(model, sp: Split, device, batch: int = 256) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def _points(sp: Split, space: str, base: str, params: dict[str, Any], num_classes: int, seed: int, model, device
-            ) -> tuple[Split, torch.Tensor, dict[str, Any]]:
+def _points(
+    sp: Split, space: str, base: str, params: dict[str, Any], num_classes: int, seed: int, model, device
+) -> tuple[Split, torch.Tensor, dict[str, Any]]:
     """The points a density is fitted on: pixels or features of ``sp``. A kde or knn with ``max_points`` keeps a
     seeded subsample per class: only those samples are read (features computed for them alone) and the fit is told
     so (``drawn_from``), for exactly the fit on every point. Otherwise every sample is read (pixel-space estimators
@@ -153,24 +154,52 @@ def fit_density_file(
     num_points = len(sp)
     fit_y, pts, extra = _points(sp, space, base, params or {}, ds.num_classes, seed, net, dev)
     parents = [model_parent(model, meta)]
-    run_params = {"model": str(model), "kind": kind, "fit_on": fit_on, "params": params or {}, "seed": seed, "device": device,
-                  **({"data": data} if data is not None else {})}
+    run_params = {
+        "model": str(model),
+        "kind": kind,
+        "fit_on": fit_on,
+        "params": params or {},
+        "seed": seed,
+        "device": device,
+        **({"data": data} if data is not None else {}),
+    }
     sidecar = None
     if base == "vae":  # the one estimator whose fit takes long enough to be worth resuming
         sidecar = Sidecar(out, run_fingerprint("density", run_params, parents, dev), resume=resume, force=force)
     try:
         with sidecar if sidecar is not None else contextlib.nullcontext():
-            q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), fit_y.y, ds.num_classes, seed=seed,
-                            device=dev, progress=progress, store=sidecar, **extra, **(params or {}))
+            q = fit_density(
+                base,
+                pts if base in PIXEL_ONLY else pts.flatten(1),
+                fit_y.y,
+                ds.num_classes,
+                seed=seed,
+                device=dev,
+                progress=progress,
+                store=sidecar,
+                **extra,
+                **(params or {}),
+            )
     except KeyboardInterrupt:
         if sidecar is None:
             raise
         kept = len([u for u in sidecar.units() if u.startswith("vae-class-")])
         raise Interrupted(sidecar.interrupted(kept, ds.num_classes, "class VAEs")) from None
     tensors, state = q.state()
-    desc = {"kind": kind, "estimator": base, "space": space, "fit_on": fit_on, "num_points": num_points, "dim": q.dim,
-            "params": state, "normalized": bool(q.normalized), "data": ds.spec,
-            "class_names": list(ds.class_names), "class_to_index": ds.class_to_index, "group_names": ds.group_names}
+    desc = {
+        "kind": kind,
+        "estimator": base,
+        "space": space,
+        "fit_on": fit_on,
+        "num_points": num_points,
+        "dim": q.dim,
+        "params": state,
+        "normalized": bool(q.normalized),
+        "data": ds.spec,
+        "class_names": list(ds.class_names),
+        "class_to_index": ds.class_to_index,
+        "group_names": ds.group_names,
+    }
     record = make_record("density", run_params, seeds={"seed": seed}, parents=parents, device=dev, argv=argv)
     write_density(out, tensors, desc, record, force=force)
     if sidecar is not None:
@@ -178,8 +207,15 @@ def fit_density_file(
     return {"out": str(out), "kind": "density", **{k: v for k, v in desc.items() if k != "params"}}
 
 
-def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], model_path: str | Path, device: torch.device,
-                      seed: int = 0, progress: Progress = no_progress) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict[str, Any], list]:
+def plausibility_from(
+    spec: str,
+    model: torch.nn.Module,
+    meta: dict[str, Any],
+    model_path: str | Path,
+    device: torch.device,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], dict[str, Any], list]:
     """Build ``plausibility(x', t) -> (N,)`` for pcfe-l0 from a density file or a kind name (fitted now, with
     default parameters, on the model's clean training split). Returns ``(fn, description, parents)``."""
     parents = []
@@ -202,10 +238,27 @@ def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], m
         def told(stage: str, done: int, total: int, **status: Any) -> None:
             progress(f"fitting the {spec} plausibility term ({stage.split(':')[0]})", done, total, **status)
 
-        q = fit_density(base, pts if base in PIXEL_ONLY else pts.flatten(1), fit_sp.y, ds.num_classes, seed=seed, device=device,
-                        progress=told, **drawn, **extra)
-        desc = {"kind": spec, "estimator": base, "space": space, "fit_on": "train", "num_points": len(sp), "dim": q.dim,
-                "fitted": "on the fly", "params": extra}
+        q = fit_density(
+            base,
+            pts if base in PIXEL_ONLY else pts.flatten(1),
+            fit_sp.y,
+            ds.num_classes,
+            seed=seed,
+            device=device,
+            progress=told,
+            **drawn,
+            **extra,
+        )
+        desc = {
+            "kind": spec,
+            "estimator": base,
+            "space": space,
+            "fit_on": "train",
+            "num_points": len(sp),
+            "dim": q.dim,
+            "fitted": "on the fly",
+            "params": extra,
+        }
     q = q.to(device)
     desc["plausibility_weight"] = q.plausibility_weight()
     want = math.prod(meta["model"]["input_shape"]) if space == "pixel" else None
@@ -216,6 +269,7 @@ def plausibility_from(spec: str, model: torch.nn.Module, meta: dict[str, Any], m
             fdim = model.features(torch.zeros(1, *meta["model"]["input_shape"], device=device)).shape[1]
         if q.dim != fdim:
             raise InputError(f"density {spec} is over {q.dim} features; this model's feature space has {fdim}")
+
         def on_features(feats: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return q.log_prob(feats, t)
 

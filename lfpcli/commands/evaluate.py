@@ -49,7 +49,9 @@ def _perturbed_report(net, meta, path, device, batch_size, progress: Progress = 
     src = record["source"]["dataset"]
     m = meta["model"]
     if tuple(m["input_shape"]) != tuple(src["input_shape"]) or int(m["num_classes"]) != int(src["num_classes"]):
-        raise InputError(f"{path} does not fit the model (inputs {tuple(src['input_shape'])}, {src['num_classes']} classes)")
+        raise InputError(
+            f"{path} does not fit the model (inputs {tuple(src['input_shape'])}, {src['num_classes']} classes)"
+        )
     # the inputs batch by batch (a large set is read from the file as it goes)
     x = torch.from_numpy(ps.x) if isinstance(ps.x, np.ndarray) else ps.x
     n = len(ps)
@@ -74,7 +76,9 @@ def _perturbed_report(net, meta, path, device, batch_size, progress: Progress = 
         succ = torch.from_numpy(stored["success"].astype(bool))
         out["stored_success_rate"] = float(succ.float().mean()) if n else None
         out["agreement_with_stored_success"] = float(((pred == t) == succ).float().mean()) if n else None
-    out["stored_metrics"] = {k: summarize(torch.from_numpy(v.astype("float64"))) for k, v in stored.items() if k != "success"}
+    out["stored_metrics"] = {
+        k: summarize(torch.from_numpy(v.astype("float64"))) for k, v in stored.items() if k != "success"
+    }
     return out
 
 
@@ -144,7 +148,9 @@ def evaluate(
             splits = tuple(s for s in splits if s in ds.splits)
         missing = [s for s in splits if s not in ds.splits]
         if missing:
-            raise InputError(f"data {ds.spec.get('name', ds.spec.get('path'))} has no split {', '.join(missing)} (it has {', '.join(ds.splits)})")
+            raise InputError(
+                f"data {ds.spec.get('name', ds.spec.get('path'))} has no split {', '.join(missing)} (it has {', '.join(ds.splits)})"
+            )
         report["data"] = ds.spec
         report["splits"] = clean_metrics(net, ds, dev, splits, batch_size, progress)
         report["group_names"] = ds.group_names
@@ -152,8 +158,13 @@ def evaluate(
         parents += data_parent(ds.spec)
     report["device"] = str(dev)
     if out is not None:
-        record = make_record("eval", {"model": str(model), "data": data, "splits": list(splits), "batch_size": batch_size,
-                                      "device": device}, parents=parents, device=dev, argv=argv)
+        record = make_record(
+            "eval",
+            {"model": str(model), "data": data, "splits": list(splits), "batch_size": batch_size, "device": device},
+            parents=parents,
+            device=dev,
+            argv=argv,
+        )
         save_json_artifact(out, record, report, force=force)
         report["out"] = str(out)
     return report

@@ -66,27 +66,35 @@ def _first_line(e: BaseException) -> str:
     return text[0][:200]
 
 
-def _exported_module(path: str | Path, input_shape: tuple[int, ...], device: torch.device) -> tuple[torch.nn.Module, int | None]:
+def _exported_module(
+    path: str | Path, input_shape: tuple[int, ...], device: torch.device
+) -> tuple[torch.nn.Module, int | None]:
     """The callable module of a checked exported program, and its batch size when it was exported for one only."""
     ep = read_exported(path)
     sig = ep.graph_signature
     if len(sig.user_inputs) != 1 or len(sig.user_outputs) != 1:
-        raise ArtifactError(f"{path} is a torch.export program with {len(sig.user_inputs)} inputs and {len(sig.user_outputs)} "
-                            f"outputs; lfp needs one image batch in and one tensor of logits out")
+        raise ArtifactError(
+            f"{path} is a torch.export program with {len(sig.user_inputs)} inputs and {len(sig.user_outputs)} "
+            f"outputs; lfp needs one image batch in and one tensor of logits out"
+        )
     fixed = None
     for node in ep.graph.nodes:
         if node.op == "placeholder" and node.name == sig.user_inputs[0]:
             val = node.meta.get("val")
             shape = tuple(getattr(val, "shape", ()) or ())
             if len(shape) != 4:
-                raise ArtifactError(f"{path} is a torch.export program whose input has {len(shape)} dimensions; lfp gives it "
-                                    f"image batches (N, C, H, W)")
+                raise ArtifactError(
+                    f"{path} is a torch.export program whose input has {len(shape)} dimensions; lfp gives it "
+                    f"image batches (N, C, H, W)"
+                )
             static = [d if isinstance(d, int) else None for d in shape]
             for got, want, name in zip(static[1:], input_shape, ("channels", "height", "width")):
                 if got is not None and got != want:
                     dims = ", ".join(str(d) if isinstance(d, int) else "N" for d in shape)
-                    raise InputError(f"{path} was exported for inputs of shape ({dims}); the data's are "
-                                     f"{tuple(input_shape)} ({name} differ)")
+                    raise InputError(
+                        f"{path} was exported for inputs of shape ({dims}); the data's are "
+                        f"{tuple(input_shape)} ({name} differ)"
+                    )
             fixed = static[0]
     try:
         module = ep.module()
@@ -102,15 +110,20 @@ def _probe(model: torch.nn.Module, x: torch.Tensor, path: str | Path, what: str,
     except InputError:
         raise
     except Exception as e:
-        raise ArtifactError(f"{path} ({what}) fails on {len(x)} inputs of shape {tuple(x.shape[1:])} from {data}: "
-                            f"{_first_line(e)}") from None
+        raise ArtifactError(
+            f"{path} ({what}) fails on {len(x)} inputs of shape {tuple(x.shape[1:])} from {data}: {_first_line(e)}"
+        ) from None
     if not isinstance(out, torch.Tensor):
-        raise ArtifactError(f"{path} ({what}) returns a {type(out).__name__}; lfp needs a tensor of logits (N, K) or "
-                            f"scalars (N,) / (N, 1)")
+        raise ArtifactError(
+            f"{path} ({what}) returns a {type(out).__name__}; lfp needs a tensor of logits (N, K) or "
+            f"scalars (N,) / (N, 1)"
+        )
     return out
 
 
-def load_foreign_model(path: str | Path, device: torch.device, found: Sniffed, opts: Any) -> tuple[PixelModel, dict[str, Any]]:
+def load_foreign_model(
+    path: str | Path, device: torch.device, found: Sniffed, opts: Any
+) -> tuple[PixelModel, dict[str, Any]]:
     """Read a foreign model file as ``opts`` (:class:`~lfpcli.commands.common.ForeignOptions`) says; see the module
     docstring. Every problem is one ``InputError`` line that says what to give."""
     fmt = found.kind
@@ -119,29 +132,50 @@ def load_foreign_model(path: str | Path, device: torch.device, found: Sniffed, o
     if fmt == "state-dict":
         sd = extract_state_dict(found.obj, path)
         if not opts.arch:
-            raise ConfigError(f"{path} is a {what}: give --arch NAME for the network it fits (one of "
-                              f"{', '.join(list_models())}) and --normalize for the inputs it expects")
+            raise ConfigError(
+                f"{path} is a {what}: give --arch NAME for the network it fits (one of "
+                f"{', '.join(list_models())}) and --normalize for the inputs it expects"
+            )
     elif opts.arch or opts.arch_args:
-        raise ConfigError(f"{path} is a {what}, which carries its own network: leave out --arch and --arch-arg (they say "
-                          f"which registered network a state dict fits)")
+        raise ConfigError(
+            f"{path} is a {what}, which carries its own network: leave out --arch and --arch-arg (they say "
+            f"which registered network a state dict fits)"
+        )
     if opts.data is None:
-        raise InputError(f"{path} is a {what} with no record of the data it was trained on: give --data SPEC, the data to "
-                         f"run it on (a built-in such as digits, a spec such as mnist:root=DIR, or an lfp .h5 file)")
+        raise InputError(
+            f"{path} is a {what} with no record of the data it was trained on: give --data SPEC, the data to "
+            f"run it on (a built-in such as digits, a spec such as mnist:root=DIR, or an lfp .h5 file)"
+        )
     if opts.normalize is None:
         raise ConfigError(f"{path} is a {what}: say which inputs it expects with --normalize: {NORMALIZE_HELP}")
     ds = foreign_data(opts.data)
     shape = tuple(int(v) for v in ds.input_shape)
     mean, std, how = parse_normalize(opts.normalize, shape[0], ds.mean, ds.std)
-    record: dict[str, Any] = {"format": fmt, "path": str(path), "abspath": str(Path(path).resolve()), "sha256": sha256_file(path),
-                              "loaded_with": LOADERS[fmt], "normalize": str(opts.normalize), "normalization": how}
+    record: dict[str, Any] = {
+        "format": fmt,
+        "path": str(path),
+        "abspath": str(Path(path).resolve()),
+        "sha256": sha256_file(path),
+        "loaded_with": LOADERS[fmt],
+        "normalize": str(opts.normalize),
+        "normalization": how,
+    }
     arch, arch_args = fmt, {}
     if fmt == "state-dict":
         arch = opts.arch
         given_args = parse_arch_args(arch, opts.arch_args)
         if "weights" in given_args:
             raise ConfigError("--arch-arg weights does not apply: the state dict is the model's weights")
-        model, how_read = state_dict_model(sd, path=str(path), arch=arch, arch_args=given_args, num_classes=ds.num_classes,
-                                           input_shape=shape, mean=mean, std=std)
+        model, how_read = state_dict_model(
+            sd,
+            path=str(path),
+            arch=arch,
+            arch_args=given_args,
+            num_classes=ds.num_classes,
+            input_shape=shape,
+            mean=mean,
+            std=std,
+        )
         arch_args = recorded_arch_args(arch, given_args)
         record.update(arch=arch, keys=how_read["keys"], features=True)
         model = model.to(device).eval()
@@ -158,24 +192,37 @@ def load_foreign_model(path: str | Path, device: torch.device, found: Sniffed, o
     out = _probe(model, x, path, what, opts.data)
     k = 1 if out.ndim == 1 else (out.shape[1] if out.ndim == 2 else -1)
     if out.ndim not in (1, 2) or out.shape[0] != len(x):
-        raise ArtifactError(f"{path} ({what}) returns shape {tuple(out.shape)} for {len(x)} inputs; lfp needs logits (N, K) "
-                            f"or scalars (N,) / (N, 1)")
+        raise ArtifactError(
+            f"{path} ({what}) returns shape {tuple(out.shape)} for {len(x)} inputs; lfp needs logits (N, K) "
+            f"or scalars (N,) / (N, 1)"
+        )
     if k == 1 and ds.num_classes == 2:
         output = "scalar"
     elif k == ds.num_classes:
         output = "logits"
     else:
-        raise InputError(f"{path} ({what}) outputs {k} value{'s' if k != 1 else ''} per input, but {opts.data} has "
-                         f"{ds.num_classes} classes")
+        raise InputError(
+            f"{path} ({what}) outputs {k} value{'s' if k != 1 else ''} per input, but {opts.data} has "
+            f"{ds.num_classes} classes"
+        )
     if fmt != "state-dict":
         model.split = _has_split(model, x, out, path) if fmt == "torchscript" else False
         record["features"] = model.split
     record["output"] = output
     meta = {
         "kind": "foreign-model",
-        "model": {"arch": arch, "arch_args": arch_args, "num_classes": ds.num_classes, "input_shape": list(shape),
-                  "mean": mean, "std": std, "output": output, "pixel_range": [0.0, 1.0],
-                  "normalization": f"--normalize {opts.normalize}: {how} (applied by lfp before the model)", "foreign": record},
+        "model": {
+            "arch": arch,
+            "arch_args": arch_args,
+            "num_classes": ds.num_classes,
+            "input_shape": list(shape),
+            "mean": mean,
+            "std": std,
+            "output": output,
+            "pixel_range": [0.0, 1.0],
+            "normalization": f"--normalize {opts.normalize}: {how} (applied by lfp before the model)",
+            "foreign": record,
+        },
         "data": {**ds.info(), "given_as": str(opts.data)},
         "params": {},
         "init": None,
@@ -199,8 +246,11 @@ def _has_split(model: ForeignModel, x: torch.Tensor, out: torch.Tensor, path: st
     try:
         with torch.no_grad():
             z = net.head(net.features(model.normalize(x)))
-        return isinstance(z, torch.Tensor) and z.shape == out.shape and bool(
-            torch.allclose(class_logits(z), class_logits(out), rtol=1e-4, atol=1e-5))
+        return (
+            isinstance(z, torch.Tensor)
+            and z.shape == out.shape
+            and bool(torch.allclose(class_logits(z), class_logits(out), rtol=1e-4, atol=1e-5))
+        )
     except Exception:
         return False
 

@@ -84,7 +84,9 @@ def _reference_index(ds: Dataset) -> list[torch.Tensor]:
     return out
 
 
-def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = no_progress) -> tuple[LogDensity, dict[str, Any]]:
+def evaluation_density(
+    ds: Dataset, device: torch.device, progress: Progress = no_progress
+) -> tuple[LogDensity, dict[str, Any]]:
     """``(log_density(x', t, exclude=None) -> (N,), description)`` for the data spec ``ds``; fitted once, then read
     from the cache. ``exclude`` (N,): the training-split ``index`` of each sample's clean source image, whose own
     kernel is then left out (pass it for perturbed training samples; None scores against every reference point)."""
@@ -103,12 +105,15 @@ def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = n
                 first = [int(i[0]) for i in ref_index if len(i)]
                 rows = [r for r, i in zip(q.offsets[:-1].tolist(), ref_index) if len(i)]
                 pos = {int(v): j for j, v in enumerate(tr.index.tolist())}
-                if not all(torch.equal(q.points[r], pool(tr.take([pos[i]])).flatten(1)[0].to(q.points.dtype))
-                           for r, i in zip(rows, first)):
+                if not all(
+                    torch.equal(q.points[r], pool(tr.take([pos[i]])).flatten(1)[0].to(q.points.dtype))
+                    for r, i in zip(rows, first)
+                ):
                     q = None
         except (LfpError, OSError, KeyError, TypeError, ValueError):
             q = None
     if q is None:
+
         def told(stage: str, done: int, total: int, **status: Any) -> None:
             progress(f"fitting the {ESTIMATOR} log-density estimator (once)", done, total, **status)
 
@@ -117,16 +122,33 @@ def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = n
         rows, counts = subsample_rows(tr.y, ds.num_classes, MAX_POINTS, SEED)
         sub = tr.subset(rows)
         pts = torch.cat([pool(x).flatten(1) for x, *_ in sub.batches(256)]) if len(sub) else torch.zeros(0, 1)
-        q = fit_density("kde", pts, tr.y[rows], ds.num_classes, seed=SEED, max_points=MAX_POINTS, progress=told,
-                        drawn_from=counts)
+        q = fit_density(
+            "kde", pts, tr.y[rows], ds.num_classes, seed=SEED, max_points=MAX_POINTS, progress=told, drawn_from=counts
+        )
         tensors, state = q.state()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            record = make_record("density", {"evaluation_estimator": ESTIMATOR, "data": ds.spec}, seeds={"seed": SEED},
-                                 argv=["lfp", "(cache)"])
-            write_density(path, tensors, {"kind": "kde", "estimator": "kde", "space": "pixel", "fit_on": "train",
-                                          "evaluation_estimator": ESTIMATOR, "params": state, "data": ds.spec}, record,
-                          force=True)
+            record = make_record(
+                "density",
+                {"evaluation_estimator": ESTIMATOR, "data": ds.spec},
+                seeds={"seed": SEED},
+                argv=["lfp", "(cache)"],
+            )
+            write_density(
+                path,
+                tensors,
+                {
+                    "kind": "kde",
+                    "estimator": "kde",
+                    "space": "pixel",
+                    "fit_on": "train",
+                    "evaluation_estimator": ESTIMATOR,
+                    "params": state,
+                    "data": ds.spec,
+                },
+                record,
+                force=True,
+            )
         except (OSError, LfpError):
             pass
     q = q.to(device)
@@ -136,8 +158,11 @@ def evaluation_density(ds: Dataset, device: torch.device, progress: Progress = n
     log_h = [float(v) for v in q.bandwidth.double().log().tolist()]
     ref_index = [i.to(device) for i in ref_index]
     dim = q.dim
-    desc = {**DESCRIPTION, "bandwidth_per_class": [float(b) for b in q.bandwidth.tolist()],
-            "points_per_class": [len(p) for p in points]}
+    desc = {
+        **DESCRIPTION,
+        "bandwidth_per_class": [float(b) for b in q.bandwidth.tolist()],
+        "points_per_class": [len(p) for p in points],
+    }
 
     @torch.no_grad()
     def log_density(x: torch.Tensor, t: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:

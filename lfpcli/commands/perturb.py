@@ -65,8 +65,11 @@ def solver_batch_size(net: torch.nn.Module, input_shape: tuple[int, ...], device
     several copies of the batch and its gradients besides the model's activations), at most ``n``."""
     if device.type != "cuda":
         return CPU_BATCH
-    return max(1, auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, 4 * n),
-                                  headroom=1.0) // 4)
+    return max(
+        1,
+        auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, 4 * n), headroom=1.0)
+        // 4,
+    )
 
 
 def batch_seed(seed: int, batch: int) -> int:
@@ -132,13 +135,19 @@ def perturb(
     spec = get_solver(method)
     dev = resolve_device(device)
     net, meta = load_model(model, dev, ForeignOptions(data, normalize, arch, arch_args))
-    ds = resolve(data, progress=progress) if data is not None else resolve_recorded_data(meta["data"]["spec"], model, progress)
+    ds = (
+        resolve(data, progress=progress)
+        if data is not None
+        else resolve_recorded_data(meta["data"]["spec"], model, progress)
+    )
     check_compatible(meta, ds, f"{model} on {data or 'its training data'}")
     sp = ds.split(split)
     n = len(sp) if limit is None else min(limit, len(sp))
     ex = resolve_execution(dev, precision, channels_last, compile, net)
     solver_net = prepare_model(net, ex)
-    batch_from = "--batch-size" if batch_size is not None else ("default on CPU" if dev.type != "cuda" else "largest that fits")
+    batch_from = (
+        "--batch-size" if batch_size is not None else ("default on CPU" if dev.type != "cuda" else "largest that fits")
+    )
     if batch_size is None:
         batch_size = solver_batch_size(solver_net, ds.input_shape, dev, n)
         batch_size = distributed.world().smallest(batch_size)  # under torchrun: one that every rank's GPU fits
@@ -173,14 +182,26 @@ def perturb(
     gen = torch.Generator().manual_seed(seed)
     tgt_all = choose_targets(sp.y[:n], ds.num_classes, targets, gen)
     run_params = {
-        "method": method, "config": cfg.to_dict(), "targets": targets, "density": density_info, "mask": mask_info, "split": split, "data": ds.spec,
-        "seed": seed, "batch_size": batch_size, "batch_size_from": batch_from, "limit": limit, "device": device,
+        "method": method,
+        "config": cfg.to_dict(),
+        "targets": targets,
+        "density": density_info,
+        "mask": mask_info,
+        "split": split,
+        "data": ds.spec,
+        "seed": seed,
+        "batch_size": batch_size,
+        "batch_size_from": batch_from,
+        "limit": limit,
+        "device": device,
         "execution": ex.to_dict(),
         "defaults_from": ds.spec.get("name", ds.spec.get("path")) if defaults else None,
     }
     parents = [model_parent(model, meta)] + data_parent(ds.spec) + extra_parents
     log_density, log_density_info = evaluation_density(ds, dev, progress)
-    sums = {k: [] for k in ("success", "l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density", "skipped")}
+    sums = {
+        k: [] for k in ("success", "l0", "l2", "linf", "loss", "iterations", "grad_evals", "log_density", "skipped")
+    }
     # one bar for the whole run, in solver iterations, so its rate and time estimate hold across batches
     iters = cfg.steps * getattr(cfg, "search_steps", 1)
     total_batches = math.ceil(n / batch_size)
@@ -188,7 +209,8 @@ def perturb(
     # finished batches are kept beside the output, so that a killed run finishes with --resume
     sidecar = distributed.shared_sidecar(
         lambda: Sidecar(out, run_fingerprint("perturb", run_params, parents, dev), resume=resume, force=force),
-        lambda: Sidecar.attach(out))
+        lambda: Sidecar.attach(out),
+    )
     # the batches the bar counts as done: those a resumed run finds kept come first, so that the bar opens there and
     # its rate and time left count only the work of this run
     counted = {b for b in range(total_batches) if sidecar.has(f"batch-{b:06d}")}
@@ -199,14 +221,28 @@ def perturb(
         start, stop = b * batch_size, min((b + 1) * batch_size, n)
         t = tgt_all[start:stop]
         x = x.to(dev)
-        tick = scaled(progress, stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}")
+        tick = scaled(
+            progress, stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}"
+        )
         # one generator per batch, a function of the seed and the batch alone: a resumed run draws the same
-        res = spec.fn(solver_net, x, t.to(dev), cfg, generator=torch.Generator().manual_seed(batch_seed(seed, b)),
-                      progress=tick, **solver_kw)
-        metrics = {"success": res.success, "loss": res.loss, "iterations": res.iterations,
-                   "grad_evals": res.grad_evals, **norms(res.x - x),
-                   "skipped": res.extras.get("skipped", torch.zeros_like(res.success)),
-                   "log_density": log_density(res.x, t.to(dev), sp.index[start:stop] if split == "train" else None)}
+        res = spec.fn(
+            solver_net,
+            x,
+            t.to(dev),
+            cfg,
+            generator=torch.Generator().manual_seed(batch_seed(seed, b)),
+            progress=tick,
+            **solver_kw,
+        )
+        metrics = {
+            "success": res.success,
+            "loss": res.loss,
+            "iterations": res.iterations,
+            "grad_evals": res.grad_evals,
+            **norms(res.x - x),
+            "skipped": res.extras.get("skipped", torch.zeros_like(res.success)),
+            "log_density": log_density(res.x, t.to(dev), sp.index[start:stop] if split == "train" else None),
+        }
         sidecar.save(f"batch-{b:06d}", {"x": res.x, "metrics": metrics})
         counted.add(b)
         return res.x, metrics
@@ -217,8 +253,12 @@ def perturb(
     # under torchrun each rank solves its share of the batches into the sidecar; rank 0 alone then writes them all
     with sidecar:
         try:
-            writes = distributed.solve_shares(lambda b: sidecar.has(f"batch-{b:06d}"), total_batches, solve,
-                                              lambda todo: sp.read_ahead(todo, batch_size, n))
+            writes = distributed.solve_shares(
+                lambda b: sidecar.has(f"batch-{b:06d}"),
+                total_batches,
+                solve,
+                lambda todo: sp.read_ahead(todo, batch_size, n),
+            )
         except KeyboardInterrupt:  # the batches every rank finished so far are kept, whichever rank solved them
             raise Interrupted(sidecar.interrupted(kept(), total_batches, "batches")) from None
     if not writes:
@@ -242,8 +282,14 @@ def perturb(
                 for k in sums:
                     sums[k].append(metrics[k].detach().cpu())
                 reached += int(sums["success"][-1].sum())
-                progress(stage, len(counted) * iters, total_batches * iters, unit="iter", batch=f"{b + 1}/{total_batches}",
-                         reached=f"{reached}/{stop}")
+                progress(
+                    stage,
+                    len(counted) * iters,
+                    total_batches * iters,
+                    unit="iter",
+                    batch=f"{b + 1}/{total_batches}",
+                    reached=f"{reached}/{stop}",
+                )
         except KeyboardInterrupt:
             raise Interrupted(sidecar.interrupted(kept(), total_batches, "batches")) from None
         cat = {k: torch.cat(v) if v else torch.zeros(0) for k, v in sums.items()}
@@ -268,7 +314,11 @@ def perturb(
                 "model": meta["model"],
                 "init": meta.get("init"),
                 "train": {k: v for k, v in (meta.get("train") or {}).items() if k != "history"},
-                "model_params": {k: meta["params"].get(k) for k in ("arch", "arch_args", "weights", "recipe") if k in meta.get("params", {})},
+                "model_params": {
+                    k: meta["params"].get(k)
+                    for k in ("arch", "arch_args", "weights", "recipe")
+                    if k in meta.get("params", {})
+                },
                 "dataset": dataset_meta(ds),
             },
             summary=summary,
@@ -276,6 +326,17 @@ def perturb(
             **distributed.world().provenance(),
         )
     sidecar.finish()
-    return {"out": str(out), "kind": "perturbed-set", "method": method, "config": cfg.to_dict(), "fixed": sorted(spec.fixed), "targets": targets,
-            "split": split, "device": str(dev), "density": density_info, "mask": mask_info,
-            "log_density_estimator": log_density_info["name"], **summary}
+    return {
+        "out": str(out),
+        "kind": "perturbed-set",
+        "method": method,
+        "config": cfg.to_dict(),
+        "fixed": sorted(spec.fixed),
+        "targets": targets,
+        "split": split,
+        "device": str(dev),
+        "density": density_info,
+        "mask": mask_info,
+        "log_density_estimator": log_density_info["name"],
+        **summary,
+    }

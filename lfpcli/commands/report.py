@@ -33,11 +33,15 @@ def output_format(fmt: str | None, out: str | Path | None) -> str:
         name = Path(str(out)).name.lower()
         by_suffix = next((f for f, sx in SUFFIXES.items() if name.endswith(sx)), None)
         if fmt is not None and by_suffix is not None and by_suffix != fmt:
-            raise ConfigError(f"--out {out} names a .{name.rsplit('.', 1)[-1]} file but --format is {fmt}; "
-                              f"use an extension of {', '.join(SUFFIXES[fmt])}")
+            raise ConfigError(
+                f"--out {out} names a .{name.rsplit('.', 1)[-1]} file but --format is {fmt}; "
+                f"use an extension of {', '.join(SUFFIXES[fmt])}"
+            )
         if fmt is None and by_suffix is None:
-            raise ConfigError(f"--out {out}: cannot tell the format from its extension; give --format "
-                              f"({', '.join(FORMATS)}) or name it .md, .csv, .tex or .json")
+            raise ConfigError(
+                f"--out {out}: cannot tell the format from its extension; give --format "
+                f"({', '.join(FORMATS)}) or name it .md, .csv, .tex or .json"
+            )
     return fmt or by_suffix or "md"
 
 
@@ -77,14 +81,26 @@ def report(
     by_keys = _split_list(by, DEFAULT_BY)
     if not by_keys:
         raise ConfigError("--by: give at least one key (method, data, targets, density)")
-    rep = aggregate(load_runs(list(files)), by=by_keys, metrics=_split_list(metrics, DEFAULT_METRICS),
-                    splits=None if splits is None else _split_list(splits, DEFAULT_SPLITS), where=parse_where(where),
-                    baseline=baseline)
+    rep = aggregate(
+        load_runs(list(files)),
+        by=by_keys,
+        metrics=_split_list(metrics, DEFAULT_METRICS),
+        splits=None if splits is None else _split_list(splits, DEFAULT_SPLITS),
+        where=parse_where(where),
+        baseline=baseline,
+    )
     text = render(rep, fmt, layout=layout, scale=scale)
     if out is not None:
         with atomic_output(out, force) as tmp:
             Path(tmp).write_text(text)
-    return {**rep, "format": fmt, "layout": layout, "scale": scale, "text": text, "out": str(out) if out is not None else None}
+    return {
+        **rep,
+        "format": fmt,
+        "layout": layout,
+        "scale": scale,
+        "text": text,
+        "out": str(out) if out is not None else None,
+    }
 
 
 def report_curves(
@@ -109,5 +125,7 @@ def report_curves(
     for p in panels:
         last = {k: (v["mean"][-1] if v["mean"] else None) for k, v in p["series"].items()}
         epochs = max((v["epoch"][-1] for v in p["series"].values() if v["epoch"]), default=0)
-        summary.append({"title": p["title"], "checkpoints": p["checkpoints"], "epochs": epochs, "last_epoch_mean": last})
+        summary.append(
+            {"title": p["title"], "checkpoints": p["checkpoints"], "epochs": epochs, "last_epoch_mean": last}
+        )
     return {"out": str(out), "kind": "curves", "panels": summary}

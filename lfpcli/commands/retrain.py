@@ -78,14 +78,19 @@ def retrain(
         from lfpcli.models import list_models
 
         what = "TorchScript model" if foreign["format"] == "torchscript" else "torch.export program"
-        raise ConfigError(f"{perturbed} was made with a {what} lfp did not train ({foreign.get('path')}), whose architecture "
-                          f"lfp cannot rebuild: give --arch for the fresh model (one of {', '.join(list_models())})")
+        raise ConfigError(
+            f"{perturbed} was made with a {what} lfp did not train ({foreign.get('path')}), whose architecture "
+            f"lfp cannot rebuild: give --arch for the fresh model (one of {', '.join(list_models())})"
+        )
     arch = arch or src_model.get("arch")
     if not arch:
         raise InputError(f"{perturbed} does not record its source architecture; give --arch")
     if arch == src_model.get("arch"):
         # the source's architecture options, each --arch-arg overriding its own key only
-        arch_args = {**{k: v for k, v in (src_model.get("arch_args") or {}).items() if k != "weights"}, **(arch_args or {})}
+        arch_args = {
+            **{k: v for k, v in (src_model.get("arch_args") or {}).items() if k != "weights"},
+            **(arch_args or {}),
+        }
     arch_args = parse_arch_args(arch, arch_args)
     if weights is None and init in ("auto", "pretrained") and src_init.get("type") == "pretrained":
         found = locate_parent(src_init, perturbed)
@@ -104,19 +109,61 @@ def retrain(
     ds = load_perturbed_as_dataset(perturbed, progress=progress)
     clean = ds.clean_data if ds.clean_data is not None else resolve(ds.clean_spec, progress=progress)
     src_cfg = (source.get("train") or {}).get("config") or {}
-    given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select, loss=loss, balance=balance)
+    given = dict(
+        epochs=epochs,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        batch_size=batch_size,
+        schedule=schedule,
+        select=select,
+        loss=loss,
+        balance=balance,
+    )
     cfg = TrainConfig.resolve(given, recipe=recipe, base=src_cfg or ds.train_defaults)
-    params = {"perturbed": str(perturbed), "data": ds.spec, "arch": arch, "arch_args": arch_args, "init": init,
-              "weights": weights, "recipe": recipe, **cfg.to_dict(), "seed": seed, "device": device,
-              "settings_from": "source model" if src_cfg else "data defaults"}
+    params = {
+        "perturbed": str(perturbed),
+        "data": ds.spec,
+        "arch": arch,
+        "arch_args": arch_args,
+        "init": init,
+        "weights": weights,
+        "recipe": recipe,
+        **cfg.to_dict(),
+        "seed": seed,
+        "device": device,
+        "settings_from": "source model" if src_cfg else "data defaults",
+    }
     parents = [parent_entry("perturbed", perturbed, "perturbed-set")]
     summary = fit_and_save(
-        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights_file, pretrained=pretrained, cfg=cfg, recipe=recipe, seed=seed, device=dev,
-        force=force, params=params, parents=parents, clean=clean, progress=progress, argv=argv,
-        output=src_model.get("output", "logits"), resume=resume, save_every=save_every,
+        out,
+        ds=ds,
+        arch=arch,
+        arch_args=arch_args,
+        weights=weights_file,
+        pretrained=pretrained,
+        cfg=cfg,
+        recipe=recipe,
+        seed=seed,
+        device=dev,
+        force=force,
+        params=params,
+        parents=parents,
+        clean=clean,
+        progress=progress,
+        argv=argv,
+        output=src_model.get("output", "logits"),
+        resume=resume,
+        save_every=save_every,
         execution={"precision": precision, "channels_last": channels_last, "compile": compile},
-        extra={"perturbation": {"method": record["params"].get("method"), "targets": record["params"].get("targets"),
-                                "config": record["params"].get("config")}},
+        extra={
+            "perturbation": {
+                "method": record["params"].get("method"),
+                "targets": record["params"].get("targets"),
+                "config": record["params"].get("config"),
+            }
+        },
     )
     return {**summary, "perturbed": str(perturbed), "method": record["params"].get("method")}

@@ -92,8 +92,10 @@ def parse_target(text: str | int, class_names: Sequence[str]) -> str | int:
         try:
             value = int(s)
         except ValueError:
-            raise ConfigError(f"--target must be label, pred, perturbation, a class index or a class name "
-                              f"({', '.join(class_names)}), got '{text}'") from None
+            raise ConfigError(
+                f"--target must be label, pred, perturbation, a class index or a class name "
+                f"({', '.join(class_names)}), got '{text}'"
+            ) from None
     if not 0 <= int(value) < len(class_names):
         raise ConfigError(f"--target {value} is not a class of this data (0..{len(class_names) - 1})")
     return int(value)
@@ -107,7 +109,9 @@ def _images(data: str | None, split: str | None, meta: dict[str, Any], model_pat
         src = record["source"]["dataset"]
         own = record["params"].get("split")
         if split is not None and split != own:
-            raise ConfigError(f"{data} is a perturbed set of split '{own}'; --split {split} does not apply (leave it out)")
+            raise ConfigError(
+                f"{data} is a perturbed set of split '{own}'; --split {split} does not apply (leave it out)"
+            )
         x = torch.from_numpy(ps.x) if not hasattr(ps.x, "read_raw") else ps.x  # rows read when selected
         index = torch.from_numpy(arrays["index"].astype("int64"))
         mask = None
@@ -119,13 +123,29 @@ def _images(data: str | None, split: str | None, meta: dict[str, Any], model_pat
                 mask = clean_masks(resolve(clean_spec), own, index)
         except InputError as e:
             warn(f"the clean data behind {data} cannot be loaded ({e}); its images have no foreground masks")
-        spec = {"type": "file", "path": str(data), "abspath": str(Path(data).resolve()), "sha256": sha256_file(data),
-                "kind": "perturbed-set"}
-        return _Images(x, torch.from_numpy(arrays["y"].astype("int64")), torch.from_numpy(arrays["group"].astype("int64")),
-                       index, int(src["num_classes"]), list(src.get("class_names") or [str(i) for i in range(int(src["num_classes"]))]),
-                       src.get("group_names"), tuple(src["input_shape"]), spec, own, mask,
-                       "the clean source data" if mask is not None else None,
-                       torch.from_numpy(arrays["target"].astype("int64")), [parent_entry("data", data, "perturbed-set")])
+        spec = {
+            "type": "file",
+            "path": str(data),
+            "abspath": str(Path(data).resolve()),
+            "sha256": sha256_file(data),
+            "kind": "perturbed-set",
+        }
+        return _Images(
+            x,
+            torch.from_numpy(arrays["y"].astype("int64")),
+            torch.from_numpy(arrays["group"].astype("int64")),
+            index,
+            int(src["num_classes"]),
+            list(src.get("class_names") or [str(i) for i in range(int(src["num_classes"]))]),
+            src.get("group_names"),
+            tuple(src["input_shape"]),
+            spec,
+            own,
+            mask,
+            "the clean source data" if mask is not None else None,
+            torch.from_numpy(arrays["target"].astype("int64")),
+            [parent_entry("data", data, "perturbed-set")],
+        )
     name = split or "test"
     if data is not None:
         ds = resolve(data, splits=(name,))
@@ -133,9 +153,22 @@ def _images(data: str | None, split: str | None, meta: dict[str, Any], model_pat
         info = meta["data"]
         ds = resolve_recorded_data(info.get("clean_spec") or info["spec"], model_path, splits=(name,))
     sp = ds.split(name)
-    return _Images(sp.x, sp.y, sp.group, sp.index, ds.num_classes, list(ds.class_names), ds.group_names,
-                   tuple(ds.input_shape), ds.spec, name, sp.mask, "the data" if sp.mask is not None else None,
-                   None, data_parent(ds.spec))
+    return _Images(
+        sp.x,
+        sp.y,
+        sp.group,
+        sp.index,
+        ds.num_classes,
+        list(ds.class_names),
+        ds.group_names,
+        tuple(ds.input_shape),
+        ds.spec,
+        name,
+        sp.mask,
+        "the data" if sp.mask is not None else None,
+        None,
+        data_parent(ds.spec),
+    )
 
 
 def _model_names(paths: Sequence[str | Path]) -> list[str]:
@@ -155,7 +188,10 @@ def _model_names(paths: Sequence[str | Path]) -> list[str]:
 @torch.no_grad()
 def _predict(net, x, rows: torch.Tensor, device, batch_size: int) -> torch.Tensor:
     """Predictions on rows ``rows`` of ``x`` (a tensor or rows read on demand), batch by batch."""
-    out = [class_logits(net(x[rows[s : s + batch_size]].to(device))).argmax(1).cpu() for s in range(0, len(rows), batch_size)]
+    out = [
+        class_logits(net(x[rows[s : s + batch_size]].to(device))).argmax(1).cpu()
+        for s in range(0, len(rows), batch_size)
+    ]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
@@ -196,8 +232,14 @@ def _select(img: _Images, *, indices, n, group, misclassified, first_net, device
         g = torch.Generator().manual_seed(seed)
         rows = torch.sort(rows[torch.randperm(len(rows), generator=g)[:n]]).values
     if len(rows) == 0:
-        what = " and ".join(w for w, on in (("in group " + str(group), group is not None),
-                                            ("misclassified by the first model", misclassified)) if on)
+        what = " and ".join(
+            w
+            for w, on in (
+                ("in group " + str(group), group is not None),
+                ("misclassified by the first model", misclassified),
+            )
+            if on
+        )
         raise InputError(f"no image of {img.label()} is {what}: nothing to explain")
     return rows
 
@@ -207,9 +249,11 @@ def _no_layers(path: str | Path, meta: dict[str, Any]) -> None:
     an exported program calls operators, not its submodules): Grad-CAM and the layer list need them."""
     fmt = (meta.get("foreign") or {}).get("format")
     if fmt in ("torchscript", "torch-export"):
-        raise ConfigError(f"{path} is a {'TorchScript model' if fmt == 'torchscript' else 'torch.export program'}, whose layers "
-                          f"lfp cannot hook, so Grad-CAM and --list-layers do not apply: use --method gradient, "
-                          f"input-x-gradient, smoothgrad or integrated-gradients, or give the model as a state dict with --arch")
+        raise ConfigError(
+            f"{path} is a {'TorchScript model' if fmt == 'torchscript' else 'torch.export program'}, whose layers "
+            f"lfp cannot hook, so Grad-CAM and --list-layers do not apply: use --method gradient, "
+            f"input-x-gradient, smoothgrad or integrated-gradients, or give the model as a state dict with --arch"
+        )
 
 
 def saliency_layers(model: str | Path, *, device: str = "cpu", foreign: ForeignOptions | None = None) -> dict[str, Any]:
@@ -220,22 +264,31 @@ def saliency_layers(model: str | Path, *, device: str = "cpu", foreign: ForeignO
     shape = tuple(meta["model"]["input_shape"])
     table = layer_table(net, shape, dev)
     default = next((r.name for r in table if r.default), None)
-    return {"model": str(model), "arch": meta["model"].get("arch"), "input_shape": list(shape), "default": default,
-            "layers": [r.to_dict() for r in table]}
+    return {
+        "model": str(model),
+        "arch": meta["model"].get("arch"),
+        "input_shape": list(shape),
+        "default": default,
+        "layers": [r.to_dict() for r in table],
+    }
 
 
 #: Images per batch on a CPU when --batch-size is not given.
 CPU_BATCH = 256
 
 
-def saliency_batch_size(runners: list[torch.nn.Module], input_shape: tuple[int, ...], device: torch.device, n: int) -> int:
+def saliency_batch_size(
+    runners: list[torch.nn.Module], input_shape: tuple[int, ...], device: torch.device, n: int
+) -> int:
     """``CPU_BATCH`` on a CPU; on CUDA the smallest over ``runners`` of the largest batch whose forward and
     backward to the input fits (every method runs one such pass at a time: smoothgrad loops over its noisy
     copies, integrated-gradients batches its steps by the batch), with 20% headroom, at most ``n``."""
     if device.type != "cuda":
         return CPU_BATCH
-    return min(auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, n))
-               for net in runners)
+    return min(
+        auto_batch_size(input_gradient_step(net, input_shape, device), device=device, limit=max(1, n))
+        for net in runners
+    )
 
 
 def saliency(
@@ -335,15 +388,29 @@ def saliency(
         mask_parents.append(parent_entry("masks", masks, "mask"))
     layers: list[tuple[Any, Any]] = []
     for name, (net, _) in zip(names, nets):
-        layers.append(resolve_layer(net, config.layer, img.input_shape, what=f"model '{name}'", device=dev)
-                      if config.method == "gradcam" else (None, None))
+        layers.append(
+            resolve_layer(net, config.layer, img.input_shape, what=f"model '{name}'", device=dev)
+            if config.method == "gradcam"
+            else (None, None)
+        )
     execs = [resolve_execution(dev, precision, channels_last, compile, net) for net, _ in nets]
     runners = [prepare_model(net, ex) for (net, _), ex in zip(nets, execs)]
-    batch_from = "--batch-size" if batch_size is not None else ("default on CPU" if dev.type != "cuda" else "largest that fits")
+    batch_from = (
+        "--batch-size" if batch_size is not None else ("default on CPU" if dev.type != "cuda" else "largest that fits")
+    )
     if batch_size is None:
         batch_size = saliency_batch_size(runners, img.input_shape, dev, len(img.x))
-    rows = _select(img, indices=indices, n=n, group=group, misclassified=misclassified, first_net=nets[0][0],
-                   device=dev, batch_size=batch_size, seed=seed)
+    rows = _select(
+        img,
+        indices=indices,
+        n=n,
+        group=group,
+        misclassified=misclassified,
+        first_net=nets[0][0],
+        device=dev,
+        batch_size=batch_size,
+        seed=seed,
+    )
     count = len(rows)
     h, w = img.input_shape[1:]
     has_mask = img.mask is not None
@@ -361,15 +428,31 @@ def saliency(
     show = min(png_rows, count) if png is not None else 0
     per_model: list[dict[str, Any]] = []
     nb = math.ceil(count / batch_size)
-    with SaliencyWriter(out, count, (h, w), [(nm, str(p), (info.output_shape[1:] if info is not None else None))
-                                            for nm, p, (_, info) in zip(names, paths, layers)],
-                        definition=MAP_DEFINITIONS[config.method], masks=has_mask,
-                        perturbation_target=img.perturbation_target is not None, force=force) as wr:
+    with SaliencyWriter(
+        out,
+        count,
+        (h, w),
+        [
+            (nm, str(p), (info.output_shape[1:] if info is not None else None))
+            for nm, p, (_, info) in zip(names, paths, layers)
+        ],
+        definition=MAP_DEFINITIONS[config.method],
+        masks=has_mask,
+        perturbation_target=img.perturbation_target is not None,
+        force=force,
+    ) as wr:
         for s in range(0, count, batch_size):
             sl = slice(s, s + batch_size)
-            wr.add_images(sl, index=rows[sl], source_index=img.index[rows[sl]], y=y[sl], group=grp[sl],
-                          mask=None if mask is None else mask[sl], mask_area=None if area is None else area[sl],
-                          perturbation_target=None if img.perturbation_target is None else img.perturbation_target[rows[sl]])
+            wr.add_images(
+                sl,
+                index=rows[sl],
+                source_index=img.index[rows[sl]],
+                y=y[sl],
+                group=grp[sl],
+                mask=None if mask is None else mask[sl],
+                mask_area=None if area is None else area[sl],
+                perturbation_target=None if img.perturbation_target is None else img.perturbation_target[rows[sl]],
+            )
         for k, (name, (_net, meta), (mod, info)) in enumerate(zip(names, nets, layers)):
             acc: dict[str, list[torch.Tensor]] = {"pred": [], "target": [], "share": [], "pointing": []}
             shown: list[torch.Tensor] = []
@@ -379,9 +462,13 @@ def saliency(
                 t = None if tgt_all is None else tgt_all[sl].to(dev)
                 res = attribute(runners[k], img.x[r].to(dev), t, config, layer=mod, keys=r, seed=seed)
                 maps = res.maps.cpu()
-                values: dict[str, Any] = {"map": maps, "pred": res.pred.cpu(), "target": res.target.cpu(),
-                                          "logit": res.logits.gather(1, res.target.view(-1, 1)).squeeze(1).cpu(),
-                                          "layer_map": None if res.layer_maps is None else res.layer_maps.cpu()}
+                values: dict[str, Any] = {
+                    "map": maps,
+                    "pred": res.pred.cpu(),
+                    "target": res.target.cpu(),
+                    "logit": res.logits.gather(1, res.target.view(-1, 1)).squeeze(1).cpu(),
+                    "layer_map": None if res.layer_maps is None else res.layer_maps.cpu(),
+                }
                 if has_mask:
                     values["share"] = attribution_share(maps, mask[sl])
                     values["pointing"] = pointing_game(maps, mask[sl])
@@ -395,39 +482,77 @@ def saliency(
                 progress(f"{config.method} {name}", b + 1, nb)
             pred = torch.cat(acc["pred"])
             entry: dict[str, Any] = {
-                "name": name, "path": str(paths[k]), "arch": meta["model"].get("arch"),
+                "name": name,
+                "path": str(paths[k]),
+                "arch": meta["model"].get("arch"),
                 "output": meta["model"].get("output", "logits"),
                 "layer": info.name if info is not None else None,
                 "layer_shape": list(info.output_shape) if info is not None else None,
                 "accuracy": float((pred == y).float().mean()),
-                "pred": pred, "target": torch.cat(acc["target"]), "shown": torch.cat(shown) if shown else None,
+                "pred": pred,
+                "target": torch.cat(acc["target"]),
+                "shown": torch.cat(shown) if shown else None,
             }
             if has_mask:
                 entry["share_all"] = torch.cat(acc["share"])
-                entry["summary"] = summarize(entry["share_all"], torch.cat(acc["pointing"]), grp, img.group_names, pred == y)
+                entry["summary"] = summarize(
+                    entry["share_all"], torch.cat(acc["pointing"]), grp, img.group_names, pred == y
+                )
             per_model.append(entry)
         summary = _summary(img, per_model, count, area, grp, config, tgt_rule)
         params = {
-            "models": [str(p) for p in paths], "data": data, "split": img.split, "indices": list(indices) if indices is not None else None,
-            "n": n, "group": group, "misclassified": misclassified, "config": config.to_dict(), "target": tgt_rule,
-            "masks": str(masks) if masks is not None else None, "png": str(png) if png is not None else None,
-            "png_rows": png_rows, "seed": seed, "batch_size": batch_size, "batch_size_from": batch_from, "device": device,
+            "models": [str(p) for p in paths],
+            "data": data,
+            "split": img.split,
+            "indices": list(indices) if indices is not None else None,
+            "n": n,
+            "group": group,
+            "misclassified": misclassified,
+            "config": config.to_dict(),
+            "target": tgt_rule,
+            "masks": str(masks) if masks is not None else None,
+            "png": str(png) if png is not None else None,
+            "png_rows": png_rows,
+            "seed": seed,
+            "batch_size": batch_size,
+            "batch_size_from": batch_from,
+            "device": device,
             "execution": [ex.to_dict() for ex in execs],
         }
         model_parents = [model_parent(p, meta) for p, (_, meta) in zip(paths, nets)]
         parents = model_parents + img.parents + mask_parents
         params["layers"] = [e["layer"] for e in per_model]
         wr.record = make_record(
-            "saliency-maps", params, seeds={"seed": seed}, parents=parents, device=dev, argv=argv,
+            "saliency-maps",
+            params,
+            seeds={"seed": seed},
+            parents=parents,
+            device=dev,
+            argv=argv,
             saliency={
-                "method": config.method, "config": config.to_dict(), "map": MAP_DEFINITIONS[config.method],
+                "method": config.method,
+                "config": config.to_dict(),
+                "map": MAP_DEFINITIONS[config.method],
                 "share": "sum(map+ * mask) / sum(map+) with map+ = max(map, 0); NaN where the map has no positive mass",
                 "pointing": "1 where the map's maximum is attained inside the mask, 0 where not, -1 where the map has no positive mass",
-                "target": tgt_rule, "data": img.spec, "split": img.split, "mask_source": img.mask_source,
-                "class_names": img.class_names, "group_names": img.group_names,
-                "models": [{"name": e["name"], "path": e["path"], "sha256": pe["sha256"], "arch": e["arch"],
-                            "output": e["output"], "layer": e["layer"], "layer_shape": e["layer_shape"]}
-                           for e, pe in zip(per_model, model_parents)],
+                "target": tgt_rule,
+                "data": img.spec,
+                "split": img.split,
+                "mask_source": img.mask_source,
+                "class_names": img.class_names,
+                "group_names": img.group_names,
+                "models": [
+                    {
+                        "name": e["name"],
+                        "path": e["path"],
+                        "sha256": pe["sha256"],
+                        "arch": e["arch"],
+                        "output": e["output"],
+                        "layer": e["layer"],
+                        "layer_shape": e["layer_shape"],
+                    }
+                    for e, pe in zip(per_model, model_parents)
+                ],
             },
             summary=summary,
         )
@@ -436,24 +561,48 @@ def saliency(
 
             sel = rows[:show]
             gnames = img.group_names or []
-            titles = [f"#{int(i)}" + (f" {gnames[int(g)]}" if 0 <= int(g) < len(gnames) else "") for i, g in zip(sel, img.group[sel])]
+            titles = [
+                f"#{int(i)}" + (f" {gnames[int(g)]}" if 0 <= int(g) < len(gnames) else "")
+                for i, g in zip(sel, img.group[sel])
+            ]
             if img.perturbation_target is not None:  # what the perturbation pushed toward
-                titles = [f"{t}, target {img.class_names[int(c)]}" for t, c in zip(titles, img.perturbation_target[sel])]
+                titles = [
+                    f"{t}, target {img.class_names[int(c)]}" for t, c in zip(titles, img.perturbation_target[sel])
+                ]
             fig = saliency_grid(
-                img.x[sel], [e["shown"] for e in per_model], names, [e["pred"][:show] for e in per_model], y[:show],
-                img.class_names, row_titles=titles, masks=None if mask is None else mask[:show],
+                img.x[sel],
+                [e["shown"] for e in per_model],
+                names,
+                [e["pred"][:show] for e in per_model],
+                y[:show],
+                img.class_names,
+                row_titles=titles,
+                masks=None if mask is None else mask[:show],
                 shares=[e["share_all"][:show] for e in per_model] if has_mask else None,
                 targets=[e["target"][:show] for e in per_model],
-                title=f"{config.method}" + (f" ({', '.join(sorted({e['layer'] for e in per_model}))})" if config.method == "gradcam" else "")
-                      + f", target: {target}, {img.label()}",
+                title=f"{config.method}"
+                + (f" ({', '.join(sorted({e['layer'] for e in per_model}))})" if config.method == "gradcam" else "")
+                + f", target: {target}, {img.label()}",
                 note=f"the first {show} of {count} images explained (--png-rows {png_rows}); every map is in {out}"
-                     if show < count else None,
+                if show < count
+                else None,
             )
             write_png(png, fig, force=force)
-    return {"out": str(out), "png": str(png) if png is not None else None, "kind": "saliency-maps", "device": str(dev), **summary}
+    return {
+        "out": str(out),
+        "png": str(png) if png is not None else None,
+        "kind": "saliency-maps",
+        "device": str(dev),
+        **summary,
+    }
 
 
-_METHOD_PARAMS = {"samples": "smoothgrad", "noise": "smoothgrad", "steps": "integrated-gradients", "baseline": "integrated-gradients"}
+_METHOD_PARAMS = {
+    "samples": "smoothgrad",
+    "noise": "smoothgrad",
+    "steps": "integrated-gradients",
+    "baseline": "integrated-gradients",
+}
 
 
 def _config(method: str, layer: str | None, **given: Any) -> SaliencyConfig:
@@ -487,9 +636,11 @@ def _summary(img: _Images, per_model, count, area, grp, config, tgt_rule) -> dic
         "class_names": img.class_names,
         "mask_source": img.mask_source,
         "mask_area": summarize_area(area, grp, img.group_names) if has_mask else None,
-        "models": [{k: e[k] for k in ("name", "path", "arch", "layer", "layer_shape", "accuracy")}
-                   | ({k: v for k, v in e["summary"].items()} if has_mask else {"share": None, "pointing": None, "groups": {}})
-                   for e in per_model],
+        "models": [
+            {k: e[k] for k in ("name", "path", "arch", "layer", "layer_shape", "accuracy")}
+            | ({k: v for k, v in e["summary"].items()} if has_mask else {"share": None, "pointing": None, "groups": {}})
+            for e in per_model
+        ],
     }
 
 

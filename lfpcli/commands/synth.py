@@ -102,8 +102,18 @@ def _seeds(value: str | list[int] | tuple[int, ...] | None) -> tuple[int, ...] |
 def _plan(
     preset: str,
     *,
-    methods=None, dists=None, variants=None, seeds=None, dim=None, hidden=None, n_natural=None, n_noise=None,
-    eps=None, ratio=None, sweeps=None, keep_preset_curves: bool = True,
+    methods=None,
+    dists=None,
+    variants=None,
+    seeds=None,
+    dim=None,
+    hidden=None,
+    n_natural=None,
+    n_noise=None,
+    eps=None,
+    ratio=None,
+    sweeps=None,
+    keep_preset_curves: bool = True,
 ) -> tuple[Plan, bool]:
     """The plan of ``preset`` with explicit values replacing the preset's; explicit ``sweeps`` replace its curves.
     Returns ``(plan, curves_explicit)``."""
@@ -111,7 +121,12 @@ def _plan(
     for m in _split(methods) or ():
         if m not in METHODS:
             raise ConfigError(f"unknown method '{m}'; choose one of {', '.join(METHODS)}")
-    for name, value in (("methods", _split(methods)), ("dists", _split(dists)), ("variants", _split(variants)), ("seeds", _seeds(seeds))):
+    for name, value in (
+        ("methods", _split(methods)),
+        ("dists", _split(dists)),
+        ("variants", _split(variants)),
+        ("seeds", _seeds(seeds)),
+    ):
         if value is not None:
             fields[name] = value
     for name, value in (("dim", dim), ("hidden", hidden), ("n_natural", n_natural), ("n_noise", n_noise)):
@@ -119,11 +134,15 @@ def _plan(
             fields[name] = value
     if eps is not None:
         if not set(fields["methods"]) & set(EPS_METHODS):
-            raise ConfigError(f"--eps is the budget of pgd-l2 and pgd-linf; --method {','.join(fields['methods'])} takes --ratio")
+            raise ConfigError(
+                f"--eps is the budget of pgd-l2 and pgd-linf; --method {','.join(fields['methods'])} takes --ratio"
+            )
         fields["eps"] = {m: eps for m in EPS_METHODS}
     if ratio is not None:
         if not set(fields["methods"]) & set(RATIO_METHODS):
-            raise ConfigError(f"--ratio is the budget of pgd-l0, cfe-l2 and pcfe-l0; --method {','.join(fields['methods'])} takes --eps")
+            raise ConfigError(
+                f"--ratio is the budget of pgd-l0, cfe-l2 and pcfe-l0; --method {','.join(fields['methods'])} takes --eps"
+            )
         fields["ratio"] = {m: ratio for m in RATIO_METHODS}
     explicit = sweeps is not None and len(sweeps) > 0
     if explicit and any(isinstance(s, str) and s.strip().lower() == "none" for s in sweeps):
@@ -163,13 +182,32 @@ def _labels() -> dict[str, tuple[str, ...]]:
     return {"method": METHODS, "dist": DISTS, "variant": VARIANTS}
 
 
-def _record(plan: Plan, settings: Settings, *, preset: str, device: torch.device, device_arg: str, argv, n_points: int,
-            resumed: int, command: str) -> dict[str, Any]:
+def _record(
+    plan: Plan,
+    settings: Settings,
+    *,
+    preset: str,
+    device: torch.device,
+    device_arg: str,
+    argv,
+    n_points: int,
+    resumed: int,
+    command: str,
+) -> dict[str, Any]:
     return make_record(
         "synth-results",
-        {"command": command, "preset": preset, "plan": plan.to_dict(), "settings": settings.to_dict(), "device": device_arg,
-         "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None},
-        seeds={"seeds": list(plan.seeds), "per_configuration": "derived from (seed, what each draw depends on) by sha256"},
+        {
+            "command": command,
+            "preset": preset,
+            "plan": plan.to_dict(),
+            "settings": settings.to_dict(),
+            "device": device_arg,
+            "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
+        },
+        seeds={
+            "seeds": list(plan.seeds),
+            "per_configuration": "derived from (seed, what each draw depends on) by sha256",
+        },
         device=device,
         argv=argv,
         plan=plan.to_dict(),
@@ -178,15 +216,20 @@ def _record(plan: Plan, settings: Settings, *, preset: str, device: torch.device
         n_points=n_points,
         resumed_points=resumed,
         solver_configs=_solver_configs(plan, settings),
-        columns={"points": ["method", "dist", "variant", "dim", "hidden", "n_natural", "n_noise", "seed", "eps", "ratio"],
-                 "results": list(ROW_FIELDS), "timing": list(TIMING_FIELDS)},
+        columns={
+            "points": ["method", "dist", "variant", "dim", "hidden", "n_natural", "n_noise", "seed", "eps", "ratio"],
+            "results": list(ROW_FIELDS),
+            "timing": list(TIMING_FIELDS),
+        },
         protocol="lfp synth v1: natural network on n random-label samples; baseline and perturbation-trained networks "
-                 "from the same initial weights on m noise samples with random targets; accuracies on the n natural samples",
+        "from the same initial weights on m noise samples with random targets; accuracies on the n natural samples",
     )
 
 
 def _write(out, rows, record, force) -> None:
-    write_results(out, rows, record=record, result_fields=ROW_FIELDS, timing_fields=TIMING_FIELDS, labels=_labels(), force=force)
+    write_results(
+        out, rows, record=record, result_fields=ROW_FIELDS, timing_fields=TIMING_FIELDS, labels=_labels(), force=force
+    )
 
 
 def synth_run(
@@ -221,8 +264,20 @@ def synth_run(
         raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
     if method not in METHODS:
         raise ConfigError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
-    plan, _ = _plan(preset, methods=[method], dists=[dist], variants=[variant], seeds=[seed], dim=dim, hidden=hidden,
-                    n_natural=n_natural, n_noise=n_noise, eps=eps, ratio=ratio, keep_preset_curves=False)
+    plan, _ = _plan(
+        preset,
+        methods=[method],
+        dists=[dist],
+        variants=[variant],
+        seeds=[seed],
+        dim=dim,
+        hidden=hidden,
+        n_natural=n_natural,
+        n_noise=n_noise,
+        eps=eps,
+        ratio=ratio,
+        keep_preset_curves=False,
+    )
     s = _settings(preset_fields(preset)[1], settings)
     dev = resolve_device(device)
     point = plan.base_point(method, dist, variant, seed)
@@ -230,7 +285,9 @@ def synth_run(
     started = time.perf_counter()
     row = run_point(point, s, device=dev, progress=progress)
     if out is not None:
-        record = _record(plan, s, preset=preset, device=dev, device_arg=device, argv=argv, n_points=1, resumed=0, command="run")
+        record = _record(
+            plan, s, preset=preset, device=dev, device_arg=device, argv=argv, n_points=1, resumed=0, command="run"
+        )
         _write(out, [row], record, force)
     return {
         "out": str(out) if out is not None else None,
@@ -280,8 +337,20 @@ def synth_sweep(
     check_output(out, force, RESULT_SUFFIXES)
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset '{preset}'; choose one of {', '.join(PRESETS)}")
-    plan, _ = _plan(preset, methods=methods, dists=dists, variants=variants, seeds=seeds, dim=dim, hidden=hidden,
-                    n_natural=n_natural, n_noise=n_noise, eps=eps, ratio=ratio, sweeps=sweeps)
+    plan, _ = _plan(
+        preset,
+        methods=methods,
+        dists=dists,
+        variants=variants,
+        seeds=seeds,
+        dim=dim,
+        hidden=hidden,
+        n_natural=n_natural,
+        n_noise=n_noise,
+        eps=eps,
+        ratio=ratio,
+        sweeps=sweeps,
+    )
     s = _settings(preset_fields(preset)[1], settings)
     dev = resolve_device(device)
     points = plan.points()
@@ -289,10 +358,13 @@ def synth_sweep(
         solver_config(p, s)
     identity = {
         "plan": {**plan.to_dict(), "curves": [c.text() if len(c.methods) <= 1 else c.to_dict() for c in plan.curves]},
-        "settings": s.to_dict(), "preset": preset, "device": dev.type,
+        "settings": s.to_dict(),
+        "preset": preset,
+        "device": dev.type,
         # the last bits of CPU results depend on the thread count: a resume must use the same
         "cpu_threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "versions": {"lfpcli": version.__version__, "torch": torch.__version__}, "n_points": len(points),
+        "versions": {"lfpcli": version.__version__, "torch": torch.__version__},
+        "n_points": len(points),
     }
     store = Sidecar(out, identity, resume=resume, force=force)
     done = {}
@@ -316,8 +388,17 @@ def synth_sweep(
             rows = run_sweep(points, s, device=dev, done=done, on_row=keep, progress=progress)
     except KeyboardInterrupt:
         raise Interrupted(store.interrupted(saved[0], len(points), "configurations")) from None
-    record = _record(plan, s, preset=preset, device=dev, device_arg=device, argv=argv, n_points=len(points),
-                     resumed=resumed, command="sweep")
+    record = _record(
+        plan,
+        s,
+        preset=preset,
+        device=dev,
+        device_arg=device,
+        argv=argv,
+        n_points=len(points),
+        resumed=resumed,
+        command="sweep",
+    )
     _write(out, rows, record, force)
     store.finish()
     from lfpcli.synth.plot import summarize
@@ -373,8 +454,10 @@ def synth_plot(
         sel_m = tuple(m for m in plan.methods if not keep_m or m in keep_m)
         sel_d = tuple(d for d in plan.dists if not keep_d or d in keep_d)
         if not sel_m or not sel_d:
-            raise InputError(f"{results} has no results for --method {','.join(keep_m or plan.methods)} "
-                             f"--dist {','.join(keep_d or plan.dists)} (it has {', '.join(plan.methods)} on {', '.join(plan.dists)})")
+            raise InputError(
+                f"{results} has no results for --method {','.join(keep_m or plan.methods)} "
+                f"--dist {','.join(keep_d or plan.dists)} (it has {', '.join(plan.methods)} on {', '.join(plan.dists)})"
+            )
         plan = dataclasses.replace(plan, methods=sel_m, dists=sel_d)
         rows = [r for r in rows if r["method"] in sel_m and r["dist"] in sel_d]
     from lfpcli.synth.plot import make_figure, summarize
@@ -382,10 +465,14 @@ def synth_plot(
     summary = summarize(rows, plan)
     if out is not None:
         if not summary["curves"]:
-            raise InputError(f"{results} holds single configurations, no swept key to plot against; "
-                             f"make one with lfp synth sweep --sweep KEY=V1,V2,...")
+            raise InputError(
+                f"{results} holds single configurations, no swept key to plot against; "
+                f"make one with lfp synth sweep --sweep KEY=V1,V2,..."
+            )
         symbols = {"dim": "d", "hidden": "h", "n_natural": "n", "n_noise": "m"}
-        fixed = ", ".join(f"{symbols[k]} = {getattr(plan, k)}" for k in symbols if not any(c.key == k for c in plan.curves))
+        fixed = ", ".join(
+            f"{symbols[k]} = {getattr(plan, k)}" for k in symbols if not any(c.key == k for c in plan.curves)
+        )
         fig = make_figure(summary, title=f"{Path(results).name}: {fixed}" if fixed else Path(results).name)
         save_figure(fig, out, force=force)
     return {
@@ -399,4 +486,3 @@ def synth_plot(
         "created": record.get("created"),
         "summary": summary,
     }
-

@@ -34,7 +34,9 @@ def check_save_every(seconds: float) -> None:
         raise ConfigError(f"--save-every must be a number of seconds >= 0, got {seconds}")
 
 
-def pretrained_checkpoint(weights: str | Path, arch: str, ds: Dataset) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+def pretrained_checkpoint(
+    weights: str | Path, arch: str, ds: Dataset
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """``(state_dict, model meta)`` when ``weights`` is an lfp checkpoint (a model to fine-tune: every tensor but its
     head is copied), else None (a torchvision state dict for the architecture's own ``weights`` option). The
     checkpoint must be of ``arch`` and of inputs shaped as ``ds``'s."""
@@ -45,10 +47,14 @@ def pretrained_checkpoint(weights: str | Path, arch: str, ds: Dataset) -> tuple[
     sd, meta = load_checkpoint(weights)
     src = meta.get("model") or {}
     if src.get("arch") != arch:
-        raise ConfigError(f"--weights {weights} is an lfp checkpoint of a {src.get('arch')}, not a {arch}: give --arch {src.get('arch')}")
+        raise ConfigError(
+            f"--weights {weights} is an lfp checkpoint of a {src.get('arch')}, not a {arch}: give --arch {src.get('arch')}"
+        )
     if tuple(src.get("input_shape") or ()) != tuple(ds.input_shape):
-        raise ConfigError(f"--weights {weights} was trained on inputs of shape {tuple(src.get('input_shape') or ())}; "
-                          f"this data's are {tuple(ds.input_shape)}")
+        raise ConfigError(
+            f"--weights {weights} was trained on inputs of shape {tuple(src.get('input_shape') or ())}; "
+            f"this data's are {tuple(ds.input_shape)}"
+        )
     return sd, src
 
 
@@ -98,8 +104,14 @@ def fit_and_save(
     if source is not None:
         transfer_features(model, source[0], f"--weights {weights}")
     if weights:
-        init = {"type": "pretrained", "format": "lfp-checkpoint" if source is not None else "state-dict",
-                "path": str(weights), "abspath": str(Path(weights).resolve()), "sha256": sha256_file(weights), "seed": seed}
+        init = {
+            "type": "pretrained",
+            "format": "lfp-checkpoint" if source is not None else "state-dict",
+            "path": str(weights),
+            "abspath": str(Path(weights).resolve()),
+            "sha256": sha256_file(weights),
+            "seed": seed,
+        }
         parents = parents + [parent_entry("weights", weights, "checkpoint" if source is not None else "weights")]
     if weights and pretrained:
         init["pretrained"] = pretrained
@@ -108,11 +120,23 @@ def fit_and_save(
     val = ds.splits.get("val")
     sidecar = distributed.shared_sidecar(
         lambda: Sidecar(out, run_fingerprint("train", params, parents, device), resume=resume, force=force),
-        lambda: Sidecar.attach(out))
+        lambda: Sidecar.attach(out),
+    )
     try:
         with sidecar:
-            result = train_model(model, ds.splits["train"], cfg, device=device, seed=seed, val=val, group_names=ds.group_names,
-                                 progress=progress, sidecar=sidecar, save_every=save_every, execution=ex)
+            result = train_model(
+                model,
+                ds.splits["train"],
+                cfg,
+                device=device,
+                seed=seed,
+                val=val,
+                group_names=ds.group_names,
+                progress=progress,
+                sidecar=sidecar,
+                save_every=save_every,
+                execution=ex,
+            )
     except KeyboardInterrupt:
         kept = sidecar.load("train-state")["epoch"] if sidecar.has("train-state") else 0
         raise Interrupted(sidecar.interrupted(kept, cfg.epochs, "epochs")) from None
@@ -126,19 +150,26 @@ def fit_and_save(
         parents=parents,
         device=device,
         argv=argv,
-        model=model_meta({
-            "arch": arch,
-            "arch_args": {**arch_defaults(arch), **arch_args, "weights": None},
-            "num_classes": ds.num_classes,
-            "input_shape": list(ds.input_shape),
-            "mean": mean,
-            "std": std,
-            "output": output,
-        }),
+        model=model_meta(
+            {
+                "arch": arch,
+                "arch_args": {**arch_defaults(arch), **arch_args, "weights": None},
+                "num_classes": ds.num_classes,
+                "input_shape": list(ds.input_shape),
+                "mean": mean,
+                "std": std,
+                "output": output,
+            }
+        ),
         init=init,
         data=ds.info(),
-        train={"config": cfg.to_dict(), "recipe": recipe, "history": result.history, "selected_epoch": result.selected_epoch,
-               "minibatch_order": "epoch e: a generator seeded (seed * 1000003 + e)"},
+        train={
+            "config": cfg.to_dict(),
+            "recipe": recipe,
+            "history": result.history,
+            "selected_epoch": result.selected_epoch,
+            "minibatch_order": "epoch e: a generator seeded (seed * 1000003 + e)",
+        },
         metrics=metrics,
         **(extra or {}),
         **distributed.world().provenance(),
@@ -203,16 +234,51 @@ def train(
     # a torchvision weights name becomes its file in torch's hub cache (fetched when absent); params keep the name
     weights_file, pretrained = resolve_weights(weights, arch, progress=progress) if weights else (None, None)
     ds = resolve(data, progress=progress)
-    given = dict(epochs=epochs, optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                 nesterov=nesterov, batch_size=batch_size, schedule=schedule, select=select,
-                 loss=loss if loss is not None or output != "scalar" else "logistic", balance=balance)
+    given = dict(
+        epochs=epochs,
+        optimizer=optimizer,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
+        batch_size=batch_size,
+        schedule=schedule,
+        select=select,
+        loss=loss if loss is not None or output != "scalar" else "logistic",
+        balance=balance,
+    )
     cfg = TrainConfig.resolve(given, recipe=recipe, base=ds.train_defaults)
-    params = {"data": ds.spec, "arch": arch, "arch_args": arch_args, "weights": weights, "recipe": recipe,
-              **cfg.to_dict(), "output": output, "seed": seed, "device": device}
+    params = {
+        "data": ds.spec,
+        "arch": arch,
+        "arch_args": arch_args,
+        "weights": weights,
+        "recipe": recipe,
+        **cfg.to_dict(),
+        "output": output,
+        "seed": seed,
+        "device": device,
+    }
     clean = resolve(ds.clean_spec, progress=progress) if ds.clean_spec else ds
     return fit_and_save(
-        out, ds=ds, arch=arch, arch_args=arch_args, weights=weights_file, pretrained=pretrained, cfg=cfg, recipe=recipe, seed=seed, device=dev,
-        force=force, params=params, parents=data_parent(ds.spec), clean=clean, progress=progress, argv=argv,
-        output=output, resume=resume, save_every=save_every,
+        out,
+        ds=ds,
+        arch=arch,
+        arch_args=arch_args,
+        weights=weights_file,
+        pretrained=pretrained,
+        cfg=cfg,
+        recipe=recipe,
+        seed=seed,
+        device=dev,
+        force=force,
+        params=params,
+        parents=data_parent(ds.spec),
+        clean=clean,
+        progress=progress,
+        argv=argv,
+        output=output,
+        resume=resume,
+        save_every=save_every,
         execution={"precision": precision, "channels_last": channels_last, "compile": compile},
     )

@@ -29,9 +29,17 @@ def _node(path: Path, visiting: set[str]) -> dict[str, Any]:
         return node
     visiting = visiting | {key}
     for p in parent_status(record, path):
-        entry: dict[str, Any] = {"role": p.get("role"), "path": p.get("path"), "abspath": p.get("abspath"), "kind": p.get("kind"),
-                                 "sha256_recorded": p.get("sha256"), "found": p.get("found"), "status": p["status"],
-                                 "sha256_now": p.get("sha256_now"), "parents": []}
+        entry: dict[str, Any] = {
+            "role": p.get("role"),
+            "path": p.get("path"),
+            "abspath": p.get("abspath"),
+            "kind": p.get("kind"),
+            "sha256_recorded": p.get("sha256"),
+            "found": p.get("found"),
+            "status": p["status"],
+            "sha256_now": p.get("sha256_now"),
+            "parents": [],
+        }
         if p.get("elsewhere"):
             entry["elsewhere"] = p["elsewhere"]
         if p["status"] == "ok" and p.get("kind") not in LEAF_KINDS:
@@ -74,7 +82,8 @@ def verify(files: list[str | Path], *, argv: list[str] | None = None) -> dict[st
         for entry in _walk(t):
             counts[entry["status"]] = counts.get(entry["status"], 0) + 1
     ok = counts["changed"] == counts["missing"] == counts["unreadable"] == 0 and not any(
-        e.get("cycle") for t in trees for e in _walk(t))
+        e.get("cycle") for t in trees for e in _walk(t)
+    )
     return {"ok": ok, "files": trees, "counts": counts}
 
 

@@ -101,7 +101,9 @@ def _backgrounds(attr: np.ndarray, size: int, rng: np.random.Generator, separati
     phase = torch.from_numpy(rng.uniform(0, 2 * math.pi, n)).float().view(n, 1, 1)
     tilt = torch.from_numpy(rng.uniform(-0.5, 0.5, n)).float().view(n, 1, 1)
     wave = 0.5 + 0.5 * torch.sin(2 * math.pi * freq * (yy + tilt * xx) + phase)
-    base_w = torch.tensor([0.10, 0.35, 0.75]).view(1, 3, 1, 1) + torch.from_numpy(rng.normal(0, 0.04, (n, 3, 1, 1))).float()
+    base_w = (
+        torch.tensor([0.10, 0.35, 0.75]).view(1, 3, 1, 1) + torch.from_numpy(rng.normal(0, 0.04, (n, 3, 1, 1))).float()
+    )
     water = base_w + 0.18 * wave.unsqueeze(1) * torch.tensor([0.3, 0.6, 1.0]).view(1, 3, 1, 1)
     # land: low-frequency random blotches between green and brown
     coarse = torch.from_numpy(rng.uniform(0, 1, (n, 1, 5, 5))).float()
@@ -123,7 +125,9 @@ def _render(
     ``MASK_INK_THRESHOLD``. The mask draws no random numbers, so the images are those of earlier versions."""
     n = len(images)
     inner = size - 8
-    ink = F.interpolate(torch.from_numpy(images).unsqueeze(1), size=(inner, inner), mode="bilinear", align_corners=False)
+    ink = F.interpolate(
+        torch.from_numpy(images).unsqueeze(1), size=(inner, inner), mode="bilinear", align_corners=False
+    )
     alpha = torch.zeros(n, 1, size, size)
     # a random shift of up to 2 pixels so position carries no information
     shifts = rng.integers(-2, 3, size=(n, 2))
@@ -194,8 +198,14 @@ def build_spurious_digits(
         done += sizes[name]
         progress(stage, done, total, unit="image")
     mean, std = channel_stats(splits["train"].x)
-    params = {"seed": seed, "correlation": correlation, "size": size, "contrast": contrast, "separation": separation,
-              "train_copies": train_copies}
+    params = {
+        "seed": seed,
+        "correlation": correlation,
+        "size": size,
+        "contrast": contrast,
+        "separation": separation,
+        "train_copies": train_copies,
+    }
     return Dataset(
         spec={"type": "builtin", "name": "spurious-digits", "version": SPURIOUS_VERSION, "params": params},
         splits=splits,
@@ -240,19 +250,38 @@ class Builtin:
 
 
 BUILTINS: dict[str, Builtin] = {
-    "digits": Builtin(build_digits, {"seed": int}, DIGITS_VERSION, DIGITS_PERTURB_DEFAULTS, DIGITS_TRAIN_DEFAULTS,
-                      "scikit-learn's 1,797 real 8x8 handwritten digits, 10 classes (60/20/20 split)"),
+    "digits": Builtin(
+        build_digits,
+        {"seed": int},
+        DIGITS_VERSION,
+        DIGITS_PERTURB_DEFAULTS,
+        DIGITS_TRAIN_DEFAULTS,
+        "scikit-learn's 1,797 real 8x8 handwritten digits, 10 classes (60/20/20 split)",
+    ),
     "spurious-digits": Builtin(
-        build_spurious_digits, {"seed": int, "correlation": float, "size": int, "contrast": float, "separation": float, "train_copies": int},
-        SPURIOUS_VERSION, SPURIOUS_PERTURB_DEFAULTS, SPURIOUS_TRAIN_DEFAULTS,
+        build_spurious_digits,
+        {"seed": int, "correlation": float, "size": int, "contrast": float, "separation": float, "train_copies": int},
+        SPURIOUS_VERSION,
+        SPURIOUS_PERTURB_DEFAULTS,
+        SPURIOUS_TRAIN_DEFAULTS,
         "digits >= 5 vs < 5 drawn on water/land backgrounds that agree with the label in 95% of train; groups "
         "2*y + background; 28x28 RGB, digit masks",
     ),
     "spurious-scenes": Builtin(
         scenes.build_spurious_scenes,
-        {"seed": int, "correlation": float, "size": int, "train_size": int, "val_per_group": int, "test_per_group": int,
-         "object_min": float, "object_max": float},
-        scenes.SCENES_VERSION, scenes.SCENES_PERTURB_DEFAULTS, scenes.SCENES_TRAIN_DEFAULTS,
+        {
+            "seed": int,
+            "correlation": float,
+            "size": int,
+            "train_size": int,
+            "val_per_group": int,
+            "test_per_group": int,
+            "object_min": float,
+            "object_max": float,
+        },
+        scenes.SCENES_VERSION,
+        scenes.SCENES_PERTURB_DEFAULTS,
+        scenes.SCENES_TRAIN_DEFAULTS,
         "the WaterBirds-like testbed: small rounded (landbird) or spiky (waterbird) objects, 16 species a class, on "
         "land or water scenes agreeing with the class in 95% of train; groups 2*y + place; 32x32 RGB, object masks; "
         "start from a scenes-pretrain model (docs/testbed.md)",
@@ -260,7 +289,9 @@ BUILTINS: dict[str, Builtin] = {
     "scenes-pretrain": Builtin(
         scenes.build_scenes_pretrain,
         {"seed": int, "classes": int, "per_class": int, "size": int, "object_min": float, "object_max": float},
-        scenes.SCENES_VERSION, {}, scenes.PRETRAIN_TRAIN_DEFAULTS,
+        scenes.SCENES_VERSION,
+        {},
+        scenes.PRETRAIN_TRAIN_DEFAULTS,
         "spurious-scenes' pretraining source (its ImageNet): 64 other object species on every scene type, no "
         "label-scene correlation",
     ),

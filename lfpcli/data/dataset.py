@@ -41,7 +41,9 @@ class Split:
             raise ValueError("x, y, group and index must have the same length")
         if self.mask is not None:
             if len(self.x.shape) != 4 or tuple(self.mask.shape) != (n, *self.x.shape[2:]):
-                raise ValueError(f"mask must have shape (N, H, W) = {(n, *self.x.shape[2:])}, got {tuple(self.mask.shape)}")
+                raise ValueError(
+                    f"mask must have shape (N, H, W) = {(n, *self.x.shape[2:])}, got {tuple(self.mask.shape)}"
+                )
             if isinstance(self.mask, torch.Tensor) and self.mask.dtype != torch.bool:
                 self.mask = self.mask.bool()
 
@@ -74,12 +76,21 @@ class Split:
         """Rows ``idx`` as a split of their own; lazily read inputs stay lazy (nothing is read here)."""
         i = torch.as_tensor(idx, dtype=torch.long)
         x = self.x[i] if self.in_memory else self.x.subset(i)
-        mask = None if self.mask is None else (self.mask[i] if isinstance(self.mask, torch.Tensor) else self.mask.subset(i))
+        mask = (
+            None
+            if self.mask is None
+            else (self.mask[i] if isinstance(self.mask, torch.Tensor) else self.mask.subset(i))
+        )
         return Split(x, self.y[i], self.group[i], self.index[i], mask)
 
     def batches(
-        self, batch_size: int, *, shuffle: bool = False, generator: torch.Generator | None = None,
-        workers: int | None = None, order: torch.Tensor | None = None,
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        workers: int | None = None,
+        order: torch.Tensor | None = None,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Yield ``(x, y, group, index)`` batches; ``shuffle`` draws the order from ``generator``; ``order`` (M,)
         gives it instead (row numbers, repeats allowed: a resampled epoch).

@@ -46,8 +46,10 @@ from lfpcli.progress import Progress, no_progress
 
 WATERBIRDS_URL = "https://nlp.stanford.edu/data/dro/waterbird_complete95_forest2water2.tar.gz"
 WILDS_WATERBIRDS_URL = "https://worksheets.codalab.org/rest/bundles/0x505056d5cdea4e4eaa0e242cbfe2daa4/contents/blob/"
-SPUCO_URLS = {"spuco_dogs": "https://ucla.box.com/shared/static/u3dkllvq7a2py4x443pqul295wwd549e",
-              "spuco_birds": "https://ucla.box.com/shared/static/zrsx09ik7lqad1e389w06f1c4nbajo9z"}
+SPUCO_URLS = {
+    "spuco_dogs": "https://ucla.box.com/shared/static/u3dkllvq7a2py4x443pqul295wwd549e",
+    "spuco_birds": "https://ucla.box.com/shared/static/zrsx09ik7lqad1e389w06f1c4nbajo9z",
+}
 CIFAR_BINARY_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
 
 
@@ -99,29 +101,61 @@ def sources() -> dict[str, dict[str, Source]]:
     """dataset spec name -> {source name: Source}; the first source is the default."""
     from torchvision.datasets import CIFAR10
 
-    wb = Part("waterbird_complete95_forest2water2", (Archive("waterbird_complete95_forest2water2.tar.gz", (WATERBIRDS_URL,)),),
-              "waterbirds", "metadata.csv")
-    wilds = Part("waterbirds_v1.0", (Archive("waterbirds_v1.0.tar.gz", (WILDS_WATERBIRDS_URL,)),), "waterbirds", "metadata.csv")
+    wb = Part(
+        "waterbird_complete95_forest2water2",
+        (Archive("waterbird_complete95_forest2water2.tar.gz", (WATERBIRDS_URL,)),),
+        "waterbirds",
+        "metadata.csv",
+    )
+    wilds = Part(
+        "waterbirds_v1.0", (Archive("waterbirds_v1.0.tar.gz", (WILDS_WATERBIRDS_URL,)),), "waterbirds", "metadata.csv"
+    )
     spuco = {s: Part(s, (Archive(f"{s}.tar.gz", (u,)),), s.replace("_", "-"), "train") for s, u in SPUCO_URLS.items()}
     spuco_home = "the spuco package (BigML-CS-UCLA/SpuCo)"
     return {
         "waterbirds": {
-            "group_DRO": Source("WaterBirds, group_DRO's release (the paper's)", "https://nlp.stanford.edu/data/dro/", (wb,)),
-            "wilds": Source("WaterBirds, WILDS' copy (waterbirds_v1.0)", "https://wilds.stanford.edu/downloads", (wilds,)),
+            "group_DRO": Source(
+                "WaterBirds, group_DRO's release (the paper's)", "https://nlp.stanford.edu/data/dro/", (wb,)
+            ),
+            "wilds": Source(
+                "WaterBirds, WILDS' copy (waterbirds_v1.0)", "https://wilds.stanford.edu/downloads", (wilds,)
+            ),
         },
         "spuco-dogs": {"spuco": Source("SpuCo dogs", spuco_home, (spuco["spuco_dogs"],))},
         "spuco-birds": {"spuco": Source("SpuCo birds", spuco_home, (spuco["spuco_birds"],))},
-        "spuco-animals": {"spuco": Source("SpuCo animals (birds and dogs)", spuco_home,
-                                          (spuco["spuco_birds"], spuco["spuco_dogs"]))},
-        "mnist": {"torchvision": Source("MNIST (torchvision's files)", "torchvision.datasets.MNIST", (_torchvision_idx("MNIST", "MNIST"),))},
-        "fmnist": {"torchvision": Source("Fashion-MNIST (torchvision's files)", "torchvision.datasets.FashionMNIST",
-                                         (_torchvision_idx("FashionMNIST", "FashionMNIST"),))},
+        "spuco-animals": {
+            "spuco": Source("SpuCo animals (birds and dogs)", spuco_home, (spuco["spuco_birds"], spuco["spuco_dogs"]))
+        },
+        "mnist": {
+            "torchvision": Source(
+                "MNIST (torchvision's files)", "torchvision.datasets.MNIST", (_torchvision_idx("MNIST", "MNIST"),)
+            )
+        },
+        "fmnist": {
+            "torchvision": Source(
+                "Fashion-MNIST (torchvision's files)",
+                "torchvision.datasets.FashionMNIST",
+                (_torchvision_idx("FashionMNIST", "FashionMNIST"),),
+            )
+        },
         "cifar10": {
-            "python": Source("CIFAR-10, python version (torchvision's file)", "torchvision.datasets.CIFAR10",
-                             (Part(CIFAR10.base_folder, (Archive(CIFAR10.filename, (CIFAR10.url,)),), "cifar10", "data_batch_1"),)),
-            "binary": Source("CIFAR-10, binary version", "https://www.cs.toronto.edu/~kriz/cifar.html",
-                             (Part("cifar-10-batches-bin", (Archive("cifar-10-binary.tar.gz", (CIFAR_BINARY_URL,)),), "cifar10",
-                                   "data_batch_1.bin"),)),
+            "python": Source(
+                "CIFAR-10, python version (torchvision's file)",
+                "torchvision.datasets.CIFAR10",
+                (Part(CIFAR10.base_folder, (Archive(CIFAR10.filename, (CIFAR10.url,)),), "cifar10", "data_batch_1"),),
+            ),
+            "binary": Source(
+                "CIFAR-10, binary version",
+                "https://www.cs.toronto.edu/~kriz/cifar.html",
+                (
+                    Part(
+                        "cifar-10-batches-bin",
+                        (Archive("cifar-10-binary.tar.gz", (CIFAR_BINARY_URL,)),),
+                        "cifar10",
+                        "data_batch_1.bin",
+                    ),
+                ),
+            ),
         },
     }
 
@@ -154,13 +188,17 @@ def downloadable() -> list[str]:
 
 def choose(name: str, source: str | None) -> tuple[str, Source]:
     if name not in downloadable():
-        raise ConfigError(f"--download fetches {', '.join(downloadable())} (NAME:root=DIR); '{name}' is not one of them")
+        raise ConfigError(
+            f"--download fetches {', '.join(downloadable())} (NAME:root=DIR); '{name}' is not one of them"
+        )
     table = sources()[name]
     if source is None:
         key = next(iter(table))
         return key, table[key]
     if source not in table:
-        raise ConfigError(f"--source for {name} is one of {', '.join(table)} (default {next(iter(table))}), got '{source}'")
+        raise ConfigError(
+            f"--source for {name} is one of {', '.join(table)} (default {next(iter(table))}), got '{source}'"
+        )
     return source, table[source]
 
 
@@ -186,13 +224,20 @@ def _reads(check: str, folder: Path, progress: Progress) -> str | None:
 
 def _mismatch(path: Path, expected: str, found: str, mirror: str | None) -> InputError:
     alg = expected.split(":")[0]
-    hint = ("; a mirror's repackaged copy is accepted with --no-verify" if mirror else
-            "; run the same command again to fetch it anew")
-    return InputError(f"{path}: {alg} expected {expected.split(':', 1)[1]}, found {found.split(':', 1)[1]}; "
-                      f"the file was removed{hint}")
+    hint = (
+        "; a mirror's repackaged copy is accepted with --no-verify"
+        if mirror
+        else "; run the same command again to fetch it anew"
+    )
+    return InputError(
+        f"{path}: {alg} expected {expected.split(':', 1)[1]}, found {found.split(':', 1)[1]}; "
+        f"the file was removed{hint}"
+    )
 
 
-def _archive(a: Archive, base: Path, *, mirror: str | None, verify: bool, force: bool, progress: Progress) -> dict[str, Any]:
+def _archive(
+    a: Archive, base: Path, *, mirror: str | None, verify: bool, force: bool, progress: Progress
+) -> dict[str, Any]:
     """Fetch (unless there) and check one archive; returns what was done."""
     path = base / a.key
     urls = (mirror.rstrip("/") + "/" + a.name,) if mirror else a.urls
@@ -200,8 +245,12 @@ def _archive(a: Archive, base: Path, *, mirror: str | None, verify: bool, force:
         path.unlink(missing_ok=True)
     url, restarts = (None, 0)
     if not path.is_file():
-        url, restarts = fetch(urls, path, progress=progress,
-                              by_hand="" if mirror else ", or give --mirror URL to fetch it from URL/" + a.name)
+        url, restarts = fetch(
+            urls,
+            path,
+            progress=progress,
+            by_hand="" if mirror else ", or give --mirror URL to fetch it from URL/" + a.name,
+        )
     expected = checksums().get(a.key)
     progress(f"checking {a.name}", 0, 1, unit="file")
     found = checksum(path, expected.split(":")[0] if expected else "sha256")
@@ -215,8 +264,13 @@ def _archive(a: Archive, base: Path, *, mirror: str | None, verify: bool, force:
         raise _mismatch(path, expected, found, mirror)
     else:
         status = "differs (accepted: --no-verify)"
-    return {"file": str(path), "url": url, "bytes": path.stat().st_size, "restarts": restarts,
-            "checksum": {"published": expected, "found": found, "status": status}}
+    return {
+        "file": str(path),
+        "url": url,
+        "bytes": path.stat().st_size,
+        "restarts": restarts,
+        "checksum": {"published": expected, "found": found, "status": status},
+    }
 
 
 def _skipped(name: str) -> bool:
@@ -283,8 +337,9 @@ def _install(part: Part, base: Path, progress: Progress) -> list[str]:
             content = _content(tmp, part)
         reason = _reads(part.check, content, progress)
         if reason is not None:
-            raise InputError(f"what {', '.join(a.name for a in part.archives)} unpacked is not the layout lfp reads "
-                             f"({reason})")
+            raise InputError(
+                f"what {', '.join(a.name for a in part.archives)} unpacked is not the layout lfp reads ({reason})"
+            )
         if part.unpack == "gunzip":
             for f in sorted(content.iterdir()):
                 os.replace(f, target / f.name)  # each file whole; its .gz beside it already was
@@ -314,12 +369,22 @@ def _blocking(part: Part, base: Path) -> Path | None:
     target = base / part.target
     if part.unpack == "tar":
         return target if target.exists() else None
-    return next((target / a.name.removesuffix(".gz") for a in part.archives
-                 if (target / a.name.removesuffix(".gz")).exists()), None)
+    return next(
+        (target / a.name.removesuffix(".gz") for a in part.archives if (target / a.name.removesuffix(".gz")).exists()),
+        None,
+    )
 
 
-def download(name: str, root: str | Path, *, source: str | None = None, mirror: str | None = None, verify: bool = True,
-             force: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
+def download(
+    name: str,
+    root: str | Path,
+    *,
+    source: str | None = None,
+    mirror: str | None = None,
+    verify: bool = True,
+    force: bool = False,
+    progress: Progress = no_progress,
+) -> dict[str, Any]:
     """Fetch dataset ``name`` (a data spec name) into ``root`` in the layout its loader reads; see the module
     docstring. Returns what was done: per part its folder, ``status`` (``present`` or ``installed``) and per
     archive the address used, bytes, restarts and the checksum (published, found, status)."""
@@ -328,8 +393,15 @@ def download(name: str, root: str | Path, *, source: str | None = None, mirror: 
         raise InputError("unpacking needs Python >= 3.10.12 (tarfile's data filter, which refuses unsafe members)")
     root = Path(root).expanduser().resolve()
     base = base_folder(root, src)
-    result = {"dataset": name, "source": key, "title": src.title, "home": src.home, "base": str(base), "mirror": mirror,
-              "verify": verify}
+    result = {
+        "dataset": name,
+        "source": key,
+        "title": src.title,
+        "home": src.home,
+        "base": str(base),
+        "mirror": mirror,
+        "verify": verify,
+    }
     if source is None and not force and root.is_dir() and _reads(name, root, progress) is None:
         # the spec already reads a copy (another release, or the user's own): nothing to fetch
         return {**result, "parts": [{"folder": str(root), "status": "present", "archives": [], "removed": []}]}
@@ -337,7 +409,9 @@ def download(name: str, root: str | Path, *, source: str | None = None, mirror: 
         return {**result, "parts": _parts(src, base, mirror=mirror, verify=verify, force=force, progress=progress)}
 
 
-def _parts(src: Source, base: Path, *, mirror: str | None, verify: bool, force: bool, progress: Progress) -> list[dict[str, Any]]:
+def _parts(
+    src: Source, base: Path, *, mirror: str | None, verify: bool, force: bool, progress: Progress
+) -> list[dict[str, Any]]:
     base.mkdir(parents=True, exist_ok=True)
     parts = []
     for part in src.parts:
@@ -348,9 +422,13 @@ def _parts(src: Source, base: Path, *, mirror: str | None, verify: bool, force: 
             continue
         blocking = _blocking(part, base)
         if blocking is not None and not force:
-            raise InputError(f"{blocking} exists but is not a copy lfp reads ({reason}); move it away, or give --force "
-                             f"to fetch the data again and replace it")
-        fetched = [_archive(a, base, mirror=mirror, verify=verify, force=force, progress=progress) for a in part.archives]
+            raise InputError(
+                f"{blocking} exists but is not a copy lfp reads ({reason}); move it away, or give --force "
+                f"to fetch the data again and replace it"
+            )
+        fetched = [
+            _archive(a, base, mirror=mirror, verify=verify, force=force, progress=progress) for a in part.archives
+        ]
         try:
             removed = _install(part, base, progress)
         except InputError:

@@ -257,7 +257,9 @@ class H5Rows(Rows):
             try:
                 f = h5py.File(self.path, "r", rdcc_nbytes=H5_CHUNK_CACHE, rdcc_nslots=10_007)
             except OSError:
-                raise ArtifactError(f"{self.path} can no longer be opened; it was moved or damaged while lfp read it") from None
+                raise ArtifactError(
+                    f"{self.path} can no longer be opened; it was moved or damaged while lfp read it"
+                ) from None
             self._file, self._ds, self._pid = f, f[self.name], os.getpid()
         return self._ds
 
@@ -339,8 +341,9 @@ def _worker_init(_):
     torch.set_num_threads(1)
 
 
-def iter_batches(rows: Rows, batches: Sequence[np.ndarray], workers: int | None = None, *, raw: bool = False
-                 ) -> Iterator[Any]:
+def iter_batches(
+    rows: Rows, batches: Sequence[np.ndarray], workers: int | None = None, *, raw: bool = False
+) -> Iterator[Any]:
     """The rows of each index array in ``batches``, in order, converted (float32 pixels or bool masks; ``raw``:
     the stored numpy values); read by ``workers`` worker processes (default: the source's own setting), at most
     two batches ahead each."""
@@ -352,9 +355,16 @@ def iter_batches(rows: Rows, batches: Sequence[np.ndarray], workers: int | None 
             yield values if raw else rows.convert(values)
             release_free_memory()
         return
-    loader = torch.utils.data.DataLoader(_Batches(rows, list(batches)), batch_size=None, shuffle=False,
-                                         num_workers=workers, collate_fn=_identity, worker_init_fn=_worker_init,
-                                         prefetch_factor=2, persistent_workers=False)
+    loader = torch.utils.data.DataLoader(
+        _Batches(rows, list(batches)),
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_identity,
+        worker_init_fn=_worker_init,
+        prefetch_factor=2,
+        persistent_workers=False,
+    )
     for values in loader:
         if isinstance(values, _Failure):
             values.raise_()
@@ -370,5 +380,16 @@ def batch_positions(n: int, batch_size: int, order: torch.Tensor | None = None) 
     return [o[s : s + batch_size] for s in range(0, n, batch_size)]
 
 
-__all__ = ["ArrayRows", "H5MaskRows", "H5Rows", "Rows", "View", "as_index", "batch_positions", "coalesce", "default_workers",
-           "iter_batches", "release_free_memory"]
+__all__ = [
+    "ArrayRows",
+    "H5MaskRows",
+    "H5Rows",
+    "Rows",
+    "View",
+    "as_index",
+    "batch_positions",
+    "coalesce",
+    "default_workers",
+    "iter_batches",
+    "release_free_memory",
+]

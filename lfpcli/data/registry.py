@@ -36,19 +36,35 @@ def catalogue() -> list[dict[str, Any]]:
     for name in list_datasets():
         entry = BUILTINS[name]
         defaults = entry.full_params({})
-        out.append({"name": name, "source": "built-in", "description": entry.summary,
-                    "params": {k: {"type": t.__name__, "default": defaults.get(k)} for k, t in entry.param_types.items()},
-                    "train_defaults": entry.train_defaults, "perturb_defaults": entry.perturb_defaults,
-                    "example": name})
+        out.append(
+            {
+                "name": name,
+                "source": "built-in",
+                "description": entry.summary,
+                "params": {k: {"type": t.__name__, "default": defaults.get(k)} for k, t in entry.param_types.items()},
+                "train_defaults": entry.train_defaults,
+                "perturb_defaults": entry.perturb_defaults,
+                "example": name,
+            }
+        )
     for name, entry in REAL.items():
         sig = inspect.signature(entry.builder).parameters
         params = {}
         for k, t in entry.param_types.items():
             d = sig[k].default if k in sig else None
-            params[k] = {"type": t.__name__, "default": "required" if k == entry.required else
-                         (None if d is inspect.Parameter.empty else d)}
-        out.append({"name": name, "source": "your disk", "description": entry.summary, "params": params,
-                    "example": f"{name}:{entry.required}={'FILE.csv' if entry.required == 'csv' else 'DIR'}"})
+            params[k] = {
+                "type": t.__name__,
+                "default": "required" if k == entry.required else (None if d is inspect.Parameter.empty else d),
+            }
+        out.append(
+            {
+                "name": name,
+                "source": "your disk",
+                "description": entry.summary,
+                "params": params,
+                "example": f"{name}:{entry.required}={'FILE.csv' if entry.required == 'csv' else 'DIR'}",
+            }
+        )
     return out
 
 
@@ -62,7 +78,9 @@ def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
         return text
     text = str(text).strip()
     if not text:
-        raise ConfigError("empty data spec; give a built-in name (" + ", ".join(list_datasets()) + ") or an lfp .h5 file")
+        raise ConfigError(
+            "empty data spec; give a built-in name (" + ", ".join(list_datasets()) + ") or an lfp .h5 file"
+        )
     name, _, rest = text.partition(":")
     if name in BUILTINS:
         return {"type": "builtin", "name": name, "params": _key_values(text, name, rest, BUILTINS[name].param_types)}
@@ -71,8 +89,10 @@ def parse_spec(text: str | dict[str, Any]) -> dict[str, Any]:
     p = Path(text)
     if p.suffix.lower() in (".h5", ".hdf5") or p.exists():
         if p.is_dir():
-            raise InputError(f"{p} is a folder, not an lfp .h5 data file; for a dataset on your disk name it, e.g. "
-                             f"waterbirds:root={text} (also {', '.join(n for n in REAL if n not in ('waterbirds', 'folder'))})")
+            raise InputError(
+                f"{p} is a folder, not an lfp .h5 data file; for a dataset on your disk name it, e.g. "
+                f"waterbirds:root={text} (also {', '.join(n for n in REAL if n not in ('waterbirds', 'folder'))})"
+            )
         if not p.is_file():
             raise InputError(f"data file {p} does not exist")
         return {"type": "file", "path": str(p)}
@@ -113,17 +133,22 @@ def _parse_real(text: str, name: str, rest: str) -> dict[str, Any]:
     return {"type": "real", "name": name, "params": params}
 
 
-
-
 def spec_label(spec: dict[str, Any]) -> str:
     """Short human name of a data spec."""
     if spec.get("type") == "file":
         return str(spec.get("path"))
     params = spec.get("params") or {}
     if spec.get("type") == "real":  # the root (or csv) and what differs from the defaults; derived values left out
-        shown = {k: v for k, v in params.items() if k in ("root", "csv") or (k == "size" and v != 224)
-                 or (k == "order" and v != "spuco") or (k in ("val", "num_classes") and v) or (k == "mode" and v != "RGB")
-                 or (k == "classes" and v)}
+        shown = {
+            k: v
+            for k, v in params.items()
+            if k in ("root", "csv")
+            or (k == "size" and v != 224)
+            or (k == "order" and v != "spuco")
+            or (k in ("val", "num_classes") and v)
+            or (k == "mode" and v != "RGB")
+            or (k == "classes" and v)
+        }
         return spec.get("name", "?") + ":" + ",".join(f"{k}={v}" for k, v in shown.items())
     entry = BUILTINS.get(spec.get("name", ""))
     defaults = entry.full_params({}) if entry is not None else {}
@@ -146,7 +171,9 @@ def data_key(spec: Any) -> str:
             params = entry.full_params({k: v for k, v in params.items() if k in entry.param_types})
     except (TypeError, ValueError, AttributeError):  # an odd record still compares by what it records
         params = spec.get("params") or {}
-    return f"{spec.get('name')}:" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + f"@v{spec.get('version', '?')}"
+    return (
+        f"{spec.get('name')}:" + ",".join(f"{k}={params[k]}" for k in sorted(params)) + f"@v{spec.get('version', '?')}"
+    )
 
 
 def cache_dir() -> Path:
@@ -163,7 +190,11 @@ def builtin_params(spec: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
     if name not in BUILTINS:
         raise ConfigError(f"unknown dataset '{name}'; choose one of {_all_names()}")
     entry = BUILTINS[name]
-    return name, entry, entry.full_params({k: v for k, v in (spec.get("params") or {}).items() if k in entry.param_types})
+    return (
+        name,
+        entry,
+        entry.full_params({k: v for k, v in (spec.get("params") or {}).items() if k in entry.param_types}),
+    )
 
 
 def build(spec: str | dict[str, Any], *, progress: Progress = no_progress) -> Dataset:

@@ -68,8 +68,14 @@ MASK_ALPHA = 0.5
 # Perturbation and training settings used when the user gives none (recorded in every artifact). Fixed with the
 # generator, before any perturbation method ran on this data (docs/testbed.md).
 SCENES_PERTURB_DEFAULTS = {"pgd-l2": {"eps": 2.0, "steps": 30}, "pgd-linf": {"eps": 0.1, "steps": 30}}
-SCENES_TRAIN_DEFAULTS = {"epochs": 10, "optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4,
-                         "batch_size": 64}
+SCENES_TRAIN_DEFAULTS = {
+    "epochs": 10,
+    "optimizer": "sgd",
+    "lr": 1e-2,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "batch_size": 64,
+}
 PRETRAIN_TRAIN_DEFAULTS = {"epochs": 20, "optimizer": "adam", "lr": 1e-3, "batch_size": 128, "schedule": "cosine"}
 
 
@@ -94,7 +100,9 @@ def species_catalogue(kind: str, n: int, lobes: tuple[int, ...]) -> dict[str, np
         k = np.resize(np.array(lobes), n)[rng.permutation(n)]
     a1 = rng.uniform(0.28, 0.42, n) if spiky else rng.uniform(0.10, 0.25, n)
     if kind == "source":  # the source spans both families and between
-        a1 = np.where(k >= 5, rng.uniform(0.28, 0.42, n), np.where(k == 4, rng.uniform(0.15, 0.35, n), rng.uniform(0.10, 0.25, n)))
+        a1 = np.where(
+            k >= 5, rng.uniform(0.28, 0.42, n), np.where(k == 4, rng.uniform(0.15, 0.35, n), rng.uniform(0.10, 0.25, n))
+        )
     return {
         "k": k.astype(np.float32),
         "a1": a1.astype(np.float32),
@@ -172,7 +180,10 @@ def render_scenes(scene: np.ndarray, size: int, rng: np.random.Generator) -> np.
         if name == "forest":  # dark green canopy with brown trunks, lighter blotches
             trunks = (np.sin(2 * math.pi * (3 + 4 * ft) * (xx + 0.15 * ti * yy) + ph) > 0.55).astype(np.float32)
             img = _mix((0.12, 0.30, 0.10), (0.25, 0.48, 0.18), co)
-            img = img * (1 - trunks[:, None]) + np.array((0.36, 0.25, 0.14), np.float32)[None, :, None, None] * trunks[:, None]
+            img = (
+                img * (1 - trunks[:, None])
+                + np.array((0.36, 0.25, 0.14), np.float32)[None, :, None, None] * trunks[:, None]
+            )
         elif name == "field":  # yellow-green grass, blotchy
             img = _mix((0.40, 0.50, 0.16), (0.66, 0.64, 0.28), 0.6 * co + 0.4 * me)
         elif name == "bamboo":  # light green stalks on darker green
@@ -180,7 +191,7 @@ def render_scenes(scene: np.ndarray, size: int, rng: np.random.Generator) -> np.
             img = _mix((0.20, 0.40, 0.15), (0.50, 0.70, 0.30), 0.7 * stalks + 0.3 * me)
         elif name == "ocean":  # deep blue with light wave crests
             waves = 0.5 + 0.5 * np.sin(2 * math.pi * (3 + 5 * ft) * (yy + ti * xx) + ph)
-            img = _mix((0.06, 0.20, 0.50), (0.35, 0.60, 0.85), 0.75 * waves ** 2 + 0.25 * me)
+            img = _mix((0.06, 0.20, 0.50), (0.35, 0.60, 0.85), 0.75 * waves**2 + 0.25 * me)
         elif name == "lake":  # light sky reflection fading into darker water, faint ripples
             ripple = 0.5 + 0.5 * np.sin(2 * math.pi * (10 + 6 * ft) * (yy + 0.2 * ti * xx) + ph)
             img = _mix((0.18, 0.38, 0.62), (0.55, 0.72, 0.88), np.clip(1 - yy + 0.15 * ripple - 0.1, 0, 1))
@@ -191,8 +202,9 @@ def render_scenes(scene: np.ndarray, size: int, rng: np.random.Generator) -> np.
     return out
 
 
-def render_objects(sp: dict[str, np.ndarray], who: np.ndarray, size: int, area: tuple[float, float],
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render_objects(
+    sp: dict[str, np.ndarray], who: np.ndarray, size: int, area: tuple[float, float], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Objects of species ``who`` (n,) indices into ``sp``: returns their colour (n, 3, S, S) and opacity (n, S, S).
 
     Per image: rotation uniform in [0, 2 pi), area fraction uniform in ``area``, centre uniform with the object
@@ -205,7 +217,7 @@ def render_objects(sp: dict[str, np.ndarray], who: np.ndarray, size: int, area: 
     theta = rng.uniform(0, 2 * math.pi, n).astype(np.float32)
     frac = rng.uniform(area[0], area[1], n).astype(np.float32)
     # area of r(phi)^2/2 over phi is pi * (1 + (a1^2 + a2^2)/2) * s^2; the aspect stretch keeps the area
-    s = np.sqrt(frac * size * size / (math.pi * (1 + (a1 ** 2 + a2 ** 2) / 2))).astype(np.float32)
+    s = np.sqrt(frac * size * size / (math.pi * (1 + (a1**2 + a2**2) / 2))).astype(np.float32)
     reach = s * (1 + a1 + a2) * np.sqrt(aspect)
     lo = np.minimum(reach, size / 2)
     cx = (lo + rng.uniform(0, 1, n) * (size - 2 * lo)).astype(np.float32)
@@ -243,8 +255,18 @@ def render_objects(sp: dict[str, np.ndarray], who: np.ndarray, size: int, area: 
     return colour, alpha
 
 
-def _render(sp: dict[str, np.ndarray], who: np.ndarray, scene: np.ndarray, size: int, area: tuple[float, float],
-            seeds: list[int], progress: Progress, stage: str, done: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _render(
+    sp: dict[str, np.ndarray],
+    who: np.ndarray,
+    scene: np.ndarray,
+    size: int,
+    area: tuple[float, float],
+    seeds: list[int],
+    progress: Progress,
+    stage: str,
+    done: int,
+    total: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Composite objects over scenes chunk by chunk: (n, 3, S, S) float32 in [0, 1] and masks (n, S, S) bool."""
     n = len(who)
     x = np.empty((n, 3, size, size), np.float32)
@@ -270,8 +292,10 @@ def _check_common(name: str, size: int, object_min: float, object_max: float) ->
     if not 32 <= size <= 256:
         raise ConfigError(f"{name} size must be in [32, 256], got {size}")
     if not 0.01 <= object_min <= object_max <= 0.5:
-        raise ConfigError(f"{name} needs 0.01 <= object_min <= object_max <= 0.5 (fractions of the image area), "
-                          f"got {object_min} and {object_max}")
+        raise ConfigError(
+            f"{name} needs 0.01 <= object_min <= object_max <= 0.5 (fractions of the image area), "
+            f"got {object_min} and {object_max}"
+        )
     return object_min, object_max
 
 
@@ -311,20 +335,39 @@ def build_spurious_scenes(
         yt = torch.from_numpy(y)
         splits[name] = Split(x, yt, torch.from_numpy(2 * y + place), torch.arange(len(y)), mask)
     mean, std = channel_stats(splits["train"].x)
-    params = {"seed": seed, "correlation": correlation, "size": size, "train_size": train_size,
-              "val_per_group": val_per_group, "test_per_group": test_per_group, "object_min": object_min,
-              "object_max": object_max}
+    params = {
+        "seed": seed,
+        "correlation": correlation,
+        "size": size,
+        "train_size": train_size,
+        "val_per_group": val_per_group,
+        "test_per_group": test_per_group,
+        "object_min": object_min,
+        "object_max": object_max,
+    }
     return Dataset(
         spec={"type": "builtin", "name": "spurious-scenes", "version": SCENES_VERSION, "params": params},
-        splits=splits, num_classes=2, class_names=list(CLASS_NAMES), group_names=list(GROUP_NAMES),
-        input_shape=(3, size, size), mean=mean, std=std,
-        description=(f"WaterBirds-like testbed: small rounded (landbird) or spiky (waterbird) objects, 16 species a "
-                     f"class, on land or water scenes; the place agrees with the class in {correlation:.0%} of train "
-                     f"images, independent in val/test; groups 2*y + place. Start from scenes-pretrain (docs/testbed.md)"),
-        perturb_defaults=SCENES_PERTURB_DEFAULTS, train_defaults=SCENES_TRAIN_DEFAULTS,
-        details={"species_per_class": TARGET_SPECIES, "lobes": [list(v) for v in TARGET_LOBES],
-                 "scene_types": {"land": list(SCENE_TYPES[:3]), "water": list(SCENE_TYPES[3:])},
-                 "mask": f"object opacity above {MASK_ALPHA}", "generator_version": SCENES_VERSION},
+        splits=splits,
+        num_classes=2,
+        class_names=list(CLASS_NAMES),
+        group_names=list(GROUP_NAMES),
+        input_shape=(3, size, size),
+        mean=mean,
+        std=std,
+        description=(
+            f"WaterBirds-like testbed: small rounded (landbird) or spiky (waterbird) objects, 16 species a "
+            f"class, on land or water scenes; the place agrees with the class in {correlation:.0%} of train "
+            f"images, independent in val/test; groups 2*y + place. Start from scenes-pretrain (docs/testbed.md)"
+        ),
+        perturb_defaults=SCENES_PERTURB_DEFAULTS,
+        train_defaults=SCENES_TRAIN_DEFAULTS,
+        details={
+            "species_per_class": TARGET_SPECIES,
+            "lobes": [list(v) for v in TARGET_LOBES],
+            "scene_types": {"land": list(SCENE_TYPES[:3]), "water": list(SCENE_TYPES[3:])},
+            "mask": f"object opacity above {MASK_ALPHA}",
+            "generator_version": SCENES_VERSION,
+        },
     )
 
 
@@ -333,8 +376,9 @@ def render_seeds(seed: int, split: int) -> list[int]:
     return [seed, split, 15485863]
 
 
-def split_plan(seed: int, split: int, name: str, train_size: int, per_group: int | None, correlation: float
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def split_plan(
+    seed: int, split: int, name: str, train_size: int, per_group: int | None, correlation: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """What split number ``split`` (0 train, 1 val, 2 test) holds, image by image: label, place, species (an index
     into both classes' catalogues, class 0's first) and scene type."""
     rng = np.random.default_rng([seed, split, 104729])
@@ -344,8 +388,9 @@ def split_plan(seed: int, split: int, name: str, train_size: int, per_group: int
     return y, place, who, scene
 
 
-def _labels_and_places(split: str, train_size: int, per_group: int | None, correlation: float,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _labels_and_places(
+    split: str, train_size: int, per_group: int | None, correlation: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels and places in a shuffled order. Train: half a class each, exactly ``round((1 - correlation) * n_y)``
     of class y on place ``1 - y`` (the rest on place y); val/test: ``per_group`` of every (y, place)."""
     if split == "train":
@@ -393,14 +438,26 @@ def build_scenes_pretrain(
         yt = torch.from_numpy(y)
         splits[name] = Split(x, yt, torch.full_like(yt, -1), torch.arange(len(y)), mask)
     mean, std = channel_stats(splits["train"].x)
-    params = {"seed": seed, "classes": classes, "per_class": per_class, "size": size, "object_min": object_min,
-              "object_max": object_max}
+    params = {
+        "seed": seed,
+        "classes": classes,
+        "per_class": per_class,
+        "size": size,
+        "object_min": object_min,
+        "object_max": object_max,
+    }
     return Dataset(
         spec={"type": "builtin", "name": "scenes-pretrain", "version": SCENES_VERSION, "params": params},
-        splits=splits, num_classes=classes, class_names=[f"species-{i:03d}" for i in range(classes)],
-        input_shape=(3, size, size), mean=mean, std=std,
-        description=(f"pretraining source for spurious-scenes (its ImageNet): {classes} object species (1-8 lobes, none "
-                     f"of the testbed's), each on every land and water scene type, no label-scene correlation"),
+        splits=splits,
+        num_classes=classes,
+        class_names=[f"species-{i:03d}" for i in range(classes)],
+        input_shape=(3, size, size),
+        mean=mean,
+        std=std,
+        description=(
+            f"pretraining source for spurious-scenes (its ImageNet): {classes} object species (1-8 lobes, none "
+            f"of the testbed's), each on every land and water scene type, no label-scene correlation"
+        ),
         train_defaults=PRETRAIN_TRAIN_DEFAULTS,
         details={"lobes": list(SOURCE_LOBES), "scene_types": list(SCENE_TYPES), "generator_version": SCENES_VERSION},
     )

@@ -77,8 +77,19 @@ def fit_params(kind: str) -> list[str]:
     return [n for n, p in sig.parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n not in _RUN_SETTINGS]
 
 
-def fit_density(kind: str, x: Tensor, y: Tensor, num_classes: int, *, seed: int = 0, device: Any = None,
-                progress: Any = None, store: Any = None, drawn_from: Any = None, **params: Any) -> ClassDensity:
+def fit_density(
+    kind: str,
+    x: Tensor,
+    y: Tensor,
+    num_classes: int,
+    *,
+    seed: int = 0,
+    device: Any = None,
+    progress: Any = None,
+    store: Any = None,
+    drawn_from: Any = None,
+    **params: Any,
+) -> ClassDensity:
     """Fit a ``kind`` density on ``x`` ``(N, ...)`` with labels ``y`` ``(N,)``; ``params`` are the estimator's
     hyper-parameters (unknown names raise ConfigError rather than TypeError). ``device`` and ``progress`` reach
     the estimators whose fit takes them (the VAEs train on ``device`` and report epochs); the others ignore them.
@@ -91,8 +102,11 @@ def fit_density(kind: str, x: Tensor, y: Tensor, num_classes: int, *, seed: int 
         raise ConfigError(f"{kind}: unknown parameter(s) {', '.join(unknown)}; accepted: {', '.join(allowed)}")
     cls = get_density_class(kind)
     takes = inspect.signature(cls.fit).parameters
-    run = {k: v for k, v in (("device", device), ("progress", progress), ("store", store), ("drawn_from", drawn_from))
-           if v is not None and k in takes}
+    run = {
+        k: v
+        for k, v in (("device", device), ("progress", progress), ("store", store), ("drawn_from", drawn_from))
+        if v is not None and k in takes
+    }
     if drawn_from is not None and "drawn_from" not in takes:
         raise ConfigError(f"{kind}: cannot be fitted on a presampled subset (drawn_from)")
     return cls.fit(x, y, num_classes, seed=seed, **run, **params)

@@ -54,11 +54,15 @@ class ClassDensity(nn.Module, ABC):
     def fit(cls: type[DensityT], x: Tensor, y: Tensor, num_classes: int, *, seed: int = 0, **params: Any) -> DensityT:
         """Fit one density per class on ``x`` ``(N, ...)`` with labels ``y`` ``(N,)`` in ``[0, num_classes)``."""
 
-    def _init_packed_points(self, points: Tensor, offsets: Tensor, chunk_size: int, fit_info: dict[str, Any] | None) -> None:
+    def _init_packed_points(
+        self, points: Tensor, offsets: Tensor, chunk_size: int, fit_info: dict[str, Any] | None
+    ) -> None:
         """Constructor part shared by estimators that keep reference points packed by class (kde, knn):
         ``points`` (M, D) sorted by class, class ``k`` owning rows ``offsets[k]:offsets[k+1]``."""
         if points.ndim != 2 or not points.dtype.is_floating_point:
-            raise ConfigError(f"{self.kind}: points must be a (M, D) float tensor, got {tuple(points.shape)} {points.dtype}")
+            raise ConfigError(
+                f"{self.kind}: points must be a (M, D) float tensor, got {tuple(points.shape)} {points.dtype}"
+            )
         num_classes = int(offsets.numel()) - 1
         ClassDensity.__init__(self, num_classes, int(points.shape[1]))
         self._offsets = check_offsets(offsets, num_classes, int(points.shape[0]))

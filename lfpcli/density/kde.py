@@ -175,8 +175,11 @@ class GaussianKDE(ClassDensity):
             # points masked out with -inf; the Python loop per class is gone, the arithmetic is the same
             pad, slots, _ = self._padded(x, t)
             ref, valid, n_ref = self._padded_points(points)
-            d2 = (pad.pow(2).sum(-1, keepdim=True) - 2.0 * torch.bmm(pad, ref.transpose(1, 2))
-                  + ref.pow(2).sum(-1).unsqueeze(1)).clamp_min(0.0)
+            d2 = (
+                pad.pow(2).sum(-1, keepdim=True)
+                - 2.0 * torch.bmm(pad, ref.transpose(1, 2))
+                + ref.pow(2).sum(-1).unsqueeze(1)
+            ).clamp_min(0.0)
             scale = (-0.5 / (bandwidth * bandwidth)).view(-1, 1, 1)
             lse = torch.logsumexp((d2 * scale).masked_fill(~valid.unsqueeze(1), -math.inf), dim=2).flatten()[slots]
             return lse - (n_ref.log() + 0.5 * dim * (LOG_2PI + 2.0 * torch.log(bandwidth)))[t]

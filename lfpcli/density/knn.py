@@ -92,7 +92,10 @@ class KNNGravity(ClassDensity):
         check_positive_int("knn", "chunk_size", chunk_size)
         counts = torch.bincount(ys, minlength=num_classes).tolist()
         if drawn_from is not None:  # the caller read only each class's subsample (see GaussianKDE.fit)
-            keep = [presampled(counts[c], int(drawn_from[c]), max_points, class_generator(seed, c)) for c in range(num_classes)]
+            keep = [
+                presampled(counts[c], int(drawn_from[c]), max_points, class_generator(seed, c))
+                for c in range(num_classes)
+            ]
         else:
             keep = [subsample(counts[c], max_points, class_generator(seed, c)) for c in range(num_classes)]
         points, offsets = pack_by_class(xs, ys, keep)

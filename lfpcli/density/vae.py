@@ -248,7 +248,17 @@ class PerClassVAE(ClassDensity):
             else:
                 members = (ys == k).nonzero().flatten()
                 loss, recon = _train_one(
-                    vae, x, members, gen, epochs, float(lr), batch_size, float(kl_weight), dev, progress, f"vae class {k}"
+                    vae,
+                    x,
+                    members,
+                    gen,
+                    epochs,
+                    float(lr),
+                    batch_size,
+                    float(kl_weight),
+                    dev,
+                    progress,
+                    f"vae class {k}",
                 )
                 if store is not None:
                     store.save(unit, {"state": vae.state_dict(), "loss": loss, "recon": recon})

@@ -25,8 +25,14 @@ from lfpcli.progress import Progress, no_progress
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, split: Split, device: torch.device, batch_size: int = 256,
-            progress: Progress = no_progress, stage: str = "predicting") -> torch.Tensor:
+def predict(
+    model: torch.nn.Module,
+    split: Split,
+    device: torch.device,
+    batch_size: int = 256,
+    progress: Progress = no_progress,
+    stage: str = "predicting",
+) -> torch.Tensor:
     """Predicted classes (N,) on the CPU, computed batch by batch in eval mode (mode restored after);
     ``progress(stage, samples_done, N)`` after each batch."""
     was_training = model.training
@@ -71,7 +77,8 @@ def split_metrics(
     acc = hits / counts.clamp_min(1)
     present = counts > 0
     res["groups"] = {
-        name: {"accuracy": float(acc[i]) if present[i] else None, "n": int(counts[i])} for i, name in enumerate(group_names)
+        name: {"accuracy": float(acc[i]) if present[i] else None, "n": int(counts[i])}
+        for i, name in enumerate(group_names)
     }
     if present.any():
         res["worst_group_accuracy"] = float(acc[present].min())

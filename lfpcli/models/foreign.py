@@ -29,11 +29,15 @@ from lfpcli.models.registry import arch_defaults, build_model
 NAMED_NORMALIZATIONS = {
     "imagenet": ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
 }
-NORMALIZE_HELP = ("none (pixels in [0, 1] as they are), MEAN,STD (one value each for every channel, e.g. 0.5,0.5), "
-                  "M1,...,MC,S1,...,SC (per channel), imagenet, or data (the data's own channel statistics)")
+NORMALIZE_HELP = (
+    "none (pixels in [0, 1] as they are), MEAN,STD (one value each for every channel, e.g. 0.5,0.5), "
+    "M1,...,MC,S1,...,SC (per channel), imagenet, or data (the data's own channel statistics)"
+)
 
 
-def parse_normalize(text: str, channels: int, data_mean: Sequence[float], data_std: Sequence[float]) -> tuple[list[float], list[float], str]:
+def parse_normalize(
+    text: str, channels: int, data_mean: Sequence[float], data_std: Sequence[float]
+) -> tuple[list[float], list[float], str]:
     """``(mean, std, how)`` for ``--normalize``; ``how`` says it in words for the record."""
     t = str(text).strip().lower()
     if t == "none":
@@ -55,8 +59,10 @@ def parse_normalize(text: str, channels: int, data_mean: Sequence[float], data_s
         mean, std = values[:channels], values[channels:]
     else:
         per = f" or {2 * channels} (one mean and one std per channel, means first)" if channels > 1 else ""
-        raise ConfigError(f"--normalize takes 2 numbers (mean,std){per} for this {channels}-channel data, or none, "
-                          f"imagenet, data; got {len(values)} in '{text}'")
+        raise ConfigError(
+            f"--normalize takes 2 numbers (mean,std){per} for this {channels}-channel data, or none, "
+            f"imagenet, data; got {len(values)} in '{text}'"
+        )
     if not all(math.isfinite(v) for v in values) or min(std) <= 0:
         raise ConfigError(f"--normalize needs finite means and positive standard deviations; got '{text}'")
     return mean, std, f"mean {mean}, std {std}"
@@ -70,8 +76,17 @@ class ForeignModel(PixelModel):
     keeps the train/eval mode it was exported in, so :meth:`train` leaves it alone.
     """
 
-    def __init__(self, module: nn.Module, mean: list[float], std: list[float], *, fmt: str, path: str, split: bool = False,
-                 fixed_batch: int | None = None):
+    def __init__(
+        self,
+        module: nn.Module,
+        mean: list[float],
+        std: list[float],
+        *,
+        fmt: str,
+        path: str,
+        split: bool = False,
+        fixed_batch: int | None = None,
+    ):
         super().__init__(module, mean, std)
         self.fmt, self.path, self.split, self.fixed_batch = fmt, path, split, fixed_batch
 
@@ -98,10 +113,12 @@ class ForeignModel(PixelModel):
         return self._run(self.net, self.normalize(x))
 
     def _no_split(self) -> InputError:
-        return InputError(f"{self.path} is a foreign {'TorchScript model' if self.fmt == 'torchscript' else 'torch.export program'} "
-                          f"without features/head parts, so feature-space densities (feature-kde, feature-gmm, feature-knn) "
-                          f"and the model's features are not available: use a pixel-space density (--density kde, gmm, knn, "
-                          f"vae or none), or give the model as a state dict with --arch")
+        return InputError(
+            f"{self.path} is a foreign {'TorchScript model' if self.fmt == 'torchscript' else 'torch.export program'} "
+            f"without features/head parts, so feature-space densities (feature-kde, feature-gmm, feature-knn) "
+            f"and the model's features are not available: use a pixel-space density (--density kde, gmm, knn, "
+            f"vae or none), or give the model as a state dict with --arch"
+        )
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if not self.split:
@@ -139,7 +156,7 @@ def _variants(sd: dict[str, torch.Tensor], arch: str) -> list[tuple[str, dict[st
     for _ in range(3):
         for pre in _PREFIXES:
             if cur and all(k.startswith(pre) or k in ("mean", "std") for k in cur):
-                cur = {k[len(pre):]: v for k, v in cur.items() if k.startswith(pre)}
+                cur = {k[len(pre) :]: v for k, v in cur.items() if k.startswith(pre)}
                 stripped.append(pre)
                 out.append((f"without the prefix {''.join(stripped)}", cur))
                 break
@@ -157,8 +174,11 @@ def _problems(cand: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> t
     nbt = "num_batches_tracked"
     missing = sorted(k for k in want if k not in cand and not k.endswith(nbt))
     unexpected = sorted(k for k in cand if k not in want and not k.endswith(nbt))
-    shapes = sorted(f"{k}: file {list(cand[k].shape)}, arch {list(want[k].shape)}" for k in want
-                    if k in cand and tuple(cand[k].shape) != tuple(want[k].shape))
+    shapes = sorted(
+        f"{k}: file {list(cand[k].shape)}, arch {list(want[k].shape)}"
+        for k in want
+        if k in cand and tuple(cand[k].shape) != tuple(want[k].shape)
+    )
     return missing, unexpected, shapes
 
 
@@ -166,8 +186,17 @@ def _listed(items: list[str], n: int = 3) -> str:
     return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
-def state_dict_model(sd: dict[str, torch.Tensor], *, path: str, arch: str, arch_args: dict[str, Any], num_classes: int,
-                     input_shape: tuple[int, int, int], mean: list[float], std: list[float]) -> tuple[PixelModel, dict[str, Any]]:
+def state_dict_model(
+    sd: dict[str, torch.Tensor],
+    *,
+    path: str,
+    arch: str,
+    arch_args: dict[str, Any],
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    mean: list[float],
+    std: list[float],
+) -> tuple[PixelModel, dict[str, Any]]:
     """Build ``arch`` and load ``sd`` into its network. The output is ``num_classes`` logits, or for a two-class task
     one scalar logit when that is what the weights have. Returns the model and how the names were read."""
     for k, v in sd.items():
@@ -199,8 +228,10 @@ def state_dict_model(sd: dict[str, torch.Tensor], *, path: str, arch: str, arch_
     if shapes:
         parts.append(f"{len(shapes)} of another shape ({_listed(shapes, 2)})")
     given = ", ".join(f"{k}={v}" for k, v in arch_args.items())
-    raise ArtifactError(f"{path} does not fit --arch {arch}{f' ({given})' if given else ''} with {num_classes} classes on "
-                        f"{'x'.join(map(str, input_shape))} inputs: its weights have {'; '.join(parts)}")
+    raise ArtifactError(
+        f"{path} does not fit --arch {arch}{f' ({given})' if given else ''} with {num_classes} classes on "
+        f"{'x'.join(map(str, input_shape))} inputs: its weights have {'; '.join(parts)}"
+    )
 
 
 def recorded_arch_args(arch: str, arch_args: dict[str, Any]) -> dict[str, Any]:

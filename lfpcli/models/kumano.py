@@ -80,6 +80,8 @@ def kumano_cnn(num_classes, input_shape, *, width: int = 1) -> nn.Module:
         raise ConfigError(f"kumano-cnn needs width >= 1 (a multiplier of its 16, 128, 256 channels), got {width}")
     c, h, w = input_shape
     if min(h, w) < 11:
-        raise ConfigError(f"kumano-cnn needs inputs of at least 11x11 pixels (three unpadded 3x3 convolutions, the "
-                          f"first of stride 2), got {h}x{w}; use small-cnn or mlp for smaller images")
+        raise ConfigError(
+            f"kumano-cnn needs inputs of at least 11x11 pixels (three unpadded 3x3 convolutions, the "
+            f"first of stride 2), got {h}x{w}; use small-cnn or mlp for smaller images"
+        )
     return KumanoCNN(c, num_classes, (16 * width, 128 * width, 256 * width))

@@ -73,11 +73,13 @@ def missing_weights_message(path: str | Path, arch: str | None = None) -> str:
     paper = ", the paper's setup" if name == "resnet50" else ""
     versions = " or ".join(f"{f} ({v}{paper if k == 0 else ''})" for k, (v, f) in enumerate(files))
     here = f"; a copy is already at {found[0]}: pass --weights {found[0]}" if found else ""
-    return (f"pretrained weights file {path} does not exist. Name torchvision's weights instead (--weights {files[0][0]}: "
-            f"lfp fetches {files[0][1]} into {cache} once, then reads it there), or get the file where there is network "
-            f"access: torchvision's ImageNet {name} weights are {versions} from https://download.pytorch.org/models/, e.g. "
-            f"python -c \"import torchvision; torchvision.models.{name}(weights='IMAGENET1K_V1')\" saves it in {cache}; "
-            f"then pass --weights /path/to/{files[0][1]}{here}")
+    return (
+        f"pretrained weights file {path} does not exist. Name torchvision's weights instead (--weights {files[0][0]}: "
+        f"lfp fetches {files[0][1]} into {cache} once, then reads it there), or get the file where there is network "
+        f"access: torchvision's ImageNet {name} weights are {versions} from https://download.pytorch.org/models/, e.g. "
+        f"python -c \"import torchvision; torchvision.models.{name}(weights='IMAGENET1K_V1')\" saves it in {cache}; "
+        f"then pass --weights /path/to/{files[0][1]}{here}"
+    )
 
 
 def load_local_weights(path: str, arch: str | None = None) -> dict[str, torch.Tensor]:

@@ -61,17 +61,26 @@ def _member(value: str, arch: str):
     enum = _enum(arch)
     names = weight_names(arch)
     if enum is None:
-        raise ConfigError(f"--weights {value} names torchvision weights, but torchvision has none for --arch {arch} "
-                          f"(named weights: {', '.join(TORCHVISION_FILES)}); give a weights file instead")
+        raise ConfigError(
+            f"--weights {value} names torchvision weights, but torchvision has none for --arch {arch} "
+            f"(named weights: {', '.join(TORCHVISION_FILES)}); give a weights file instead"
+        )
     qualifier, _, short = value.rpartition(".")
     if short not in names or (qualifier and qualifier != enum.__name__):
-        raise ConfigError(f"--weights {value}: torchvision's weights for {arch} are {', '.join(names)} "
-                          f"(or {enum.__name__}.NAME), or give a weights file")
+        raise ConfigError(
+            f"--weights {value}: torchvision's weights for {arch} are {', '.join(names)} "
+            f"(or {enum.__name__}.NAME), or give a weights file"
+        )
     return enum.DEFAULT if short == "DEFAULT" else enum[short]
 
 
 def _provenance(member, given: str) -> dict[str, Any]:
-    return {"name": member.name, "given": given, "torchvision": f"{type(member).__name__}.{member.name}", "url": member.url}
+    return {
+        "name": member.name,
+        "given": given,
+        "torchvision": f"{type(member).__name__}.{member.name}",
+        "url": member.url,
+    }
 
 
 def identify(path: str | Path, arch: str) -> dict[str, Any] | None:
@@ -100,13 +109,17 @@ def resolve_weights(value: str, arch: str, *, progress: Progress = no_progress) 
         try:
             fetch([url], path, progress=progress)
         except InputError as e:
-            raise InputError(f"torchvision's {member.name} weights for {arch} ({name}) are not in torch's hub cache "
-                             f"{path.parent} and could not be fetched: {e}. Or pass --weights FILE") from None
+            raise InputError(
+                f"torchvision's {member.name} weights for {arch} ({name}) are not in torch's hub cache "
+                f"{path.parent} and could not be fetched: {e}. Or pass --weights FILE"
+            ) from None
         want = re.search(r"-([a-f0-9]+)\.", name)
         if want:
             found = checksum(path, "sha256").split(":", 1)[1]
             if not found.startswith(want.group(1)):
                 path.unlink(missing_ok=True)
-                raise InputError(f"{url}: sha256 expected to start with {want.group(1)} (its name says so), found {found}; "
-                                 f"the file was removed")
+                raise InputError(
+                    f"{url}: sha256 expected to start with {want.group(1)} (its name says so), found {found}; "
+                    f"the file was removed"
+                )
     return str(path), _provenance(member, value)

@@ -57,8 +57,11 @@ def load_plugins() -> None:
         try:
             fn = ep.load()
         except Exception as e:
-            warnings.warn(f"architecture '{ep.name}' of package entry point {ep.value} cannot be imported ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0][:120] if str(e) else ''}); left out", stacklevel=2)
+            warnings.warn(
+                f"architecture '{ep.name}' of package entry point {ep.value} cannot be imported ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:120] if str(e) else ''}); left out",
+                stacklevel=2,
+            )
             continue
         if callable(fn):
             _REGISTRY[ep.name] = fn
@@ -128,7 +131,9 @@ def build_model(
     allowed = arch_defaults(arch)
     unknown = set(arch_args) - set(allowed)
     if unknown:
-        raise ConfigError(f"architecture '{arch}' has no option {', '.join(sorted(unknown))} (it takes: {', '.join(allowed) or 'none'})")
+        raise ConfigError(
+            f"architecture '{arch}' has no option {', '.join(sorted(unknown))} (it takes: {', '.join(allowed) or 'none'})"
+        )
     if len(mean) != input_shape[0] or len(std) != input_shape[0]:
         raise ConfigError(f"normalisation has {len(mean)} channels but inputs have {input_shape[0]}")
     net = builder(1 if output == "scalar" else num_classes, tuple(input_shape), **arch_args)
@@ -139,5 +144,12 @@ def model_from_meta(meta: dict[str, Any]) -> PixelModel:
     """Rebuild the (untrained) model a checkpoint's metadata describes; load the state dict afterwards."""
     m = meta["model"]
     args = {k: v for k, v in m.get("arch_args", {}).items() if k != "weights"}
-    return build_model(m["arch"], m["num_classes"], tuple(m["input_shape"]), m["mean"], m["std"],
-                       output=m.get("output", "logits"), **args)
+    return build_model(
+        m["arch"],
+        m["num_classes"],
+        tuple(m["input_shape"]),
+        m["mean"],
+        m["std"],
+        output=m.get("output", "logits"),
+        **args,
+    )

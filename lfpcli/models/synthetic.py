@@ -27,7 +27,9 @@ from lfpcli.models.registry import register_model
 __all__ = ["FixedSignHead", "OneHiddenNet", "init_first_layer", "one_hidden", "one_hidden_forward", "output_signs"]
 
 
-def output_signs(hidden: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None) -> torch.Tensor:
+def output_signs(
+    hidden: int, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """The fixed second layer ``a`` (h,): ``+1/sqrt(h)`` on the first ``h // 2`` units, ``-1/sqrt(h)`` on the rest."""
     a = torch.full((hidden,), -1.0 / math.sqrt(hidden), dtype=dtype, device=device)
     a[: hidden // 2] = 1.0 / math.sqrt(hidden)
@@ -79,9 +81,13 @@ def one_hidden(num_classes, input_shape, *, hidden: int = 1000, slope: float = 0
     """Kumano et al.'s one-hidden-layer network: trainable first layer (no bias), leaky ReLU, fixed +-1/sqrt(h)
     second layer, one scalar output; needs ``--output scalar`` (a two-class task)."""
     if num_classes != 1:
-        raise ConfigError("architecture 'one-hidden' has a single scalar output: use it with --output scalar on a two-class task")
+        raise ConfigError(
+            "architecture 'one-hidden' has a single scalar output: use it with --output scalar on a two-class task"
+        )
     if not isinstance(hidden, int) or isinstance(hidden, bool) or hidden < 2:
-        raise ConfigError(f"one-hidden needs hidden >= 2 units (half of them +1/sqrt(h), half -1/sqrt(h)), got {hidden}")
+        raise ConfigError(
+            f"one-hidden needs hidden >= 2 units (half of them +1/sqrt(h), half -1/sqrt(h)), got {hidden}"
+        )
     if not (isinstance(slope, (int, float)) and math.isfinite(slope) and 0 <= slope < 1):
         raise ConfigError(f"one-hidden needs a leaky-ReLU slope in [0, 1), got {slope}")
     return OneHiddenNet(math.prod(input_shape), hidden, float(slope))

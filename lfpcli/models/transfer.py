@@ -27,12 +27,16 @@ def transfer_features(model: torch.nn.Module, source: Mapping[str, torch.Tensor]
     extra = [k for k in keep if k not in own]
     if missing or extra:
         name = (missing or extra)[0]
-        raise ConfigError(f"{what} does not fit this architecture: {len(missing)} tensors missing, {len(extra)} unexpected "
-                          f"(first: {name}); give the --arch and --arch-arg it was trained with")
+        raise ConfigError(
+            f"{what} does not fit this architecture: {len(missing)} tensors missing, {len(extra)} unexpected "
+            f"(first: {name}); give the --arch and --arch-arg it was trained with"
+        )
     for k in wanted:
         if tuple(keep[k].shape) != tuple(own[k].shape):
-            raise ConfigError(f"{what} does not fit this architecture: {k} has shape {tuple(keep[k].shape)}, the model "
-                              f"{tuple(own[k].shape)}; give the --arch and --arch-arg it was trained with")
+            raise ConfigError(
+                f"{what} does not fit this architecture: {k} has shape {tuple(keep[k].shape)}, the model "
+                f"{tuple(own[k].shape)}; give the --arch and --arch-arg it was trained with"
+            )
     with torch.no_grad():
         for k in wanted:
             own[k].copy_(keep[k].to(own[k].dtype))

@@ -85,8 +85,9 @@ class WideResNet(nn.Module):
 
 
 @register_model("wrn-28-10")
-def wrn_28_10(num_classes, input_shape, *, depth: int = 28, width: int = 10, dropout: float = 0.3,
-              conv_bias: bool = True) -> nn.Module:
+def wrn_28_10(
+    num_classes, input_shape, *, depth: int = 28, width: int = 10, dropout: float = 0.3, conv_bias: bool = True
+) -> nn.Module:
     """WideResNet-28-10 as Kumano et al. train it on CIFAR-10 (dropout 0.3, conv biases, 36,489,290 parameters);
     ``depth`` = 6n + 4 and ``width`` (k) give other WRNs, ``conv_bias false`` the WRN paper's convolutions."""
     for name, v in (("depth", depth), ("width", width)):

@@ -43,8 +43,14 @@ DEFAULT_METRICS = ("accuracy", "worst-group")
 DEFAULT_SPLITS = ("train", "test")
 #: The paper's column order (Tables 1 and 2), then lfp's other methods; ``original`` (standard training) last.
 METHOD_ORDER = ("pgd-l2", "pgd-linf", "pgd-l0", "cfe-l2", "pcfe-l0")
-METHOD_NAMES = {"pgd-l2": "PGD l2", "pgd-linf": "PGD linf", "pgd-l0": "PGD l0", "cfe-l2": "CFE l2",
-                "pcfe-l0": "p-CFE l0", "original": "Original"}
+METHOD_NAMES = {
+    "pgd-l2": "PGD l2",
+    "pgd-linf": "PGD linf",
+    "pgd-l0": "PGD l0",
+    "cfe-l2": "CFE l2",
+    "pcfe-l0": "p-CFE l0",
+    "original": "Original",
+}
 TARGET_ORDER = ("random", "random-other", "deterministic")
 STD_NOTE = "std: sample standard deviation over seeds (ddof=1)"
 
@@ -67,8 +73,13 @@ class Run:
 
     def keys(self) -> dict[str, Any]:
         """Every grouping key of this run: the four named ones and its config, seeds left out."""
-        return {"method": self.summary.get("method"), "data": self.data_key, "targets": self.summary.get("targets"),
-                "density": self.summary.get("density"), **(self.summary.get("config") or {})}
+        return {
+            "method": self.summary.get("method"),
+            "data": self.data_key,
+            "targets": self.summary.get("targets"),
+            "density": self.summary.get("density"),
+            **(self.summary.get("config") or {}),
+        }
 
     def seed_label(self) -> str:
         seeds = {k: v for k, v in (self.summary.get("seeds") or {}).items() if v is not None}
@@ -117,13 +128,17 @@ def load_run(path: str | os.PathLike) -> Run:
     what = _what_file(p)
     if what is not None:
         hint = " (for training curves of checkpoints: lfp report --curves MODEL.pt ...)" if "PyTorch" in what else ""
-        raise ArtifactError(f"{p} {what}, not an eval report: make one with lfp eval --in MODEL.pt --out REPORT.json{hint}")
+        raise ArtifactError(
+            f"{p} {what}, not an eval report: make one with lfp eval --in MODEL.pt --out REPORT.json{hint}"
+        )
     obj = load_json_artifact(p)
     splits = obj.get("splits")
     if not isinstance(splits, dict) or not splits:
         if isinstance(obj.get("perturbed"), dict):
-            raise InputError(f"{p} is an eval report on a perturbed set (lfp eval --data SET.h5), not on clean data; "
-                             f"lfp report aggregates clean evaluations")
+            raise InputError(
+                f"{p} is an eval report on a perturbed set (lfp eval --data SET.h5), not on clean data; "
+                f"lfp report aggregates clean evaluations"
+            )
         raise ArtifactError(f"{p} is an eval report without figures per split; the file is damaged")
     for name, fig in splits.items():
         if not isinstance(fig, dict) or not _is_fraction(fig.get("accuracy")):
@@ -135,8 +150,15 @@ def load_run(path: str | os.PathLike) -> Run:
     elif not _valid_summary(summary):
         raise ArtifactError(f"{p} carries a malformed provenance summary; the file is damaged")
     key, label = data_key_and_label(obj.get("data"))
-    return Run(path=str(p), sha256=sha256_file(p), data_key=key, data_label=label, summary=summary,
-               splits=splits, provenance_from=source)
+    return Run(
+        path=str(p),
+        sha256=sha256_file(p),
+        data_key=key,
+        data_label=label,
+        summary=summary,
+        splits=splits,
+        provenance_from=source,
+    )
 
 
 def _is_fraction(v: Any) -> bool:
@@ -144,9 +166,15 @@ def _is_fraction(v: Any) -> bool:
 
 
 def _valid_summary(s: Any) -> bool:
-    return (isinstance(s, dict) and s.get("version") == SUMMARY_VERSION and isinstance(s.get("method"), str)
-            and isinstance(s.get("config"), dict) and isinstance(s.get("model"), dict)
-            and isinstance(s.get("model", {}).get("sha256"), str) and isinstance(s.get("seeds"), dict))
+    return (
+        isinstance(s, dict)
+        and s.get("version") == SUMMARY_VERSION
+        and isinstance(s.get("method"), str)
+        and isinstance(s.get("config"), dict)
+        and isinstance(s.get("model"), dict)
+        and isinstance(s.get("model", {}).get("sha256"), str)
+        and isinstance(s.get("seeds"), dict)
+    )
 
 
 def _summary_from_parents(p: Path, obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -159,12 +187,16 @@ def _summary_from_parents(p: Path, obj: Mapping[str, Any]) -> dict[str, Any]:
         raise ArtifactError(f"{p} names no model among its parents; the file is damaged")
     found = locate_parent(entry, p)
     if found is None:
-        raise InputError(f"{p} carries no provenance summary (written by an older lfp) and its model {entry.get('path')} "
-                         f"is gone, so which run it is cannot be told; evaluate the model again with lfp eval --out")
+        raise InputError(
+            f"{p} carries no provenance summary (written by an older lfp) and its model {entry.get('path')} "
+            f"is gone, so which run it is cannot be told; evaluate the model again with lfp eval --out"
+        )
     now = sha256_file(found)
     if now != entry.get("sha256"):
-        raise InputError(f"{p} was made from model {entry.get('path')} (sha256 {str(entry.get('sha256'))[:12]}), but "
-                         f"{found} now has sha256 {now[:12]}: the report does not describe it; evaluate it again")
+        raise InputError(
+            f"{p} was made from model {entry.get('path')} (sha256 {str(entry.get('sha256'))[:12]}), but "
+            f"{found} now has sha256 {now[:12]}: the report does not describe it; evaluate it again"
+        )
     _, meta = load_checkpoint(found)
     return chain_summary(meta, found, sha256=now)
 
@@ -178,8 +210,10 @@ def load_runs(paths: Sequence[str | os.PathLike]) -> list[Run]:
         sha = str(r.summary["model"]["sha256"])
         key = f"{sha}|{r.data_key}"
         if key in seen:
-            raise InputError(f"{seen[key]} and {r.path} both report model {sha[:12]} on the same data; give each run once "
-                             f"(averaging them would count one seed twice)")
+            raise InputError(
+                f"{seen[key]} and {r.path} both report model {sha[:12]} on the same data; give each run once "
+                f"(averaging them would count one seed twice)"
+            )
         seen[key] = r.path
     return runs
 
@@ -278,8 +312,10 @@ def aggregate(
         all_keys.update(r.keys())
     bad = [b for b in by if b not in all_keys]
     if bad:
-        raise ConfigError(f"--by {bad[0]}: no such key; use {', '.join(BY_KEYS)}, or a setting the runs record "
-                          f"(e.g. perturb.beta, retrain.train.epochs)")
+        raise ConfigError(
+            f"--by {bad[0]}: no such key; use {', '.join(BY_KEYS)}, or a setting the runs record "
+            f"(e.g. perturb.beta, retrain.train.epochs)"
+        )
     if len(set(by)) != len(by):
         raise ConfigError(f"--by names a key twice: {','.join(by)}")
     unknown = [m for m in metrics if m not in METRICS]
@@ -291,16 +327,23 @@ def aggregate(
         raise ConfigError("--split: give at least one split (train, val, test)")
     for key, value in where:
         if key not in all_keys:
-            raise ConfigError(f"--where {key}={value}: no such key; use {', '.join(BY_KEYS)} or a setting the runs record")
-        if not any(_matches(r.keys().get(key) if key != "data" else r.data_label, value) or
-                   (key == "data" and _matches(r.data_key, value)) for r in runs):
+            raise ConfigError(
+                f"--where {key}={value}: no such key; use {', '.join(BY_KEYS)} or a setting the runs record"
+            )
+        if not any(
+            _matches(r.keys().get(key) if key != "data" else r.data_label, value)
+            or (key == "data" and _matches(r.data_key, value))
+            for r in runs
+        ):
             raise InputError(f"--where {key}={value}: no run has it")
     chosen = [r for r in runs if all(_where_ok(r, k, v) for k, v in where)]
     data_keys = list(dict.fromkeys(r.data_key for r in chosen))
     if "data" not in by and len(data_keys) > 1:
         labels = sorted({r.data_label for r in chosen})
-        raise InputError(f"the reports come from {len(data_keys)} data sets ({', '.join(labels)}): mixed data sets are "
-                         f"never averaged; add data to --by to give each its rows, or report them separately")
+        raise InputError(
+            f"the reports come from {len(data_keys)} data sets ({', '.join(labels)}): mixed data sets are "
+            f"never averaged; add data to --by to give each its rows, or report them separately"
+        )
     have = list(dict.fromkeys(k for r in chosen for k in r.splits))
     if splits is None:  # the paper's train and test where the reports have them, else whatever they have
         splits = [s for s in DEFAULT_SPLITS if s in have] or have
@@ -346,12 +389,19 @@ def aggregate(
             col_ident = (ckey, tuple((n, _fmt_value(v)) for n, v in variant.items()))
             if col_ident not in columns:
                 shown = {n: v for n, v in variant.items() if usual.get(n) != _fmt_value(v)}
-                columns[col_ident] = Column(id="", label="", keys={b: ks.get(b) for b in col_by}, variant=variant,
-                                            shown=shown)
+                columns[col_ident] = Column(
+                    id="", label="", keys={b: ks.get(b) for b in col_by}, variant=variant, shown=shown
+                )
             members[(dkey, col_ident)] = e
         if differ:
-            splits_by.append({"data": exps[0][0].data_label, "column": dict(zip(col_by, ckey)), "keys": differ,
-                              "values": [{n: e[0].keys().get(n) for n in differ} for e in exps]})
+            splits_by.append(
+                {
+                    "data": exps[0][0].data_label,
+                    "column": dict(zip(col_by, ckey)),
+                    "keys": differ,
+                    "values": [{n: e[0].keys().get(n) for n in differ} for e in exps],
+                }
+            )
     ordered = sorted(columns.items(), key=lambda kv: _column_order(kv[1], col_by))
     labelled = _labels([c for _, c in ordered], col_by)
     for i, ((_, col), label) in enumerate(zip(ordered, labelled)):
@@ -373,22 +423,32 @@ def aggregate(
                         if _is_number(v):
                             vals.append(float(v))
                             used.append(r)
-                    cells[col.id] = {**_stats(vals), "values": vals, "seeds": [r.seed_label() for r in used],
-                                     "reports": [r.path for r in used], "runs": len(rs)}
-                rows.append({"data": data_labels[dkey], "data_key": dkey, "split": split, "metric": metric, "cells": cells})
+                    cells[col.id] = {
+                        **_stats(vals),
+                        "values": vals,
+                        "seeds": [r.seed_label() for r in used],
+                        "reports": [r.path for r in used],
+                        "runs": len(rs),
+                    }
+                rows.append(
+                    {"data": data_labels[dkey], "data_key": dkey, "split": split, "metric": metric, "cells": cells}
+                )
     notes = []
     base = _pair_with_baseline(baseline, [c for _, c in ordered], rows, notes) if baseline is not None else None
     empty = [m for m in metrics if not any(c["n"] for r in rows if r["metric"] == m for c in r["cells"].values())]
     if empty and len(empty) < len(metrics):
         rows = [r for r in rows if r["metric"] not in empty]
         metrics = [m for m in metrics if m not in empty]
-        notes.append(f"no report has a {' or '.join(METRIC_TITLES[m] for m in empty)} (data without groups), so it is "
-                     f"left out")
+        notes.append(
+            f"no report has a {' or '.join(METRIC_TITLES[m] for m in empty)} (data without groups), so it is left out"
+        )
     for s in splits_by:
         where_txt = ", ".join(f"{k}={_fmt_value(v)}" for k, v in s["column"].items() if v is not None)
         vals = " | ".join(", ".join(f"{k}={_fmt_value(v)}" for k, v in d.items()) for d in s["values"])
-        notes.append(f"on {s['data']}, runs of {where_txt or 'one column'} differ in {', '.join(s['keys'])} "
-                     f"and are not averaged together: {vals}")
+        notes.append(
+            f"on {s['data']}, runs of {where_txt or 'one column'} differ in {', '.join(s['keys'])} "
+            f"and are not averaged together: {vals}"
+        )
     rebuilt = [r.path for r in chosen if r.provenance_from == "parents"]
     if rebuilt:
         notes.append(f"{len(rebuilt)} report(s) carry no provenance summary; it was rebuilt from their parents")
@@ -401,8 +461,10 @@ def aggregate(
         "metrics": list(metrics),
         "splits": list(splits),
         "std": STD_NOTE,
-        "columns": [{"id": c.id, "label": c.label, **{k: c.keys.get(k) for k in col_by}, "variant": c.variant}
-                    for _, c in ordered],
+        "columns": [
+            {"id": c.id, "label": c.label, **{k: c.keys.get(k) for k in col_by}, "variant": c.variant}
+            for _, c in ordered
+        ],
         "rows": rows,
         "splits_by": splits_by,
         "baseline": base,
@@ -414,18 +476,25 @@ def find_column(name: str, cols: Sequence[Column]) -> Column:
     """The column ``name`` names: its label (any case), its id, or a method (``original``, ``pgd-l2``) that one
     column alone has."""
     want = name.strip().lower()
-    for match in (lambda c: c.label.lower() == want, lambda c: c.id == want,
-                  lambda c: str(c.keys.get("method")).lower() == want):
+    for match in (
+        lambda c: c.label.lower() == want,
+        lambda c: c.id == want,
+        lambda c: str(c.keys.get("method")).lower() == want,
+    ):
         found = [c for c in cols if match(c)]
         if len(found) == 1:
             return found[0]
         if len(found) > 1:
-            raise ConfigError(f"--baseline {name}: {len(found)} columns match ({'; '.join(c.label for c in found)}); "
-                              f"give one column's full label")
+            raise ConfigError(
+                f"--baseline {name}: {len(found)} columns match ({'; '.join(c.label for c in found)}); "
+                f"give one column's full label"
+            )
     raise ConfigError(f"--baseline {name}: no such column; the columns are: {'; '.join(c.label for c in cols)}")
 
 
-def _pair_with_baseline(name: str, cols: Sequence[Column], rows: list[dict[str, Any]], notes: list[str]) -> dict[str, Any]:
+def _pair_with_baseline(
+    name: str, cols: Sequence[Column], rows: list[dict[str, Any]], notes: list[str]
+) -> dict[str, Any]:
     """Give every cell of every other column its paired difference with the baseline column's cell of the same row
     (``vs_baseline``, :func:`lfpcli.report.paired.paired_difference`): runs are paired by their seed label."""
     from lfpcli.report.paired import paired_difference
@@ -441,8 +510,10 @@ def _pair_with_baseline(name: str, cols: Sequence[Column], rows: list[dict[str, 
         for cid, cell in row["cells"].items():
             if len(set(cell["seeds"])) != len(cell["seeds"]):
                 dup = next(x for x in cell["seeds"] if cell["seeds"].count(x) > 1)
-                raise InputError(f"--baseline: column {labels[cid]} has two runs of seed {dup}; pairing by seed needs one "
-                                 f"run per seed and column")
+                raise InputError(
+                    f"--baseline: column {labels[cid]} has two runs of seed {dup}; pairing by seed needs one "
+                    f"run per seed and column"
+                )
             by_seed[cid] = dict(zip(cell["seeds"], cell["values"]))
         for cid, cell in row["cells"].items():
             if cid == base.id:
@@ -451,10 +522,16 @@ def _pair_with_baseline(name: str, cols: Sequence[Column], rows: list[dict[str, 
             if d["unpaired"]:
                 unpaired.setdefault(labels[cid], set()).update(d["unpaired"])
     for label, seeds in unpaired.items():
-        notes.append(f"{label}: seed(s) {', '.join(sorted(seeds))} have no partner in the baseline {base.label} (or the other "
-                     f"way round) and are left out of its paired differences")
-    return {"id": base.id, "label": base.label, "level": 0.95,
-            "difference": "column minus baseline, paired by seed; 95% Student-t interval over the pairs"}
+        notes.append(
+            f"{label}: seed(s) {', '.join(sorted(seeds))} have no partner in the baseline {base.label} (or the other "
+            f"way round) and are left out of its paired differences"
+        )
+    return {
+        "id": base.id,
+        "label": base.label,
+        "level": 0.95,
+        "difference": "column minus baseline, paired by seed; 95% Student-t interval over the pairs",
+    }
 
 
 def _where_ok(r: Run, key: str, value: str) -> bool:
@@ -485,14 +562,20 @@ def _column_order(col: Column, col_by: Sequence[str]) -> tuple:
 
 def _labels(cols: Sequence[Column], col_by: Sequence[str]) -> list[str]:
     """Column names: the method's, then every other ``by`` value that varies across columns, then the split."""
-    varying = [b for b in col_by if b != "method" and len({_fmt_value(c.keys.get(b)) for c in cols
-                                                            if c.keys.get(b) is not None}) > 1]
+    varying = [
+        b
+        for b in col_by
+        if b != "method" and len({_fmt_value(c.keys.get(b)) for c in cols if c.keys.get(b) is not None}) > 1
+    ]
     out = []
     for c in cols:
         m = c.keys.get("method")
         head = METHOD_NAMES.get(str(m), str(m)) if "method" in col_by else ""
-        extra = [_fmt_value(c.keys.get(b)) if b in ("targets", "density") else f"{b}={_fmt_value(c.keys.get(b))}"
-                 for b in varying if c.keys.get(b) is not None]
+        extra = [
+            _fmt_value(c.keys.get(b)) if b in ("targets", "density") else f"{b}={_fmt_value(c.keys.get(b))}"
+            for b in varying
+            if c.keys.get(b) is not None
+        ]
         label = head + (f" ({', '.join(extra)})" if extra and head else ", ".join(extra))
         if c.shown:
             label += " [" + _settings_text(c.shown) + "]"

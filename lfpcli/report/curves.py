@@ -41,17 +41,34 @@ def load_curve(path: str | os.PathLike) -> dict[str, Any]:
         with open(p, "rb") as f:
             head = f.read(USERBLOCK_SIZE + 8)
         if head.lstrip()[:1] == b"{" or is_hdf5(head) or not head:
-            what = "is empty" if not head else "is a JSON file (an eval report?)" if head.lstrip()[:1] == b"{" else "is an HDF5 file"
-            raise ArtifactError(f"{p} {what}, not a model checkpoint: --curves reads the .pt files lfp train and lfp retrain write")
+            what = (
+                "is empty"
+                if not head
+                else "is a JSON file (an eval report?)"
+                if head.lstrip()[:1] == b"{"
+                else "is an HDF5 file"
+            )
+            raise ArtifactError(
+                f"{p} {what}, not a model checkpoint: --curves reads the .pt files lfp train and lfp retrain write"
+            )
     _, meta = load_checkpoint(p)
     history = (meta.get("train") or {}).get("history")
-    if not isinstance(history, list) or not history or not all(isinstance(h, dict) and isinstance(h.get("epoch"), int)
-                                                              for h in history):
+    if (
+        not isinstance(history, list)
+        or not history
+        or not all(isinstance(h, dict) and isinstance(h.get("epoch"), int) for h in history)
+    ):
         raise ArtifactError(f"{p} records no per-epoch training history, so it has no curves")
     summary = chain_summary(meta, p, sha256=sha256_file(p))
     key, label = data_key_and_label(summary.get("data"))
-    return {"path": str(p), "history": history, "summary": summary, "data_key": key, "data_label": label,
-            "selected_epoch": (meta.get("train") or {}).get("selected_epoch")}
+    return {
+        "path": str(p),
+        "history": history,
+        "summary": summary,
+        "data_key": key,
+        "data_label": label,
+        "selected_epoch": (meta.get("train") or {}).get("selected_epoch"),
+    }
 
 
 def curve_panels(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
@@ -68,8 +85,13 @@ def curve_panels(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for it in items:
         s = it["summary"]
-        keys = {"method": s.get("method"), "data": it["data_key"], "targets": s.get("targets"),
-                "density": s.get("density"), **(s.get("config") or {})}
+        keys = {
+            "method": s.get("method"),
+            "data": it["data_key"],
+            "targets": s.get("targets"),
+            "density": s.get("density"),
+            **(s.get("config") or {}),
+        }
         groups.setdefault(tuple(sorted((k, _fmt_value(v)) for k, v in keys.items())), []).append(it)
     # a panel's title: method, target rule, density, data, and the settings that set it apart from the panels of
     # the same method, target rule, density and data (those of other methods differ in their settings anyway)
@@ -93,8 +115,15 @@ def curve_panels(paths: Sequence[str | os.PathLike]) -> list[dict[str, Any]]:
         if differ:
             title += " [" + _settings_text({k: ks.get(k) for k in differ}) + "]"
         its = sorted(its, key=lambda it: _sort_key(str(it["summary"].get("seeds"))))
-        panels.append({"title": title, "method": s.get("method"), "checkpoints": [it["path"] for it in its],
-                       "seeds": [it["summary"].get("seeds") for it in its], "series": _series(its)})
+        panels.append(
+            {
+                "title": title,
+                "method": s.get("method"),
+                "checkpoints": [it["path"] for it in its],
+                "seeds": [it["summary"].get("seeds") for it in its],
+                "series": _series(its),
+            }
+        )
     panels.sort(key=lambda p: (_order(p["method"]), p["title"]))
     return panels
 
@@ -111,9 +140,13 @@ def _series(items: list[dict[str, Any]]) -> dict[str, Any]:
                     per_epoch.setdefault(int(h["epoch"]), []).append(float(v))
         if per_epoch:
             epochs = sorted(per_epoch)
-            out[key] = {"epoch": epochs, "mean": [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs],
-                        "min": [min(per_epoch[e]) for e in epochs], "max": [max(per_epoch[e]) for e in epochs],
-                        "n": [len(per_epoch[e]) for e in epochs]}
+            out[key] = {
+                "epoch": epochs,
+                "mean": [sum(per_epoch[e]) / len(per_epoch[e]) for e in epochs],
+                "min": [min(per_epoch[e]) for e in epochs],
+                "max": [max(per_epoch[e]) for e in epochs],
+                "n": [len(per_epoch[e]) for e in epochs],
+            }
     return out
 
 
@@ -135,8 +168,15 @@ def make_figure(panels: list[dict[str, Any]], *, title: str | None = None):
             s = p["series"].get(key)
             if s is None:
                 continue
-            (line,) = ax.plot(s["epoch"], s["mean"], color=color, linestyle=style, marker="o" if len(s["epoch"]) <= 30 else None,
-                              markersize=3, label=label)
+            (line,) = ax.plot(
+                s["epoch"],
+                s["mean"],
+                color=color,
+                linestyle=style,
+                marker="o" if len(s["epoch"]) <= 30 else None,
+                markersize=3,
+                label=label,
+            )
             if max(s["n"]) > 1:
                 ax.fill_between(s["epoch"], s["min"], s["max"], color=color, alpha=0.2, linewidth=0)
             if label not in labels:
@@ -153,6 +193,14 @@ def make_figure(panels: list[dict[str, Any]], *, title: str | None = None):
     if title:
         fig.suptitle(title, fontsize=10)
     band = " (line: mean over seeds; band: min to max)" if any(len(p["checkpoints"]) > 1 for p in panels) else ""
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(handles)), fontsize=8, frameon=False,
-               title=f"per epoch{band}" if band else None, title_fontsize=8)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncols=min(3, len(handles)),
+        fontsize=8,
+        frameon=False,
+        title=f"per epoch{band}" if band else None,
+        title_fontsize=8,
+    )
     return fig

@@ -26,8 +26,10 @@ def _beta_cf(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > _TINY else _TINY)
     h = d
     for m in range(1, 500):
-        for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                    -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for num in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + num * d
             d = 1.0 / (d if abs(d) > _TINY else _TINY)
             c = 1.0 + num / c
@@ -76,15 +78,26 @@ def t_quantile(p: float, df: float) -> float:
     return (lo + hi) / 2.0
 
 
-def paired_difference(values: Mapping[str, float], baseline: Mapping[str, float], level: float = 0.95) -> dict[str, Any]:
+def paired_difference(
+    values: Mapping[str, float], baseline: Mapping[str, float], level: float = 0.95
+) -> dict[str, Any]:
     """Mean of ``values[s] - baseline[s]`` over the seeds s both have, its sample std and the ``level`` Student-t
     interval; ``n`` pairs (the interval needs two). ``unpaired``: seeds that only one side has."""
     seeds = [s for s in values if s in baseline]
     diffs = [values[s] - baseline[s] for s in seeds]
     unpaired = sorted(set(values) ^ set(baseline))
     n = len(diffs)
-    out: dict[str, Any] = {"n": n, "mean": None, "std": None, "ci": None, "t": None, "level": level,
-                           "seeds": seeds, "differences": diffs, "unpaired": unpaired}
+    out: dict[str, Any] = {
+        "n": n,
+        "mean": None,
+        "std": None,
+        "ci": None,
+        "t": None,
+        "level": level,
+        "seeds": seeds,
+        "differences": diffs,
+        "unpaired": unpaired,
+    }
     if n == 0:
         return out
     mean = math.fsum(diffs) / n

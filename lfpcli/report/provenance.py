@@ -97,16 +97,22 @@ def _density_config(info: Mapping[str, Any] | None, perturbed: Path | None, miss
     """The density settings that define the experiment (what was asked for), never what was fitted."""
     if not info:
         return {}
-    out: dict[str, Any] = {"density.kind": info.get("kind"), "density.space": info.get("space"),
-                           "density.fit_on": info.get("fit_on") or "train"}
+    out: dict[str, Any] = {
+        "density.kind": info.get("kind"),
+        "density.space": info.get("space"),
+        "density.fit_on": info.get("fit_on") or "train",
+    }
     if info.get("fitted") == "on the fly":
         out["density.source"] = "fitted by perturb"
         _flat("density.params", info.get("params") or {}, out)
     else:
         out["density.source"] = "file"
         asked: Any = None
-        found = _locate({"path": info.get("path"), "abspath": info.get("path"), "sha256": info.get("sha256")}, perturbed) \
-            if info.get("path") else None
+        found = (
+            _locate({"path": info.get("path"), "abspath": info.get("path"), "sha256": info.get("sha256")}, perturbed)
+            if info.get("path")
+            else None
+        )
         if found is not None:
             try:
                 f, rec = open_h5(found, ["density"])
@@ -142,13 +148,20 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
     data_info = meta.get("data") or {}
     data = data_info.get("clean_spec") or data_info.get("spec")
     pert = meta.get("perturbation") or {}
-    summary: dict[str, Any] = {"version": SUMMARY_VERSION,
-                               "model": {"sha256": sha256 or sha256_file(path),
-                                         "role": "retrained" if pert.get("method") else "standard"},
-                               "data": data}
+    summary: dict[str, Any] = {
+        "version": SUMMARY_VERSION,
+        "model": {"sha256": sha256 or sha256_file(path), "role": "retrained" if pert.get("method") else "standard"},
+        "data": data,
+    }
     if not pert.get("method"):
-        summary.update(method="original", targets=None, density=None, seeds={"train": _seed_of(meta)},
-                       config=_model_config("train", meta), missing=missing)
+        summary.update(
+            method="original",
+            targets=None,
+            density=None,
+            seeds={"train": _seed_of(meta)},
+            config=_model_config("train", meta),
+            missing=missing,
+        )
         return summary
     config: dict[str, Any] = _model_config("retrain", meta)
     seeds: dict[str, Any] = {"source": None, "perturb": None, "retrain": _seed_of(meta)}
@@ -177,7 +190,7 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
         seeds["perturb"] = params.get("seed")
         source = record.get("source") or {}
         config.update(_model_config("source", source))
-        pdata = (params.get("data") or {})
+        pdata = params.get("data") or {}
         # data compare by their canonical key, never as recorded: a record written before a built-in gained a
         # parameter lacks it, and means the same data as a newer one that records its default
         if pdata and data_key(pdata) != data_key(data):
@@ -195,8 +208,14 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
                 missing.append(f"source model {src_entry.get('path')}")
         else:
             missing.append(f"source model {src_entry.get('path') if src_entry else '(not recorded)'}")
-    summary.update(method=pert.get("method"), targets=pert.get("targets"), density=density_name, seeds=seeds,
-                   config=config, missing=missing)
+    summary.update(
+        method=pert.get("method"),
+        targets=pert.get("targets"),
+        density=density_name,
+        seeds=seeds,
+        config=config,
+        missing=missing,
+    )
     return summary
 
 

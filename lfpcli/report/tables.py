@@ -54,14 +54,19 @@ def diff_text(cell: dict[str, Any] | None, scale: str) -> str:
 
 def _diff_title(rep: dict[str, Any], what: str, scale: str) -> str:
     unit = "percentage points" if scale == "percent" else "fraction"
-    return (f"{what[0].upper()}{what[1:]}: difference from {rep['baseline']['label']}, paired by seed: mean [95% "
-            f"Student-t interval] ({unit})")
+    return (
+        f"{what[0].upper()}{what[1:]}: difference from {rep['baseline']['label']}, paired by seed: mean [95% "
+        f"Student-t interval] ({unit})"
+    )
 
 
 def _diff_body(body: list[list[Any]], lead: int, keep: list[bool]) -> list[list[Any]]:
     """``body`` with each cell turned into its paired-difference text, columns ``keep`` only."""
-    return [[x for x, k in zip(row[:lead], keep[:lead]) if k]
-            + [x if isinstance(x, str) else _Diff(x or {}) for x, k in zip(row[lead:], keep[lead:]) if k] for row in body]
+    return [
+        [x for x, k in zip(row[:lead], keep[:lead]) if k]
+        + [x if isinstance(x, str) else _Diff(x or {}) for x, k in zip(row[lead:], keep[lead:]) if k]
+        for row in body
+    ]
 
 
 class _Diff(dict):
@@ -81,8 +86,9 @@ def _runs_line(rep: dict[str, Any]) -> str:
     if len(set(counts.values())) == 1 and len({tuple(sorted(s)) for s in seeds.values()}) == 1:
         n = next(iter(counts.values()))
         return f"runs per column: {n} (seeds {', '.join(sorted(next(iter(seeds.values())), key=_seed_order))})"
-    return "runs per column: " + "; ".join(f"{labels[c]} {counts[c]} (seeds {', '.join(sorted(seeds[c], key=_seed_order))})"
-                                           for c in labels if c in counts)
+    return "runs per column: " + "; ".join(
+        f"{labels[c]} {counts[c]} (seeds {', '.join(sorted(seeds[c], key=_seed_order))})" for c in labels if c in counts
+    )
 
 
 def _seed_order(s: str) -> tuple:
@@ -111,8 +117,17 @@ def _long_table(rep: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     body = []
     for d in datas:
         for c in rep["columns"]:
-            cells = [next((r["cells"].get(c["id"]) for r in rep["rows"]
-                           if r["data"] == d and r["metric"] == m and r["split"] == s), None) for m, s in pairs]
+            cells = [
+                next(
+                    (
+                        r["cells"].get(c["id"])
+                        for r in rep["rows"]
+                        if r["data"] == d and r["metric"] == m and r["split"] == s
+                    ),
+                    None,
+                )
+                for m, s in pairs
+            ]
             if not any(cells):
                 continue
             runs = max((x["runs"] for x in cells if x), default=0)
@@ -178,12 +193,25 @@ def render_md(rep: dict[str, Any], *, layout: str = "paper", scale: str = "perce
     return "\n".join(lines) + "\n"
 
 
-_TEX_METHODS = {"PGD l2": r"PGD $\ell_2$", "PGD linf": r"PGD $\ell_\infty$", "PGD l0": r"PGD $\ell_0$",
-                "CFE l2": r"CFE $\ell_2$", "p-CFE l0": r"p-CFE $\ell_0$"}
+_TEX_METHODS = {
+    "PGD l2": r"PGD $\ell_2$",
+    "PGD linf": r"PGD $\ell_\infty$",
+    "PGD l0": r"PGD $\ell_0$",
+    "CFE l2": r"CFE $\ell_2$",
+    "p-CFE l0": r"p-CFE $\ell_0$",
+}
 
 
 def _tex_escape(s: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("{", r"\{"), ("}", r"\}")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+    ):
         s = s.replace(a, b)
     return s
 
@@ -191,7 +219,7 @@ def _tex_escape(s: str) -> str:
 def _tex_label(label: str) -> str:
     for plain, tex in _TEX_METHODS.items():
         if label.startswith(plain):
-            return tex + _tex_escape(label[len(plain):])
+            return tex + _tex_escape(label[len(plain) :])
     return _tex_escape(label)
 
 
@@ -222,8 +250,12 @@ def render_tex(rep: dict[str, Any], *, layout: str = "paper", scale: str = "perc
             tabular(_title(title, scale), ["Dataset", "Split Set"] + header[2:], shown, 2)
             if rep.get("baseline"):
                 keep = [True, True] + [h != rep["baseline"]["label"] for h in header[2:]]
-                tabular(_diff_title(rep, title, scale), [h for h, k in zip(["Dataset", "Split Set"] + header[2:], keep) if k],
-                        _diff_body(shown, 2, keep), 2)
+                tabular(
+                    _diff_title(rep, title, scale),
+                    [h for h, k in zip(["Dataset", "Split Set"] + header[2:], keep) if k],
+                    _diff_body(shown, 2, keep),
+                    2,
+                )
     else:
         header, body = _long_table(rep)
         lead = header.index("runs") + 1
@@ -238,19 +270,60 @@ def render_csv(rep: dict[str, Any]) -> str:
     """One line per data set, split, metric and column, the unrounded figures as fractions."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["data", "split", "metric", "column", "method", "targets", "density", "variant", "n", "runs", "mean",
-                "std", "min", "max", "seeds", "values", "baseline", "diff_n", "diff_mean", "diff_std", "diff_ci_low",
-                "diff_ci_high", "diff_seeds"])
+    w.writerow(
+        [
+            "data",
+            "split",
+            "metric",
+            "column",
+            "method",
+            "targets",
+            "density",
+            "variant",
+            "n",
+            "runs",
+            "mean",
+            "std",
+            "min",
+            "max",
+            "seeds",
+            "values",
+            "baseline",
+            "diff_n",
+            "diff_mean",
+            "diff_std",
+            "diff_ci_low",
+            "diff_ci_high",
+            "diff_seeds",
+        ]
+    )
     base = (rep.get("baseline") or {}).get("label", "")
     cols = {c["id"]: c for c in rep["columns"]}
     for row in rep["rows"]:
         for cid, cell in row["cells"].items():
             c = cols[cid]
             variant = ";".join(f"{k}={v}" for k, v in c["variant"].items())
-            w.writerow([row["data"], row["split"], row["metric"], c["label"], c.get("method") or "",
-                        c.get("targets") or "", c.get("density") or "", variant, cell["n"], cell["runs"],
-                        _raw(cell["mean"]), _raw(cell["std"]), _raw(cell["min"]), _raw(cell["max"]),
-                        " ".join(cell["seeds"]), " ".join(repr(v) for v in cell["values"])] + _diff_fields(cell, base))
+            w.writerow(
+                [
+                    row["data"],
+                    row["split"],
+                    row["metric"],
+                    c["label"],
+                    c.get("method") or "",
+                    c.get("targets") or "",
+                    c.get("density") or "",
+                    variant,
+                    cell["n"],
+                    cell["runs"],
+                    _raw(cell["mean"]),
+                    _raw(cell["std"]),
+                    _raw(cell["min"]),
+                    _raw(cell["max"]),
+                    " ".join(cell["seeds"]),
+                    " ".join(repr(v) for v in cell["values"]),
+                ]
+                + _diff_fields(cell, base)
+            )
     return buf.getvalue()
 
 

@@ -90,13 +90,44 @@ def make_config(name: str, params: dict[str, Any]):
     return spec.config(**{**given, **spec.fixed})
 
 
-register_solver("pgd-l2", pgd.pgd, pgd.PGDConfig, "targeted PGD in an l2 ball (Madry et al.)", norm="l2", step="sign", projection="clip")
+register_solver(
+    "pgd-l2",
+    pgd.pgd,
+    pgd.PGDConfig,
+    "targeted PGD in an l2 ball (Madry et al.)",
+    norm="l2",
+    step="sign",
+    projection="clip",
+)
 register_solver("pgd-linf", pgd.pgd, pgd.PGDConfig, "targeted PGD in an linf ball (Madry et al.)", norm="linf")
-register_solver("pgd-l0", pgd_l0.pgd_l0, pgd_l0.PGDL0Config, "targeted sparse PGD, one more changed coordinate per step (Kumano et al.)")
-register_solver("cfe-l2", cfe.cfe, cfe.CFEConfig, "l2 counterfactuals: cross-entropy + lam * squared l2 distance, Adam (Wachter et al.)")
-register_solver("pcfe-l0", scfe.scfe, scfe.SCFEConfig, "sparse plausible counterfactuals (S-CFE, Eq. 2): FISTA with an l0 prox, gamma by bisection")
+register_solver(
+    "pgd-l0",
+    pgd_l0.pgd_l0,
+    pgd_l0.PGDL0Config,
+    "targeted sparse PGD, one more changed coordinate per step (Kumano et al.)",
+)
+register_solver(
+    "cfe-l2",
+    cfe.cfe,
+    cfe.CFEConfig,
+    "l2 counterfactuals: cross-entropy + lam * squared l2 distance, Adam (Wachter et al.)",
+)
+register_solver(
+    "pcfe-l0",
+    scfe.scfe,
+    scfe.SCFEConfig,
+    "sparse plausible counterfactuals (S-CFE, Eq. 2): FISTA with an l0 prox, gamma by bisection",
+)
 
 __all__ = [
-    "TARGET_RULES", "SolverResult", "SolverSpec", "choose_targets", "frozen_eval", "get_solver", "list_solvers",
-    "make_config", "norms", "register_solver",
+    "TARGET_RULES",
+    "SolverResult",
+    "SolverSpec",
+    "choose_targets",
+    "frozen_eval",
+    "get_solver",
+    "list_solvers",
+    "make_config",
+    "norms",
+    "register_solver",
 ]

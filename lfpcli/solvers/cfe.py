@@ -80,13 +80,22 @@ class CFEConfig:
         return asdict(self)
 
 
-def wachter_objective(logits: torch.Tensor, target: torch.Tensor, x_cf: torch.Tensor, x: torch.Tensor, cfg: CFEConfig) -> torch.Tensor:
+def wachter_objective(
+    logits: torch.Tensor, target: torch.Tensor, x_cf: torch.Tensor, x: torch.Tensor, cfg: CFEConfig
+) -> torch.Tensor:
     """Per-sample J = L(logits, t) + lam * ||x_cf - x||_2^2, shape (N,)."""
     return get_loss(cfg.loss)(logits, target) + cfg.lam * (x_cf - x).flatten(1).pow(2).sum(1)
 
 
-def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEConfig, *, generator: torch.Generator | None = None,
-        progress: Tick | None = None) -> SolverResult:
+def cfe(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    cfg: CFEConfig,
+    *,
+    generator: torch.Generator | None = None,
+    progress: Tick | None = None,
+) -> SolverResult:
     """Wachter counterfactuals for a batch: ``x`` (N, C, H, W) in the box, ``target`` (N,) -> :class:`SolverResult`.
 
     ``extras["objective"]`` holds J at the returned x'. The loop keeps everything on the device (no host sync per
@@ -122,5 +131,11 @@ def cfe(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: CFEC
             objective = wachter_objective(logits, target, xc, x, cfg)
             success = logits.argmax(1) == target
     steps = torch.full((n,), cfg.steps, dtype=torch.long, device=x.device)
-    return SolverResult(x=xc.detach(), success=success, loss=final_loss, iterations=steps, grad_evals=steps.clone(),
-                        extras={"objective": objective})
+    return SolverResult(
+        x=xc.detach(),
+        success=success,
+        loss=final_loss,
+        iterations=steps,
+        grad_evals=steps.clone(),
+        extras={"objective": objective},
+    )

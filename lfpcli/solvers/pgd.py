@@ -82,8 +82,15 @@ def project_(delta: torch.Tensor, cfg: PGDConfig) -> torch.Tensor:
     return delta.clamp_(-cfg.eps, cfg.eps)
 
 
-def pgd(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDConfig, *, generator: torch.Generator | None = None,
-        progress: Tick | None = None) -> SolverResult:
+def pgd(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    cfg: PGDConfig,
+    *,
+    generator: torch.Generator | None = None,
+    progress: Tick | None = None,
+) -> SolverResult:
     """Targeted PGD on a batch: ``x`` (N, C, H, W) in the box, ``target`` (N,) -> :class:`SolverResult`.
 
     The loop keeps all bookkeeping on the device (no host sync per step); the model is left in the mode it

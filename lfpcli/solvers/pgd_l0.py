@@ -94,8 +94,15 @@ def _direction(gm: torch.Tensor, step: str) -> torch.Tensor:
     return gm
 
 
-def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: PGDL0Config, *, generator: torch.Generator | None = None,
-           progress: Tick | None = None) -> SolverResult:
+def pgd_l0(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    cfg: PGDL0Config,
+    *,
+    generator: torch.Generator | None = None,
+    progress: Tick | None = None,
+) -> SolverResult:
     """Targeted sparse PGD on a batch: ``x`` (N, C, H, W) in the box, ``target`` (N,) -> :class:`SolverResult`.
 
     ``extras["changed"]`` (N,) int64 is the size of each sample's changed set (>= its l0). Deterministic:
@@ -152,5 +159,11 @@ def pgd_l0(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor, cfg: P
                 logits = torch.where(better[:, None], logits, best_logits)
             success = logits.argmax(1) == target
     steps = torch.full((n,), cfg.steps, dtype=torch.long, device=x.device)
-    return SolverResult(x=xa.detach(), success=success, loss=final_loss, iterations=steps, grad_evals=steps.clone(),
-                        extras={"changed": count})
+    return SolverResult(
+        x=xa.detach(),
+        success=success,
+        loss=final_loss,
+        iterations=steps,
+        grad_evals=steps.clone(),
+        extras={"changed": count},
+    )

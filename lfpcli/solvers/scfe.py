@@ -165,8 +165,13 @@ class SCFEConfig:
         if not _finite_number(self.growth) or self.growth <= 1:
             raise ConfigError(f"--growth must be a number above 1, got {self.growth}")
         # an infinite side means no bound there (inputs without a box, e.g. Gaussian data in lfp synth)
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) for v in (self.lo, self.hi)) \
-                or not self.lo < self.hi:
+        if (
+            not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+                for v in (self.lo, self.hi)
+            )
+            or not self.lo < self.hi
+        ):
             raise ConfigError(f"the box needs lo < hi (either may be infinite), got [{self.lo}, {self.hi}]")
 
     def k(self, d: int) -> int | None:
@@ -242,7 +247,9 @@ def scfe(
         try:
             torch.broadcast_shapes(mask.shape, x.shape)
         except RuntimeError:
-            raise InputError(f"mask of shape {tuple(mask.shape)} does not broadcast to inputs {tuple(x.shape)}") from None
+            raise InputError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to inputs {tuple(x.shape)}"
+            ) from None
     tau = 1.0 if cfg.tau is None else cfg.tau
     use_plaus = plausibility is not None and tau > 0
     loss_fn = _loss_fn(cfg)
@@ -283,8 +290,12 @@ def scfe(
     reached = torch.zeros(n, dtype=torch.bool, device=x.device)
 
     def tick(k: int, w: Tensor, running: Tensor) -> None:
-        progress(searched[0] * cfg.steps + k + 1, total_iters, search=f"{searched[0] + 1}/{cfg.search_steps}",
-                 reached=(reached.sum(), n))
+        progress(
+            searched[0] * cfg.steps + k + 1,
+            total_iters,
+            search=f"{searched[0] + 1}/{cfg.search_steps}",
+            reached=(reached.sum(), n),
+        )
 
     def run(c: Tensor):
         nonlocal reached
@@ -390,7 +401,9 @@ def _with_skipped(model, x, target, cfg, done, plausibility, mask, progress, ter
     extras_plaus = plaus.clone() if plaus is not None else None
     if todo.numel():
         sub_mask = mask[todo] if mask is not None and mask.dim() == x.dim() and mask.shape[0] == n and n > 1 else mask
-        r = scfe(model, x[todo], target[todo], cfg, plausibility=plausibility, mask=sub_mask, progress=progress, skip=False)
+        r = scfe(
+            model, x[todo], target[todo], cfg, plausibility=plausibility, mask=sub_mask, progress=progress, skip=False
+        )
         out_x[todo] = r.x
         success[todo] = r.success
         loss[todo] = r.loss.to(loss.dtype)
@@ -403,8 +416,15 @@ def _with_skipped(model, x, target, cfg, done, plausibility, mask, progress, ter
             extras_plaus[todo] = r.extras["plausibility"].to(extras_plaus.dtype)
     elif progress is not None:
         progress(cfg.search_steps * cfg.steps, cfg.search_steps * cfg.steps, reached=(torch.tensor(n), n))
-    extras = {"gamma": gamma, "objective": objective, "func_evals": func_evals, "l0": norms(out_x - x)["l0"],
-              "skipped": done.clone()}
+    extras = {
+        "gamma": gamma,
+        "objective": objective,
+        "func_evals": func_evals,
+        "l0": norms(out_x - x)["l0"],
+        "skipped": done.clone(),
+    }
     if extras_plaus is not None:
         extras["plausibility"] = extras_plaus
-    return SolverResult(x=out_x, success=success, loss=loss, iterations=iterations, grad_evals=grad_evals, extras=extras)
+    return SolverResult(
+        x=out_x, success=success, loss=loss, iterations=iterations, grad_evals=grad_evals, extras=extras
+    )

@@ -17,7 +17,9 @@ from lfpcli.errors import ConfigError
 TARGET_RULES = ("random", "random-other", "deterministic")
 
 
-def choose_targets(y: torch.Tensor, num_classes: int, rule: str, generator: torch.Generator | None = None) -> torch.Tensor:
+def choose_targets(
+    y: torch.Tensor, num_classes: int, rule: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Targets (N,) int64 for labels ``y`` (N,) under ``rule``; randomness only from ``generator``."""
     if rule not in TARGET_RULES:
         raise ConfigError(f"unknown target rule '{rule}'; choose one of {', '.join(TARGET_RULES)}")

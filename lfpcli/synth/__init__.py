@@ -16,7 +16,24 @@ from lfpcli.synth.sweep import PRESETS, SWEEP_KEYS, Curve, Plan, parse_sweep, pr
 from lfpcli.synth.train import FitConfig, FitResult, fit
 
 __all__ = [
-    "DISTS", "METHODS", "PRESETS", "SWEEP_KEYS", "VARIANTS", "Curve", "FitConfig", "FitResult", "Plan", "Point",
-    "Settings", "derive_seed", "draw_inputs", "draw_labels", "fit", "parse_sweep", "preset", "run_point", "run_sweep",
+    "DISTS",
+    "METHODS",
+    "PRESETS",
+    "SWEEP_KEYS",
+    "VARIANTS",
+    "Curve",
+    "FitConfig",
+    "FitResult",
+    "Plan",
+    "Point",
+    "Settings",
+    "derive_seed",
+    "draw_inputs",
+    "draw_labels",
+    "fit",
+    "parse_sweep",
+    "preset",
+    "run_point",
+    "run_sweep",
     "solver_config",
 ]

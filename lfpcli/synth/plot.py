@@ -40,8 +40,19 @@ LEGEND = {
 LOG_SPAN = 10
 #: Legend text size in points: that of the axis labels, so that it reads as well as they do.
 LEGEND_FONT = 10
-MEANS = ("success", "l0", "l2", "linf", "fit_natural", "fit_baseline", "fit_perturbed", "epochs_natural",
-         "epochs_baseline", "epochs_perturbed", "time_total")
+MEANS = (
+    "success",
+    "l0",
+    "l2",
+    "linf",
+    "fit_natural",
+    "fit_baseline",
+    "fit_perturbed",
+    "epochs_natural",
+    "epochs_baseline",
+    "epochs_perturbed",
+    "time_total",
+)
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -56,13 +67,17 @@ def _reduce(rows: list[dict[str, Any]]) -> dict[str, Any]:
     for k in STATS:
         out[k] = _spread([r[k] for r in rows])
     for k in MEANS:
-        vals = [r[k] for r in rows if k in r and r[k] is not None and not (isinstance(r[k], float) and math.isnan(r[k]))]
+        vals = [
+            r[k] for r in rows if k in r and r[k] is not None and not (isinstance(r[k], float) and math.isnan(r[k]))
+        ]
         out[k] = sum(vals) / len(vals) if vals else None
     return out
 
 
 def _point_key(d: dict[str, Any]) -> tuple:
-    return tuple(d[f] for f in ("method", "dist", "variant", "dim", "hidden", "n_natural", "n_noise", "eps", "ratio", "seed"))
+    return tuple(
+        d[f] for f in ("method", "dist", "variant", "dim", "hidden", "n_natural", "n_noise", "eps", "ratio", "seed")
+    )
 
 
 def summarize(rows: list[dict[str, Any]], plan: Plan | None) -> dict[str, Any]:
@@ -78,9 +93,14 @@ def summarize(rows: list[dict[str, Any]], plan: Plan | None) -> dict[str, Any]:
                 if not c.applies(m, v):
                     continue
                 col = "budget" if c.key in ("eps", "ratio") else c.key
-                entry = curves.setdefault((m, d, v, col), {"key": c.key, "column": col, "method": m, "dist": d, "variant": v, "points": {}})
+                entry = curves.setdefault(
+                    (m, d, v, col), {"key": c.key, "column": col, "method": m, "dist": d, "variant": v, "points": {}}
+                )
                 for value in c.values:
-                    found = [by_key.get(_point_key(plan.base_point(m, d, v, s, **{c.key: value}).to_dict())) for s in plan.seeds]
+                    found = [
+                        by_key.get(_point_key(plan.base_point(m, d, v, s, **{c.key: value}).to_dict()))
+                        for s in plan.seeds
+                    ]
                     found = [r for r in found if r is not None]
                     if found:
                         entry["points"][value] = {"value": value, **_reduce(found)}
@@ -165,7 +185,12 @@ def make_figure(summary: dict[str, Any], *, title: str | None = None):
                 axes[i][j].set_visible(False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.legend(handles, [LEGEND["acc_perturbed"], LEGEND["acc_baseline"], "chance"], loc="outside lower center",
-               ncols=3 if ncols > 2 else 1, fontsize=LEGEND_FONT, frameon=False)
+    fig.legend(
+        handles,
+        [LEGEND["acc_perturbed"], LEGEND["acc_baseline"], "chance"],
+        loc="outside lower center",
+        ncols=3 if ncols > 2 else 1,
+        fontsize=LEGEND_FONT,
+        frameon=False,
+    )
     return fig
-

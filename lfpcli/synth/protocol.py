@@ -46,8 +46,21 @@ from lfpcli.synth.data import BOXES, DISTS, derive_seed, draw_inputs, draw_label
 from lfpcli.synth.train import FitConfig, fit
 
 __all__ = [
-    "DISTS", "EPS_METHODS", "METHODS", "Point", "RATIO_METHODS", "Settings", "StageCache", "VARIANTS",
-    "ROW_FIELDS", "TIMING_FIELDS", "budget_key", "natural_data", "perturbation_source", "run_point", "solver_config",
+    "DISTS",
+    "EPS_METHODS",
+    "METHODS",
+    "Point",
+    "RATIO_METHODS",
+    "Settings",
+    "StageCache",
+    "VARIANTS",
+    "ROW_FIELDS",
+    "TIMING_FIELDS",
+    "budget_key",
+    "natural_data",
+    "perturbation_source",
+    "run_point",
+    "solver_config",
     "stage_keys",
 ]
 
@@ -212,8 +225,15 @@ class Settings:
         _whole("solver_batch", self.solver_batch, 1)
 
     def fit_config(self) -> FitConfig:
-        return FitConfig(loss=self.loss, lr=self.lr, momentum=self.momentum, max_epochs=self.max_epochs,
-                         window=self.window, rel_tol=self.rel_tol, loss_tol=self.loss_tol)
+        return FitConfig(
+            loss=self.loss,
+            lr=self.lr,
+            momentum=self.momentum,
+            max_epochs=self.max_epochs,
+            window=self.window,
+            rel_tol=self.rel_tol,
+            loss_tol=self.loss_tol,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -243,23 +263,51 @@ def solver_config(point: Point, settings: Settings):
     m, d = point.method, point.dim
     if m in EPS_METHODS:
         r = eps_radius(point, settings)
-        params = {"eps": r, "steps": settings.pgd_steps, "step_size": settings.pgd_step * r, "loss": "exponential", **box}
+        params = {
+            "eps": r,
+            "steps": settings.pgd_steps,
+            "step_size": settings.pgd_step * r,
+            "loss": "exponential",
+            **box,
+        }
         if m == "pgd-linf":
             params.update(step=settings.linf_step, projection=settings.linf_projection)
         return make_config(m, params)
     k = int(k_from_ratio(point.ratio, d))
     if m == "pgd-l0":
-        return make_config(m, {"steps": k, "max_changed": k, "step_size": settings.pgd_l0_step, "step": "max-normalized",
-                               "keep": "best", "loss": "exponential", **box})
+        return make_config(
+            m,
+            {
+                "steps": k,
+                "max_changed": k,
+                "step_size": settings.pgd_l0_step,
+                "step": "max-normalized",
+                "keep": "best",
+                "loss": "exponential",
+                **box,
+            },
+        )
     if m == "cfe-l2":
-        return make_config(m, {"lam": settings.cfe_lam, "step_size": settings.cfe_lr, "steps": k, "loss": "ce", "init": "zero", **box})
+        return make_config(
+            m, {"lam": settings.cfe_lam, "step_size": settings.cfe_lr, "steps": k, "loss": "ce", "init": "zero", **box}
+        )
     iters = max(1, math.ceil(settings.pcfe_iterations * d * (1 - 1e-12)))
-    return make_config(m, {
-        "steps": iters, "search_steps": settings.pcfe_search_steps, "lipschitz": settings.pcfe_lipschitz,
-        "line_search": settings.pcfe_step == "line-search",
-        "schedule": "fixed" if settings.pcfe_step == "line-search" else settings.pcfe_step, "prox": "l0-ball", "max_changed": float(k),
-        "beta": settings.pcfe_beta, "kappa": settings.pcfe_kappa, "loss": "margin", **box,
-    })
+    return make_config(
+        m,
+        {
+            "steps": iters,
+            "search_steps": settings.pcfe_search_steps,
+            "lipschitz": settings.pcfe_lipschitz,
+            "line_search": settings.pcfe_step == "line-search",
+            "schedule": "fixed" if settings.pcfe_step == "line-search" else settings.pcfe_step,
+            "prox": "l0-ball",
+            "max_changed": float(k),
+            "beta": settings.pcfe_beta,
+            "kappa": settings.pcfe_kappa,
+            "loss": "margin",
+            **box,
+        },
+    )
 
 
 class StageCache:
@@ -285,9 +333,25 @@ class StageCache:
 
 #: Columns of a result row (besides the point's own fields), in the order the results file stores them.
 ROW_FIELDS = (
-    "acc_perturbed", "acc_baseline", "fit_natural", "fit_baseline", "fit_perturbed",
-    "epochs_natural", "epochs_baseline", "epochs_perturbed", "loss_natural", "loss_baseline", "loss_perturbed",
-    "diverged", "success", "l0", "l2", "linf", "eps_radius", "changed_max", "solver_iterations",
+    "acc_perturbed",
+    "acc_baseline",
+    "fit_natural",
+    "fit_baseline",
+    "fit_perturbed",
+    "epochs_natural",
+    "epochs_baseline",
+    "epochs_perturbed",
+    "loss_natural",
+    "loss_baseline",
+    "loss_perturbed",
+    "diverged",
+    "success",
+    "l0",
+    "l2",
+    "linf",
+    "eps_radius",
+    "changed_max",
+    "solver_iterations",
 )
 TIMING_FIELDS = ("time_natural", "time_baseline", "time_perturb", "time_perturbed", "time_total")
 
@@ -364,9 +428,20 @@ def run_point(
     def natural():
         t0 = time.perf_counter()
         x, y = natural_data(p)
-        w0 = init_first_layer((1, p.hidden, p.dim), generator(derive_seed(p.seed, "natural-init", p.dist, p.dim, p.hidden, p.n_natural)))
+        w0 = init_first_layer(
+            (1, p.hidden, p.dim), generator(derive_seed(p.seed, "natural-init", p.dist, p.dim, p.hidden, p.n_natural))
+        )
         x, y = x.to(device), y.to(device)
-        r = fit(w0.to(device), x.unsqueeze(0), y.unsqueeze(0), a, fcfg, slope=s.slope, progress=progress, stage="natural network")
+        r = fit(
+            w0.to(device),
+            x.unsqueeze(0),
+            y.unsqueeze(0),
+            a,
+            fcfg,
+            slope=s.slope,
+            progress=progress,
+            stage="natural network",
+        )
         return {"x": x, "y": y, "fit": r, "seconds": time.perf_counter() - t0}
 
     nat, nat_reused = cache.get(keys["natural"], natural)
@@ -377,12 +452,22 @@ def run_point(
 
     src, _ = cache.get(keys["source"], source)
     w_init = init_first_layer(
-        (1, p.hidden, p.dim), generator(derive_seed(p.seed, "retrain-init", p.variant, p.dist, p.dim, p.hidden, p.n_natural, p.n_noise))
+        (1, p.hidden, p.dim),
+        generator(derive_seed(p.seed, "retrain-init", p.variant, p.dist, p.dim, p.hidden, p.n_natural, p.n_noise)),
     ).to(device)
 
     def baseline():
         t0 = time.perf_counter()
-        r = fit(w_init, src["x"].unsqueeze(0), src["t"].unsqueeze(0), a, fcfg, slope=s.slope, progress=progress, stage="baseline network")
+        r = fit(
+            w_init,
+            src["x"].unsqueeze(0),
+            src["t"].unsqueeze(0),
+            a,
+            fcfg,
+            slope=s.slope,
+            progress=progress,
+            stage="baseline network",
+        )
         acc = _accuracy(r.w, nat["x"], nat["y"], a, s.slope)
         return {"fit": r, "acc": acc, "seconds": time.perf_counter() - t0}
 
@@ -405,7 +490,9 @@ def run_point(
     for b in range(batches):
         lo, hi = b * s.solver_batch, min((b + 1) * s.solver_batch, n_src)
         xb = x_src[lo:hi].view(hi - lo, 1, 1, p.dim)
-        res = spec.fn(model, xb, t_src[lo:hi], cfg, generator=gen, progress=scaled(progress, p.method, b * iters, batches * iters))
+        res = spec.fn(
+            model, xb, t_src[lo:hi], cfg, generator=gen, progress=scaled(progress, p.method, b * iters, batches * iters)
+        )
         pieces.append(res.x.reshape(hi - lo, p.dim))
         succ.append(res.success.float())
         for k, v in norms(res.x - xb).items():
@@ -415,7 +502,16 @@ def run_point(
     t_perturb = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    adv = fit(w_init, x_adv.unsqueeze(0), t_src.unsqueeze(0), a, fcfg, slope=s.slope, progress=progress, stage="perturbation-trained network")
+    adv = fit(
+        w_init,
+        x_adv.unsqueeze(0),
+        t_src.unsqueeze(0),
+        a,
+        fcfg,
+        slope=s.slope,
+        progress=progress,
+        stage="perturbation-trained network",
+    )
     acc_adv = _accuracy(adv.w, nat["x"], nat["y"], a, s.slope)
     t_adv = time.perf_counter() - t0
 
@@ -448,4 +544,3 @@ def run_point(
         "time_total": time.perf_counter() - started,
     }
     return row
-

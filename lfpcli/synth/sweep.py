@@ -76,7 +76,9 @@ class Curve:
         if self.key not in SWEEP_KEYS:
             raise ConfigError(f"unknown sweep key '{self.key}'; choose one of {', '.join(SWEEP_KEYS)}")
         if not self.values:
-            raise ConfigError(f"--sweep {self.key} has no values; give a comma-separated list such as {self.key}=100,500,1000")
+            raise ConfigError(
+                f"--sweep {self.key} has no values; give a comma-separated list such as {self.key}=100,500,1000"
+            )
         vals = tuple(check_value(self.key, v) for v in self.values)
         if len(set(vals)) != len(vals):
             raise ConfigError(f"--sweep {self.key} lists a value twice: {', '.join(str(v) for v in self.values)}")
@@ -182,8 +184,14 @@ class Plan:
 
     def base_point(self, method: str, dist: str, variant: str, seed: int, **changes: Any) -> Point:
         values = {
-            "method": method, "dist": dist, "variant": variant, "dim": self.dim, "hidden": self.hidden,
-            "n_natural": self.n_natural, "n_noise": self.n_noise, "seed": seed,
+            "method": method,
+            "dist": dist,
+            "variant": variant,
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "n_natural": self.n_natural,
+            "n_noise": self.n_noise,
+            "seed": seed,
             "eps": self.eps.get(method) if method in EPS_METHODS else None,
             "ratio": self.ratio.get(method) if method in RATIO_METHODS else None,
         }
@@ -215,27 +223,50 @@ class Plan:
         """Every curve runs somewhere: a ``--sweep eps`` with only ratio methods selected is a mistake."""
         for c in self.curves:
             if not any(c.applies(m, v) for m, _, v in self.panels()):
-                who = {"eps": "pgd-l2, pgd-linf", "ratio": "pgd-l0, cfe-l2, pcfe-l0", "n_noise": "variant noise"}.get(c.key, "")
-                sel = f"--method {','.join(self.methods)}" + (f" --variant {','.join(self.variants)}" if c.key == "n_noise" else "")
+                who = {"eps": "pgd-l2, pgd-linf", "ratio": "pgd-l0, cfe-l2, pcfe-l0", "n_noise": "variant noise"}.get(
+                    c.key, ""
+                )
+                sel = f"--method {','.join(self.methods)}" + (
+                    f" --variant {','.join(self.variants)}" if c.key == "n_noise" else ""
+                )
                 only = f" (only {', '.join(c.methods)})" if c.methods else ""
-                raise ConfigError(f"--sweep {c.key}{only} applies to {who or 'no selected method'}, none of which is selected ({sel})")
+                raise ConfigError(
+                    f"--sweep {c.key}{only} applies to {who or 'no selected method'}, none of which is selected ({sel})"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "methods": list(self.methods), "dists": list(self.dists), "variants": list(self.variants),
-            "seeds": list(self.seeds), "dim": self.dim, "hidden": self.hidden, "n_natural": self.n_natural,
-            "n_noise": self.n_noise, "eps": dict(self.eps), "ratio": dict(self.ratio),
+            "methods": list(self.methods),
+            "dists": list(self.dists),
+            "variants": list(self.variants),
+            "seeds": list(self.seeds),
+            "dim": self.dim,
+            "hidden": self.hidden,
+            "n_natural": self.n_natural,
+            "n_noise": self.n_noise,
+            "eps": dict(self.eps),
+            "ratio": dict(self.ratio),
             "curves": [c.to_dict() for c in self.curves],
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Plan":
         try:
-            curves = tuple(Curve(c["key"], tuple(c["values"]), tuple(c.get("methods") or ())) for c in d.get("curves", []))
+            curves = tuple(
+                Curve(c["key"], tuple(c["values"]), tuple(c.get("methods") or ())) for c in d.get("curves", [])
+            )
             return cls(
-                methods=tuple(d["methods"]), dists=tuple(d["dists"]), variants=tuple(d["variants"]), seeds=tuple(d["seeds"]),
-                dim=d["dim"], hidden=d["hidden"], n_natural=d["n_natural"], n_noise=d["n_noise"],
-                eps=dict(d.get("eps") or {}), ratio=dict(d.get("ratio") or {}), curves=curves,
+                methods=tuple(d["methods"]),
+                dists=tuple(d["dists"]),
+                variants=tuple(d["variants"]),
+                seeds=tuple(d["seeds"]),
+                dim=d["dim"],
+                hidden=d["hidden"],
+                n_natural=d["n_natural"],
+                n_noise=d["n_noise"],
+                eps=dict(d.get("eps") or {}),
+                ratio=dict(d.get("ratio") or {}),
+                curves=curves,
             )
         except (KeyError, TypeError, AttributeError):
             raise ConfigError("the plan is malformed") from None
@@ -256,15 +287,35 @@ _PAPER_CURVES = (
 #: 10,000; the curves of their public scripts). ``quick``: every method, 3 dimensions x 2 seeds at laptop size.
 PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
-        "plan": dict(methods=METHODS, dists=DISTS, variants=("noise",), seeds=(0, 1, 2), dim=10000, hidden=1000,
-                     n_natural=1000, n_noise=10000, eps={"pgd-l2": 0.78, "pgd-linf": 0.03},
-                     ratio={m: 0.05 for m in RATIO_METHODS}, curves=_PAPER_CURVES),
+        "plan": dict(
+            methods=METHODS,
+            dists=DISTS,
+            variants=("noise",),
+            seeds=(0, 1, 2),
+            dim=10000,
+            hidden=1000,
+            n_natural=1000,
+            n_noise=10000,
+            eps={"pgd-l2": 0.78, "pgd-linf": 0.03},
+            ratio={m: 0.05 for m in RATIO_METHODS},
+            curves=_PAPER_CURVES,
+        ),
         "settings": {},  # lfpcli.synth.Settings' defaults are the paper preset's
     },
     "quick": {
-        "plan": dict(methods=METHODS, dists=("uniform",), variants=("noise",), seeds=(0, 1), dim=1000, hidden=100,
-                     n_natural=100, n_noise=500, eps={"pgd-l2": 0.78, "pgd-linf": 0.03},
-                     ratio={m: 0.05 for m in RATIO_METHODS}, curves=(Curve("dim", (100, 300, 1000)),)),
+        "plan": dict(
+            methods=METHODS,
+            dists=("uniform",),
+            variants=("noise",),
+            seeds=(0, 1),
+            dim=1000,
+            hidden=100,
+            n_natural=100,
+            n_noise=500,
+            eps={"pgd-l2": 0.78, "pgd-linf": 0.03},
+            ratio={m: 0.05 for m in RATIO_METHODS},
+            curves=(Curve("dim", (100, 300, 1000)),),
+        ),
         "settings": dict(max_epochs=5000, window=50, rel_tol=0.1),
     },
 }
@@ -312,6 +363,7 @@ def run_sweep(
         rows[i] = row
         if on_row is not None:
             on_row(i, row)
-        progress("configurations", len(rows), total, acc_perturbed=row["acc_perturbed"], acc_baseline=row["acc_baseline"])
+        progress(
+            "configurations", len(rows), total, acc_perturbed=row["acc_perturbed"], acc_baseline=row["acc_baseline"]
+        )
     return [rows[i] for i in range(total)]
-

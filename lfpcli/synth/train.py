@@ -112,8 +112,17 @@ def fit(
     ``check_every``: epochs between host checks (default 1 on the CPU, 25 elsewhere). ``progress(stage, t,
     max_epochs, loss=...)`` is called at each check.
     """
-    if w0.dim() != 3 or x.dim() != 3 or y.dim() != 2 or x.shape[0] != w0.shape[0] or y.shape != x.shape[:2] or x.shape[2] != w0.shape[2]:
-        raise ValueError(f"fit needs w0 (G,h,d), x (G,N,d), y (G,N); got {tuple(w0.shape)}, {tuple(x.shape)}, {tuple(y.shape)}")
+    if (
+        w0.dim() != 3
+        or x.dim() != 3
+        or y.dim() != 2
+        or x.shape[0] != w0.shape[0]
+        or y.shape != x.shape[:2]
+        or x.shape[2] != w0.shape[2]
+    ):
+        raise ValueError(
+            f"fit needs w0 (G,h,d), x (G,N,d), y (G,N); got {tuple(w0.shape)}, {tuple(x.shape)}, {tuple(y.shape)}"
+        )
     start = time.perf_counter()
     dev = w0.device
     g_count, n = y.shape

@@ -22,9 +22,31 @@ TRAIN_LOSSES = ("ce", "logistic", "exponential")
 #: ResNet-50 on WaterBirds/SpuCoAnimals); ``paper-code``: what the paper's public code runs on WaterBirds
 #: (SubpopBench's defaults); ``kumano``: Kumano et al.'s MNIST/FMNIST/CIFAR-10 settings (their train.py).
 RECIPES: dict[str, dict[str, Any]] = {
-    "paper-text": {"optimizer": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 5e-2, "batch_size": 8, "epochs": 360},
-    "paper-code": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4, "batch_size": 108, "epochs": 113},
-    "kumano": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "batch_size": 128, "epochs": 100},
+    "paper-text": {
+        "optimizer": "sgd",
+        "lr": 1e-5,
+        "momentum": 0.9,
+        "weight_decay": 5e-2,
+        "batch_size": 8,
+        "epochs": 360,
+    },
+    "paper-code": {
+        "optimizer": "sgd",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "batch_size": 108,
+        "epochs": 113,
+    },
+    "kumano": {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "batch_size": 128,
+        "epochs": 100,
+    },
 }
 
 
@@ -73,7 +95,9 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def resolve(cls, given: dict[str, Any], *, recipe: str | None = None, base: dict[str, Any] | None = None) -> "TrainConfig":
+    def resolve(
+        cls, given: dict[str, Any], *, recipe: str | None = None, base: dict[str, Any] | None = None
+    ) -> "TrainConfig":
         """Explicit values, then the recipe, then ``base`` (data-spec or parent defaults), then field defaults."""
         if recipe is not None and recipe not in RECIPES:
             raise ConfigError(f"unknown recipe '{recipe}'; choose one of {', '.join(RECIPES)}")

@@ -32,7 +32,9 @@ class TrainResult:
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=cfg.nesterov
+        )
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -81,7 +83,9 @@ def train_model(
     if cfg.balance == "groups" and not bool((train.group >= 0).all()):
         from lfpcli.errors import ConfigError
 
-        raise ConfigError("--balance groups needs every training sample's group, and this data has none; use --balance none")
+        raise ConfigError(
+            "--balance groups needs every training sample's group, and this data has none; use --balance none"
+        )
     if cfg.select == "val-worst-group" and not group_names:
         from lfpcli.errors import ConfigError
 
@@ -161,8 +165,15 @@ def train_model(
                 loss_sum += per.detach().sum()
                 correct += ((logits.detach().argmax(1) == y) & real).sum()
             seen += count
-            progress(stage, (epoch - 1) * n_batches + b + 1, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}",
-                     loss=loss_sum / seen, **last)
+            progress(
+                stage,
+                (epoch - 1) * n_batches + b + 1,
+                total,
+                unit="batch",
+                epoch=f"{epoch}/{cfg.epochs}",
+                loss=loss_sum / seen,
+                **last,
+            )
         if sched is not None:
             sched.step()
         job.all_sum(loss_sum, correct)  # under torchrun: the whole epoch's, over every rank's shards
@@ -182,21 +193,33 @@ def train_model(
         if not math.isfinite(row["train_loss"]):
             from lfpcli.errors import ConfigError
 
-            raise ConfigError(f"training diverged: the loss was {row['train_loss']} in epoch {epoch}, so no checkpoint is "
-                              f"written; lower the learning rate (--lr, now {cfg.lr:g}) or use --schedule cosine")
+            raise ConfigError(
+                f"training diverged: the loss was {row['train_loss']} in epoch {epoch}, so no checkpoint is "
+                f"written; lower the learning rate (--lr, now {cfg.lr:g}) or use --schedule cosine"
+            )
         result.history.append(row)
         last = {"val_acc": row.get("val_accuracy"), "val_wga": row.get("val_worst_group_accuracy")}
-        progress(stage, epoch * n_batches, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}", loss=row["train_loss"], **last)
+        progress(
+            stage, epoch * n_batches, total, unit="batch", epoch=f"{epoch}/{cfg.epochs}", loss=row["train_loss"], **last
+        )
         if (cfg.select == "last" and epoch == cfg.epochs) or (score is not None and score > best):
             best = score if score is not None else best
             result.selected_epoch = epoch
             result.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         if sidecar is not None and job.main and epoch < cfg.epochs and time.monotonic() - saved_at >= save_every:
-            sidecar.save("train-state", {
-                "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict() if sched is not None else {}, "history": result.history,
-                "selected_epoch": result.selected_epoch, "best_state": result.state_dict, "best": best,
-            })
+            sidecar.save(
+                "train-state",
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else {},
+                    "history": result.history,
+                    "selected_epoch": result.selected_epoch,
+                    "best_state": result.state_dict,
+                    "best": best,
+                },
+            )
             saved_at = time.monotonic()
     if job.main:
         model.load_state_dict(result.state_dict)

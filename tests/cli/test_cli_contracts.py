@@ -48,8 +48,26 @@ CPU = ("--device", "cpu")
 
 
 # ------------------------------------------------------------------- (3) retrain inherits, flags override
-SOURCE_FLAGS = ["--arch", "mlp", "--arch-arg", "hidden=16", "--arch-arg", "depth=1", "--epochs", "2", "--optimizer", "sgd",
-                "--lr", "0.05", "--momentum", "0.5", "--batch-size", "32", "--schedule", "cosine"]
+SOURCE_FLAGS = [
+    "--arch",
+    "mlp",
+    "--arch-arg",
+    "hidden=16",
+    "--arch-arg",
+    "depth=1",
+    "--epochs",
+    "2",
+    "--optimizer",
+    "sgd",
+    "--lr",
+    "0.05",
+    "--momentum",
+    "0.5",
+    "--batch-size",
+    "32",
+    "--schedule",
+    "cosine",
+]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +76,9 @@ def source(tmp_path_factory):
     training digits perturbed (pgd-l2, 2 steps)."""
     d = tmp_path_factory.mktemp("source")
     _run_quiet(["train", "--data", "digits", *SOURCE_FLAGS, "--out", str(d / "src.pt"), "-q", *CPU])
-    _run_quiet(["perturb", "--in", str(d / "src.pt"), "--out", str(d / "p.h5"), "--limit", "48", "--steps", "2", "-q", *CPU])
+    _run_quiet(
+        ["perturb", "--in", str(d / "src.pt"), "--out", str(d / "p.h5"), "--limit", "48", "--steps", "2", "-q", *CPU]
+    )
     return d
 
 
@@ -73,10 +93,20 @@ def test_source_checkpoint_records_the_flags_it_was_given(source):
     """The source model's own record holds exactly the settings given on its command line (the baseline the
     retrain tests compare against)."""
     m = meta_of(source / "src.pt")
-    assert m["model"]["arch"] == "mlp" and m["model"]["arch_args"]["hidden"] == 16 and m["model"]["arch_args"]["depth"] == 1
+    assert (
+        m["model"]["arch"] == "mlp"
+        and m["model"]["arch_args"]["hidden"] == 16
+        and m["model"]["arch_args"]["depth"] == 1
+    )
     cfg = m["train"]["config"]
-    assert (cfg["epochs"], cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["batch_size"], cfg["schedule"]) == \
-        (2, "sgd", 0.05, 0.5, 32, "cosine")
+    assert (cfg["epochs"], cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["batch_size"], cfg["schedule"]) == (
+        2,
+        "sgd",
+        0.05,
+        0.5,
+        32,
+        "cosine",
+    )
 
 
 def test_retrain_without_flags_takes_everything_from_the_source(source, capsys):
@@ -104,8 +134,9 @@ OVERRIDES = [
 
 
 @pytest.mark.parametrize("flags,config_change,arch_change", OVERRIDES)
-def test_each_retrain_flag_overrides_exactly_its_setting(source, digits_model, tmp_path, capsys, flags, config_change,
-                                                         arch_change):
+def test_each_retrain_flag_overrides_exactly_its_setting(
+    source, digits_model, tmp_path, capsys, flags, config_change, arch_change
+):
     """One flag on retrain changes that setting in the retrained checkpoint and nothing else: the training
     config is the source's with that key replaced, the architecture and its options are the source's unless the
     flag names them (--arch small-cnn: small-cnn with its own defaults, as a default small-cnn records them)."""
@@ -132,8 +163,23 @@ def test_each_retrain_flag_overrides_exactly_its_setting(source, digits_model, t
 def grouped_model(tmp_path_factory):
     """An mlp trained one epoch on spurious-digits with one copy per training digit (groups, 1,078 images)."""
     path = tmp_path_factory.mktemp("grouped") / "m.pt"
-    _run_quiet(["train", "--data", "spurious-digits:train_copies=1", "--arch", "mlp", "--arch-arg", "hidden=32",
-                "--epochs", "1", "--out", str(path), "-q", *CPU])
+    _run_quiet(
+        [
+            "train",
+            "--data",
+            "spurious-digits:train_copies=1",
+            "--arch",
+            "mlp",
+            "--arch-arg",
+            "hidden=32",
+            "--epochs",
+            "1",
+            "--out",
+            str(path),
+            "-q",
+            *CPU,
+        ]
+    )
     return path
 
 
@@ -180,13 +226,35 @@ def test_eval_group_figures_equal_a_hand_count(grouped_model, capsys):
         assert got["train_weighted_accuracy"] == pytest.approx(want["train_weighted_accuracy"], rel=1e-12, abs=0)
     # the spurious setting is visible in the figures: train groups are unbalanced, test groups are not
     assert [report["splits"]["test"]["groups"][g]["n"] for g in names] == [90, 90, 90, 90]
-    assert report["splits"]["train"]["groups"]["low/land"]["n"] < report["splits"]["train"]["groups"]["low/water"]["n"] / 10
+    assert (
+        report["splits"]["train"]["groups"]["low/land"]["n"]
+        < report["splits"]["train"]["groups"]["low/water"]["n"] / 10
+    )
 
 
 # ------------------------------------------------------------------------ (5) target rules and seeds
 def _targets(digits_model, out: Path, rule: str, seed: int, limit: int, capsys) -> tuple[np.ndarray, np.ndarray, dict]:
-    s = json.loads(ok("perturb", "--in", digits_model, "--out", out, "--targets", rule, "--seed", seed, "--limit", limit,
-                      "--steps", "1", "--json", "-q", *CPU, capsys=capsys))
+    s = json.loads(
+        ok(
+            "perturb",
+            "--in",
+            digits_model,
+            "--out",
+            out,
+            "--targets",
+            rule,
+            "--seed",
+            seed,
+            "--limit",
+            limit,
+            "--steps",
+            "1",
+            "--json",
+            "-q",
+            *CPU,
+            capsys=capsys,
+        )
+    )
     y, t = h5_arrays(out, "y", "target")
     return y, t, s
 
@@ -238,7 +306,17 @@ def commands_with_config() -> list[str]:
     return sorted(found)
 
 
-CONFIG_CASES = ["density", "eval", "perturb", "perturb pcfe-l0", "retrain", "saliency", "synth run", "synth sweep", "train"]
+CONFIG_CASES = [
+    "density",
+    "eval",
+    "perturb",
+    "perturb pcfe-l0",
+    "retrain",
+    "saliency",
+    "synth run",
+    "synth sweep",
+    "train",
+]
 
 
 def test_the_config_cases_cover_every_command_with_config():
@@ -290,31 +368,114 @@ def config_case(name: str, digits_model: Path, digits_pgd: Path) -> tuple[dict, 
     command line gives one option that the file also sets; the expected value is the command line's."""
     model, pgd = str(digits_model), str(digits_pgd)
     cases = {
-        "train": ({"data": "digits", "arch": "mlp", "arch-arg": {"hidden": 8}, "epochs": 1, "lr": 0.01, "batch-size": 128,
-                   "seed": 4, "device": "cpu"}, ["train", "--lr", "0.02"], "m.pt", checkpoint_values,
-                  {"arch": "mlp", "hidden": 8, "epochs": 1, "lr": 0.02, "batch_size": 128, "seed": 4}),
-        "perturb": ({"in": model, "method": "pgd-l2", "eps": 0.5, "steps": 3, "param": {"step_size": 0.2},
-                     "targets": "deterministic", "limit": 8, "seed": 3, "device": "cpu"}, ["perturb", "--eps", "0.7"], "p.h5",
-                    perturbed_values,
-                    {"method": "pgd-l2", "eps": 0.7, "steps": 3, "step_size": 0.2, "targets": "deterministic", "limit": 8, "seed": 3}),
-        "perturb pcfe-l0": ({"in": model, "method": "pcfe-l0", "density": "none", "steps": 3, "search-steps": 1, "beta": 0.02,
-                             "gamma": 0.5, "param": {"kappa": 0.3}, "limit": 4, "device": "cpu"}, ["perturb", "--beta", "0.03"],
-                            "pc.h5", perturbed_values,
-                            {"method": "pcfe-l0", "steps": 3, "search_steps": 1, "beta": 0.03, "gamma": 0.5, "kappa": 0.3, "limit": 4}),
-        "retrain": ({"in": pgd, "epochs": 1, "lr": 0.003, "batch-size": 16, "seed": 2, "device": "cpu"},
-                    ["retrain", "--batch-size", "8"], "r.pt", checkpoint_values, {"epochs": 1, "lr": 0.003, "batch_size": 8, "seed": 2}),
-        "eval": ({"in": [model], "split": ["test"], "batch-size": 7, "device": "cpu"}, ["eval", "--batch-size", "9"], "e.json",
-                 eval_values, {"batch_size": 9, "splits": ["test"], "reported": ["test"]}),
-        "density": ({"in": model, "kind": "knn", "fit-on": "val", "param": {"k": 3, "max_points": 20}, "seed": 5, "device": "cpu"},
-                    ["density", "--seed", "6"], "q.h5", density_values,
-                    {"kind": "knn", "fit_on": "val", "params": {"k": 3, "max_points": 20}, "seed": 6, "k": 3}),
-        "saliency": ({"in": [model], "method": "gradient", "split": "val", "n": 4, "seed": 3, "device": "cpu"},
-                     ["saliency", "--n", "5"], "s.h5", saliency_values, {"method": "gradient", "split": "val", "n": 5, "seed": 3}),
-        "synth run": ({"method": "cfe-l2", **TINY_SYNTH, "seed": 2, "lr": 0.02}, ["synth", "run", "--dim", "30"], "sr.h5",
-                      synth_values, {"methods": ["cfe-l2"], "dim": 30, "seeds": [2], "hidden": 8, "lr": 0.02, "window": 20}),
-        "synth sweep": ({"method": "cfe-l2", "seeds": "1", **TINY_SYNTH, "lr": 0.02},
-                        ["synth", "sweep", "--sweep", "none", "--hidden", "6"], "ss.h5", synth_values,
-                        {"methods": ["cfe-l2"], "dim": 40, "seeds": [1], "hidden": 6, "lr": 0.02, "curves": []}),
+        "train": (
+            {
+                "data": "digits",
+                "arch": "mlp",
+                "arch-arg": {"hidden": 8},
+                "epochs": 1,
+                "lr": 0.01,
+                "batch-size": 128,
+                "seed": 4,
+                "device": "cpu",
+            },
+            ["train", "--lr", "0.02"],
+            "m.pt",
+            checkpoint_values,
+            {"arch": "mlp", "hidden": 8, "epochs": 1, "lr": 0.02, "batch_size": 128, "seed": 4},
+        ),
+        "perturb": (
+            {
+                "in": model,
+                "method": "pgd-l2",
+                "eps": 0.5,
+                "steps": 3,
+                "param": {"step_size": 0.2},
+                "targets": "deterministic",
+                "limit": 8,
+                "seed": 3,
+                "device": "cpu",
+            },
+            ["perturb", "--eps", "0.7"],
+            "p.h5",
+            perturbed_values,
+            {
+                "method": "pgd-l2",
+                "eps": 0.7,
+                "steps": 3,
+                "step_size": 0.2,
+                "targets": "deterministic",
+                "limit": 8,
+                "seed": 3,
+            },
+        ),
+        "perturb pcfe-l0": (
+            {
+                "in": model,
+                "method": "pcfe-l0",
+                "density": "none",
+                "steps": 3,
+                "search-steps": 1,
+                "beta": 0.02,
+                "gamma": 0.5,
+                "param": {"kappa": 0.3},
+                "limit": 4,
+                "device": "cpu",
+            },
+            ["perturb", "--beta", "0.03"],
+            "pc.h5",
+            perturbed_values,
+            {"method": "pcfe-l0", "steps": 3, "search_steps": 1, "beta": 0.03, "gamma": 0.5, "kappa": 0.3, "limit": 4},
+        ),
+        "retrain": (
+            {"in": pgd, "epochs": 1, "lr": 0.003, "batch-size": 16, "seed": 2, "device": "cpu"},
+            ["retrain", "--batch-size", "8"],
+            "r.pt",
+            checkpoint_values,
+            {"epochs": 1, "lr": 0.003, "batch_size": 8, "seed": 2},
+        ),
+        "eval": (
+            {"in": [model], "split": ["test"], "batch-size": 7, "device": "cpu"},
+            ["eval", "--batch-size", "9"],
+            "e.json",
+            eval_values,
+            {"batch_size": 9, "splits": ["test"], "reported": ["test"]},
+        ),
+        "density": (
+            {
+                "in": model,
+                "kind": "knn",
+                "fit-on": "val",
+                "param": {"k": 3, "max_points": 20},
+                "seed": 5,
+                "device": "cpu",
+            },
+            ["density", "--seed", "6"],
+            "q.h5",
+            density_values,
+            {"kind": "knn", "fit_on": "val", "params": {"k": 3, "max_points": 20}, "seed": 6, "k": 3},
+        ),
+        "saliency": (
+            {"in": [model], "method": "gradient", "split": "val", "n": 4, "seed": 3, "device": "cpu"},
+            ["saliency", "--n", "5"],
+            "s.h5",
+            saliency_values,
+            {"method": "gradient", "split": "val", "n": 5, "seed": 3},
+        ),
+        "synth run": (
+            {"method": "cfe-l2", **TINY_SYNTH, "seed": 2, "lr": 0.02},
+            ["synth", "run", "--dim", "30"],
+            "sr.h5",
+            synth_values,
+            {"methods": ["cfe-l2"], "dim": 30, "seeds": [2], "hidden": 8, "lr": 0.02, "window": 20},
+        ),
+        "synth sweep": (
+            {"method": "cfe-l2", "seeds": "1", **TINY_SYNTH, "lr": 0.02},
+            ["synth", "sweep", "--sweep", "none", "--hidden", "6"],
+            "ss.h5",
+            synth_values,
+            {"methods": ["cfe-l2"], "dim": 40, "seeds": [1], "hidden": 6, "lr": 0.02, "curves": []},
+        ),
     }
     return cases[name]
 
@@ -332,12 +493,25 @@ def test_config_file_values_are_recorded_and_flags_win(name, digits_model, digit
     assert {k: got.get(k) for k in want} == want
 
 
-@pytest.mark.parametrize("argv,entry,read,want", [
-    pytest.param(["synth", "run", "--method", "cfe-l2"], {"set": {"cfe_lam": 0.002}},
-                 lambda r: r["params"]["settings"]["cfe_lam"], 0.002, id="synth run: set"),
-    pytest.param(["synth", "sweep", "--method", "cfe-l2", "--seeds", "0"], {"sweep": ["none"]},
-                 lambda r: r["params"]["plan"]["curves"], [], id="synth sweep: sweep"),
-])
+@pytest.mark.parametrize(
+    "argv,entry,read,want",
+    [
+        pytest.param(
+            ["synth", "run", "--method", "cfe-l2"],
+            {"set": {"cfe_lam": 0.002}},
+            lambda r: r["params"]["settings"]["cfe_lam"],
+            0.002,
+            id="synth run: set",
+        ),
+        pytest.param(
+            ["synth", "sweep", "--method", "cfe-l2", "--seeds", "0"],
+            {"sweep": ["none"]},
+            lambda r: r["params"]["plan"]["curves"],
+            [],
+            id="synth sweep: sweep",
+        ),
+    ],
+)
 def test_config_file_reaches_options_named_like_python_keywords(argv, entry, read, want, tmp_path, capsys):
     """A config file may set every option the command lists, --set and --sweep included."""
     path = tmp_path / "cfg.yaml"
@@ -350,7 +524,19 @@ def test_a_flag_wins_over_the_same_parameter_in_the_config_files_param_mapping(d
     """A `param: {steps: 3}` entry in the config file and --steps 5 on the command line: steps is 5."""
     path = tmp_path / "cfg.yaml"
     path.write_text(_yaml({"param": {"steps": 3}, "limit": 4, "device": "cpu"}))
-    ok("perturb", "--in", digits_model, "--out", tmp_path / "p.h5", "--config", path, "--steps", "5", "-q", capsys=capsys)
+    ok(
+        "perturb",
+        "--in",
+        digits_model,
+        "--out",
+        tmp_path / "p.h5",
+        "--config",
+        path,
+        "--steps",
+        "5",
+        "-q",
+        capsys=capsys,
+    )
     assert h5_record(tmp_path / "p.h5")["params"]["config"]["steps"] == 5
 
 
@@ -358,7 +544,19 @@ def test_a_param_flag_wins_over_the_same_option_in_the_config_file(digits_model,
     """`steps: 3` in the config file and -p steps=5 on the command line: steps is 5."""
     path = tmp_path / "cfg.yaml"
     path.write_text(_yaml({"steps": 3, "limit": 4, "device": "cpu"}))
-    ok("perturb", "--in", digits_model, "--out", tmp_path / "p.h5", "--config", path, "-p", "steps=5", "-q", capsys=capsys)
+    ok(
+        "perturb",
+        "--in",
+        digits_model,
+        "--out",
+        tmp_path / "p.h5",
+        "--config",
+        path,
+        "-p",
+        "steps=5",
+        "-q",
+        capsys=capsys,
+    )
     assert h5_record(tmp_path / "p.h5")["params"]["config"]["steps"] == 5
 
 
@@ -369,24 +567,64 @@ def provenance_chain(digits_model, digits_pgd, tmp_path_factory):
     density file, two eval reports (clean data; the perturbed set) and a saliency maps file."""
     d = tmp_path_factory.mktemp("prov")
     _run_quiet(["retrain", "--in", str(digits_pgd), "--out", str(d / "r.pt"), "--epochs", "1", "-q", *CPU])
-    _run_quiet(["density", "--in", str(digits_model), "--out", str(d / "q.h5"), "--kind", "kde", "-p", "max_points=20",
-                "-q", *CPU])
+    _run_quiet(
+        [
+            "density",
+            "--in",
+            str(digits_model),
+            "--out",
+            str(d / "q.h5"),
+            "--kind",
+            "kde",
+            "-p",
+            "max_points=20",
+            "-q",
+            *CPU,
+        ]
+    )
     _run_quiet(["eval", "--in", str(d / "r.pt"), "--split", "test", "--out", str(d / "e.json"), "-q", *CPU])
     _run_quiet(["eval", "--in", str(digits_model), "--data", str(digits_pgd), "--out", str(d / "ep.json"), "-q", *CPU])
-    _run_quiet(["saliency", "--in", str(digits_model), "--in", str(d / "r.pt"), "--n", "3", "--method", "gradient",
-                "--out", str(d / "s.h5"), "-q", *CPU])
+    _run_quiet(
+        [
+            "saliency",
+            "--in",
+            str(digits_model),
+            "--in",
+            str(d / "r.pt"),
+            "--n",
+            "3",
+            "--method",
+            "gradient",
+            "--out",
+            str(d / "s.h5"),
+            "-q",
+            *CPU,
+        ]
+    )
     return {
         "perturbed-set": (h5_record(digits_pgd), {"model": digits_model}),
         "retrained checkpoint": (meta_of(d / "r.pt"), {"perturbed": digits_pgd}),
         "density": (h5_record(d / "q.h5"), {"model": digits_model}),
         "eval report": (json.loads((d / "e.json").read_text()), {"model": d / "r.pt"}),
-        "eval report on a perturbed set": (json.loads((d / "ep.json").read_text()), {"model": digits_model, "data": digits_pgd}),
+        "eval report on a perturbed set": (
+            json.loads((d / "ep.json").read_text()),
+            {"model": digits_model, "data": digits_pgd},
+        ),
         "saliency maps": (h5_record(d / "s.h5"), {"model": [digits_model, d / "r.pt"]}),
     }
 
 
-@pytest.mark.parametrize("kind", ["perturbed-set", "retrained checkpoint", "density", "eval report",
-                                  "eval report on a perturbed set", "saliency maps"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "perturbed-set",
+        "retrained checkpoint",
+        "density",
+        "eval report",
+        "eval report on a perturbed set",
+        "saliency maps",
+    ],
+)
 def test_every_parent_sha256_is_the_files_hashlib_digest(provenance_chain, kind):
     """Every parent entry's sha256 equals hashlib.sha256 of that file's bytes (read here, not with lfp's helper),
     and the parents are exactly the files the artifact was made from."""
@@ -408,8 +646,21 @@ def test_the_config_files_param_mapping_merges_under_the_command_lines(digits_mo
     """`param: {step_size: 0.2}` in the file and `-p random_start=true` on the command line: both apply."""
     path = tmp_path / "cfg.yaml"
     path.write_text(_yaml({"param": {"step_size": 0.2, "steps": 2}, "limit": 4, "device": "cpu"}))
-    ok("perturb", "--in", digits_model, "--out", tmp_path / "p.h5", "--config", path, "-p", "random_start=true",
-       "-p", "steps=3", "-q", capsys=capsys)
+    ok(
+        "perturb",
+        "--in",
+        digits_model,
+        "--out",
+        tmp_path / "p.h5",
+        "--config",
+        path,
+        "-p",
+        "random_start=true",
+        "-p",
+        "steps=3",
+        "-q",
+        capsys=capsys,
+    )
     cfg = h5_record(tmp_path / "p.h5")["params"]["config"]
     assert cfg["step_size"] == 0.2 and cfg["random_start"] is True and cfg["steps"] == 3
 

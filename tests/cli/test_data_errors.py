@@ -223,8 +223,14 @@ def test_bad_real_data_lfp_data(err_ws, capsys, case):
 
 
 # the same data given to the commands that train on it: nothing written either (no checkpoint, no OUT.resume/)
-TRAIN_CASES = ["label outside the classes", "image not an image", "image truncated", "image of the wrong mode (CMYK)",
-               "folder: image with alpha (RGBA)", "cifar10: evil pickle"]
+TRAIN_CASES = [
+    "label outside the classes",
+    "image not an image",
+    "image truncated",
+    "image of the wrong mode (CMYK)",
+    "folder: image with alpha (RGBA)",
+    "cifar10: evil pickle",
+]
 
 
 @pytest.mark.parametrize("case", TRAIN_CASES)

@@ -14,8 +14,13 @@ from lfpcli.artifacts.integrity import tensor_bytes
 def _h5_tensors(path) -> dict[str, bytes]:
     out = {}
     with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: out.__setitem__(name, np.ascontiguousarray(obj[...]).tobytes())
-                     if isinstance(obj, h5py.Dataset) else None)
+        f.visititems(
+            lambda name, obj: (
+                out.__setitem__(name, np.ascontiguousarray(obj[...]).tobytes())
+                if isinstance(obj, h5py.Dataset)
+                else None
+            )
+        )
     return out
 
 
@@ -50,14 +55,24 @@ def test_train(tmp_path):
     _twice(tmp_path, lambda p: train(p, data="digits", arch="small-cnn", epochs=2, seed=7, device="cpu"), ".pt")
 
 
-@pytest.mark.parametrize("method, params", [("pgd-l2", {"steps": 3, "random_start": True}), ("pgd-linf", {"steps": 3}),
-                                            ("pgd-l0", {"steps": 5}), ("cfe-l2", {"steps": 5, "init": "noise"}),
-                                            ("pcfe-l0", {"steps": 5, "search_steps": 2})])
+@pytest.mark.parametrize(
+    "method, params",
+    [
+        ("pgd-l2", {"steps": 3, "random_start": True}),
+        ("pgd-linf", {"steps": 3}),
+        ("pgd-l0", {"steps": 5}),
+        ("cfe-l2", {"steps": 5, "init": "noise"}),
+        ("pcfe-l0", {"steps": 5, "search_steps": 2}),
+    ],
+)
 def test_perturb(model, tmp_path, method, params):
     from lfpcli.commands import perturb
 
-    _twice(tmp_path, lambda p: perturb(p, model=model, method=method, limit=24, batch_size=10, params=params, seed=5,
-                                       device="cpu"), ".h5")
+    _twice(
+        tmp_path,
+        lambda p: perturb(p, model=model, method=method, limit=24, batch_size=10, params=params, seed=5, device="cpu"),
+        ".h5",
+    )
 
 
 def test_retrain(model, tmp_path):
@@ -68,9 +83,16 @@ def test_retrain(model, tmp_path):
     _twice(tmp_path, lambda p: retrain(p, perturbed=pert, epochs=2, seed=2, device="cpu"), ".pt")
 
 
-@pytest.mark.parametrize("kind, params", [("kde", {"max_points": 50}), ("gmm", {"components": 2, "covariance": "diag"}),
-                                          ("knn", {"max_points": 50}), ("vae", {"epochs": 1}),
-                                          ("feature-kde", {"max_points": 50})])
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("kde", {"max_points": 50}),
+        ("gmm", {"components": 2, "covariance": "diag"}),
+        ("knn", {"max_points": 50}),
+        ("vae", {"epochs": 1}),
+        ("feature-kde", {"max_points": 50}),
+    ],
+)
 def test_density(model, tmp_path, kind, params):
     from lfpcli.commands import fit_density_file
 

@@ -71,16 +71,25 @@ def script(page: Path) -> str:
 def test_every_block_that_is_not_run_says_why():
     for page in PAGES:
         for b in blocks(page):
-            assert b.not_run is None or b.not_run.strip(), f"{page.name}:{b.line}: <!-- not run: REASON --> needs its reason"
+            assert b.not_run is None or b.not_run.strip(), (
+                f"{page.name}:{b.line}: <!-- not run: REASON --> needs its reason"
+            )
 
 
 def test_the_parser_reads_the_convention(tmp_path):
     page = tmp_path / "p.md"
-    page.write_text("text\n```bash\necho one\n```\n<!-- not run: hours long -->\n\n```bash\necho two\n```\n"
-                    "- item\n\n  ```python\n  print(3)\n  ```\n<!-- not run -->\n```bash\necho four\n```\n```\noutput\n```\n")
+    page.write_text(
+        "text\n```bash\necho one\n```\n<!-- not run: hours long -->\n\n```bash\necho two\n```\n"
+        "- item\n\n  ```python\n  print(3)\n  ```\n<!-- not run -->\n```bash\necho four\n```\n```\noutput\n```\n"
+    )
     got = [(b.language, b.text, b.not_run) for b in blocks(page)]
-    assert got == [("bash", "echo one", None), ("bash", "echo two", "hours long"), ("python", "print(3)", None),
-                   ("bash", "echo four", ""), ("", "output", None)]
+    assert got == [
+        ("bash", "echo one", None),
+        ("bash", "echo two", "hours long"),
+        ("python", "print(3)", None),
+        ("bash", "echo four", ""),
+        ("", "output", None),
+    ]
     text = script(page)
     assert "echo one" in text and "print(3)" in text and "echo two" not in text and "echo four" not in text
 
@@ -90,8 +99,11 @@ def _run_page(page: Path, tmp_path: Path) -> None:
     folder.mkdir()
     for shipped in ("examples", "completions"):  # what a clone has beside the outputs, for `bash examples/...`
         (folder / shipped).symlink_to(ROOT / shipped)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "LFP_PROGRESS": "0"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "LFP_PROGRESS": "0",
+    }
     r = subprocess.run(["bash", "-c", script(page)], cwd=folder, env=env, capture_output=True, text=True, timeout=1800)
     assert r.returncode == 0, f"{page.name}: a command failed as written\n{r.stderr[-3000:]}"
 

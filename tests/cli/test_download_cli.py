@@ -63,22 +63,42 @@ def _sources(tmp: Path) -> dict[str, tuple[dict[str, bytes], dict[str, int], lis
     return {
         # group_DRO's tarball holds its folder; WILDS' holds the files themselves (WILDS unpacks it into
         # waterbirds_v1.0/ and reads metadata.csv there)
-        "waterbirds": ({"waterbird_complete95_forest2water2.tar.gz": _tar_gz(wb_src / "waterbird_complete95_forest2water2",
-                                                                            "waterbird_complete95_forest2water2")},
-                       {"train": 4, "val": 4, "test": 4}, []),
-        "waterbirds-wilds": ({"waterbirds_v1.0.tar.gz": _tar_gz(wilds_src, None)}, {"train": 4, "val": 4, "test": 4},
-                             ["--source", "wilds"]),
+        "waterbirds": (
+            {
+                "waterbird_complete95_forest2water2.tar.gz": _tar_gz(
+                    wb_src / "waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2"
+                )
+            },
+            {"train": 4, "val": 4, "test": 4},
+            [],
+        ),
+        "waterbirds-wilds": (
+            {"waterbirds_v1.0.tar.gz": _tar_gz(wilds_src, None)},
+            {"train": 4, "val": 4, "test": 4},
+            ["--source", "wilds"],
+        ),
         "spuco-dogs": ({"spuco_dogs.tar.gz": _tar_gz(dogs / "spuco_dogs", "spuco_dogs")}, spuco, []),
         "spuco-birds": ({"spuco_birds.tar.gz": _tar_gz(birds / "spuco_birds", "spuco_birds")}, spuco, []),
-        "spuco-animals": ({"spuco_dogs.tar.gz": _tar_gz(dogs / "spuco_dogs", "spuco_dogs"),
-                           "spuco_birds.tar.gz": _tar_gz(birds / "spuco_birds", "spuco_birds")},
-                          {k: 2 * v for k, v in spuco.items()}, []),
+        "spuco-animals": (
+            {
+                "spuco_dogs.tar.gz": _tar_gz(dogs / "spuco_dogs", "spuco_dogs"),
+                "spuco_birds.tar.gz": _tar_gz(birds / "spuco_birds", "spuco_birds"),
+            },
+            {k: 2 * v for k, v in spuco.items()},
+            [],
+        ),
         "mnist": (_idx_files(tmp / "m", "MNIST"), {"train": 20, "test": 10}, []),
         "fmnist": (_idx_files(tmp / "f", "FashionMNIST"), {"train": 20, "test": 10}, []),
-        "cifar10": ({"cifar-10-python.tar.gz": _tar_gz(cpy / "cifar-10-batches-py", "cifar-10-batches-py")},
-                    {"train": 10, "test": 2}, []),
-        "cifar10-binary": ({"cifar-10-binary.tar.gz": _tar_gz(cbin / "cifar-10-batches-bin", "cifar-10-batches-bin")},
-                           {"train": 10, "test": 2}, ["--source", "binary"]),
+        "cifar10": (
+            {"cifar-10-python.tar.gz": _tar_gz(cpy / "cifar-10-batches-py", "cifar-10-batches-py")},
+            {"train": 10, "test": 2},
+            [],
+        ),
+        "cifar10-binary": (
+            {"cifar-10-binary.tar.gz": _tar_gz(cbin / "cifar-10-batches-bin", "cifar-10-batches-bin")},
+            {"train": 10, "test": 2},
+            ["--source", "binary"],
+        ),
     }
 
 
@@ -98,11 +118,25 @@ def _run_json(argv, capsys) -> dict:
 
 def _leftovers(root: Path) -> list[Path]:
     """Temporary files and folders a download must never leave: ``*.part``, ``.lfp-*``."""
-    return [p for p in root.rglob("*") if p.name.endswith(".part") or p.name.startswith(".lfp-")] if root.exists() else []
+    return (
+        [p for p in root.rglob("*") if p.name.endswith(".part") or p.name.startswith(".lfp-")] if root.exists() else []
+    )
 
 
-@pytest.mark.parametrize("case", ["waterbirds", "waterbirds-wilds", "spuco-dogs", "spuco-birds", "spuco-animals",
-                                  "mnist", "fmnist", "cifar10", "cifar10-binary"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "waterbirds",
+        "waterbirds-wilds",
+        "spuco-dogs",
+        "spuco-birds",
+        "spuco-animals",
+        "mnist",
+        "fmnist",
+        "cifar10",
+        "cifar10-binary",
+    ],
+)
 def test_download_installs_each_source_and_lfp_data_reads_it(case, tmp_path, capsys, monkeypatch):
     files, sizes, opts = _sources(tmp_path / "fab")[case]
     name = case.removesuffix("-wilds").removesuffix("-binary")
@@ -121,7 +155,9 @@ def test_download_installs_each_source_and_lfp_data_reads_it(case, tmp_path, cap
             assert statuses == {"verified"}  # torchvision's and CIFAR-10's files carry a published MD5
         for p in d["parts"]:
             for a in p["archives"]:
-                assert Path(a["file"]).exists() == a["file"].endswith("-ubyte.gz"), "tarballs go, torchvision's .gz stay"
+                assert Path(a["file"]).exists() == a["file"].endswith("-ubyte.gz"), (
+                    "tarballs go, torchvision's .gz stay"
+                )
         assert not _leftovers(root)
         # the spec printed next reads the same data
         again = _run_json(["data", s["next_data"]], capsys)
@@ -141,14 +177,28 @@ def test_mnist_from_a_mirror_with_no_verify_then_train(tmp_path, capsys):
     files = _idx_files(tmp_path / "fab", "MNIST")
     root = tmp_path / "data"
     with serve(files) as srv:
-        code, out, err = lfp("data", f"mnist:root={root}", "--download", "--mirror", srv.url, "--no-verify", capsys=capsys)
+        code, out, err = lfp(
+            "data", f"mnist:root={root}", "--download", "--mirror", srv.url, "--no-verify", capsys=capsys
+        )
     assert code == 0, err
     assert out.count("accepted with --no-verify") == 4
     assert f"next: --data mnist:root={root}" in out
     for f in files:
         assert (root / "MNIST" / "raw" / f.removesuffix(".gz")).is_file()
-    code, out, err = lfp("train", "--data", f"mnist:root={root}", "--arch", "small-cnn", "--epochs", "1", "--device", "cpu",
-                         "--out", tmp_path / "m.pt", capsys=capsys)
+    code, out, err = lfp(
+        "train",
+        "--data",
+        f"mnist:root={root}",
+        "--arch",
+        "small-cnn",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        tmp_path / "m.pt",
+        capsys=capsys,
+    )
     assert code == 0, err
 
 
@@ -158,7 +208,9 @@ def test_lfp_mirror_environment_variable_is_the_default_mirror(tmp_path, capsys,
         monkeypatch.setenv("LFP_MIRROR", srv.url + "/")
         s = _run_json(["data", f"fmnist:root={tmp_path / 'data'}", "--download", "--no-verify"], capsys)
     assert sorted(srv.requests) == sorted(files)
-    assert {a["checksum"]["status"] for a in s["download"]["parts"][0]["archives"]} == {"differs (accepted: --no-verify)"}
+    assert {a["checksum"]["status"] for a in s["download"]["parts"][0]["archives"]} == {
+        "differs (accepted: --no-verify)"
+    }
 
 
 def test_a_checksum_mismatch_is_refused_and_the_file_removed(tmp_path, capsys):
@@ -168,8 +220,9 @@ def test_a_checksum_mismatch_is_refused_and_the_file_removed(tmp_path, capsys):
     root = tmp_path / "data"
     with serve(files) as srv:
         code, out, err = lfp("data", f"mnist:root={root}", "--download", "--mirror", srv.url, capsys=capsys)
-    line = err_assert_one_line(code, out, err, expect=("train-images-idx3-ubyte.gz", "md5 expected", "found",
-                                                        "removed", "--no-verify"))
+    line = err_assert_one_line(
+        code, out, err, expect=("train-images-idx3-ubyte.gz", "md5 expected", "found", "removed", "--no-verify")
+    )
     published = D.checksums()["MNIST/raw/train-images-idx3-ubyte.gz"].split(":")[1]
     assert published in line and hashlib.md5(files["train-images-idx3-ubyte.gz"]).hexdigest() in line
     assert not root.exists()
@@ -184,18 +237,27 @@ def test_a_bad_archive_is_refused_with_nothing_left(damage, tmp_path, capsys):
     bad = {
         "garbage": b"this is not a tarball" * 50,
         "truncated": good[: len(good) // 2],
-        "no-metadata": _tar_gz(tmp_path / "fab" / "waterbird_complete95_forest2water2" / "001.Black_footed_Albatross",
-                               "waterbird_complete95_forest2water2"),
-        "unsafe-member": _tar_gz(wb / "waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2",
-                                 extra={"../../escaped.txt": b"outside"}),
+        "no-metadata": _tar_gz(
+            tmp_path / "fab" / "waterbird_complete95_forest2water2" / "001.Black_footed_Albatross",
+            "waterbird_complete95_forest2water2",
+        ),
+        "unsafe-member": _tar_gz(
+            wb / "waterbird_complete95_forest2water2",
+            "waterbird_complete95_forest2water2",
+            extra={"../../escaped.txt": b"outside"},
+        ),
     }[damage]
     root = tmp_path / "work" / "data"
     root.mkdir(parents=True)
     before = err_snapshot(tmp_path / "work")
     with serve({"waterbird_complete95_forest2water2.tar.gz": bad}) as srv:
         code, out, err = lfp("data", f"waterbirds:root={root}", "--download", "--mirror", srv.url, capsys=capsys)
-    expect = {"garbage": "not a complete archive", "truncated": "not a complete archive", "no-metadata": "metadata.csv",
-              "unsafe-member": "unsafe member"}[damage]
+    expect = {
+        "garbage": "not a complete archive",
+        "truncated": "not a complete archive",
+        "no-metadata": "metadata.csv",
+        "unsafe-member": "unsafe member",
+    }[damage]
     err_assert_one_line(code, out, err, expect=(expect,))
     assert err_snapshot(tmp_path / "work") == before
     assert not list(tmp_path.rglob("escaped.txt"))
@@ -203,8 +265,11 @@ def test_a_bad_archive_is_refused_with_nothing_left(damage, tmp_path, capsys):
 
 def test_a_transfer_cut_short_restarts_and_completes(tmp_path, capsys):
     wb, _ = F.make_waterbirds(tmp_path / "fab", per_cell=1)
-    files = {"waterbird_complete95_forest2water2.tar.gz": _tar_gz(wb / "waterbird_complete95_forest2water2",
-                                                                  "waterbird_complete95_forest2water2")}
+    files = {
+        "waterbird_complete95_forest2water2.tar.gz": _tar_gz(
+            wb / "waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2"
+        )
+    }
     with serve(files) as srv:
         srv.cut["waterbird_complete95_forest2water2.tar.gz"] = (100, 1)  # the first transfer drops after 100 bytes
         s = _run_json(["data", f"waterbirds:root={tmp_path / 'data'}", "--download", "--mirror", srv.url], capsys)
@@ -215,8 +280,11 @@ def test_a_transfer_cut_short_restarts_and_completes(tmp_path, capsys):
 
 def test_a_transfer_that_keeps_dropping_leaves_nothing(tmp_path, capsys):
     wb, _ = F.make_waterbirds(tmp_path / "fab", per_cell=1)
-    files = {"waterbird_complete95_forest2water2.tar.gz": _tar_gz(wb / "waterbird_complete95_forest2water2",
-                                                                  "waterbird_complete95_forest2water2")}
+    files = {
+        "waterbird_complete95_forest2water2.tar.gz": _tar_gz(
+            wb / "waterbird_complete95_forest2water2", "waterbird_complete95_forest2water2"
+        )
+    }
     root = tmp_path / "data"
     root.mkdir()
     with serve(files) as srv:
@@ -230,8 +298,12 @@ def test_a_refused_connection_is_one_line_naming_the_address_and_where_to_put_th
     url = refused_url()
     root = tmp_path / "data"
     code, out, err = lfp("data", f"cifar10:root={root}", "--download", "--mirror", url, capsys=capsys)
-    err_assert_one_line(code, out, err, expect=(f"{url}/cifar-10-python.tar.gz", "refused",
-                                                f"put it at {root / 'cifar-10-python.tar.gz'}"))
+    err_assert_one_line(
+        code,
+        out,
+        err,
+        expect=(f"{url}/cifar-10-python.tar.gz", "refused", f"put it at {root / 'cifar-10-python.tar.gz'}"),
+    )
     assert not root.exists(), "no folder is made for a download that did not happen"
 
 
@@ -280,21 +352,23 @@ def test_the_progress_bar_shows_bytes(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("LFP_PROGRESS", "1")
     files = _idx_files(tmp_path / "fab", "MNIST")
     with serve(files) as srv:
-        code, _, err = lfp("data", f"mnist:root={tmp_path / 'd'}", "--download", "--mirror", srv.url, "--no-verify",
-                           capsys=capsys)
+        code, _, err = lfp(
+            "data", f"mnist:root={tmp_path / 'd'}", "--download", "--mirror", srv.url, "--no-verify", capsys=capsys
+        )
     assert code == 0, err
     assert "downloading train-images-idx3-ubyte.gz" in err
     n = len(files["train-images-idx3-ubyte.gz"])
     assert f"{n}/{n}" in err and "B/s" in err, "size and rate"
 
 
-
 def test_macos_resource_forks_in_a_tarball_are_skipped(tmp_path, capsys):
     """A tarball made on a Mac carries ``._NAME`` files (and ``__MACOSX/``) beside the images: junk that would stop
     the loader (``._0.jpg`` is no JPEG), so it is never unpacked."""
     dogs, _ = F.make_spuco(tmp_path / "fab", ("spuco_dogs",), per_leaf=1)
-    junk = {"spuco_dogs/train/small_dogs/indoor/._0.jpg": b"\x00\x05\x16\x07 AppleDouble",
-            "__MACOSX/spuco_dogs/._train": b"\x00\x05\x16\x07"}
+    junk = {
+        "spuco_dogs/train/small_dogs/indoor/._0.jpg": b"\x00\x05\x16\x07 AppleDouble",
+        "__MACOSX/spuco_dogs/._train": b"\x00\x05\x16\x07",
+    }
     files = {"spuco_dogs.tar.gz": _tar_gz(dogs / "spuco_dogs", "spuco_dogs", extra=junk)}
     root = tmp_path / "data"
     with serve(files) as srv:
@@ -307,12 +381,32 @@ def test_an_existing_out_file_is_refused_before_anything_is_fetched(tmp_path, ca
     files = _idx_files(tmp_path / "fab", "MNIST")
     (tmp_path / "mnist.h5").write_bytes(b"mine")
     with serve(files) as srv:
-        code, out, err = lfp("data", f"mnist:root={tmp_path / 'data'}", "--download", "--mirror", srv.url, "--no-verify",
-                             "--out", tmp_path / "mnist.h5", capsys=capsys)
+        code, out, err = lfp(
+            "data",
+            f"mnist:root={tmp_path / 'data'}",
+            "--download",
+            "--mirror",
+            srv.url,
+            "--no-verify",
+            "--out",
+            tmp_path / "mnist.h5",
+            capsys=capsys,
+        )
         err_assert_one_line(code, out, err, expect=("mnist.h5", "--force"))
         assert srv.requests == [] and not (tmp_path / "data").exists()
-        s = _run_json(["data", f"mnist:root={tmp_path / 'data'}", "--download", "--mirror", srv.url, "--no-verify",
-                       "--out", tmp_path / "fresh.h5"], capsys)
+        s = _run_json(
+            [
+                "data",
+                f"mnist:root={tmp_path / 'data'}",
+                "--download",
+                "--mirror",
+                srv.url,
+                "--no-verify",
+                "--out",
+                tmp_path / "fresh.h5",
+            ],
+            capsys,
+        )
     assert s["out"] == str(tmp_path / "fresh.h5") and (tmp_path / "fresh.h5").is_file()
 
 

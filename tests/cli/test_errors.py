@@ -68,7 +68,9 @@ def err_snapshot(*roots: Path) -> dict[str, tuple]:
     return snap
 
 
-def err_assert_one_line(code: int, out: str, err: str, *, expect: tuple[str, ...] = (), argv=None, hide: Path | None = None) -> str:
+def err_assert_one_line(
+    code: int, out: str, err: str, *, expect: tuple[str, ...] = (), argv=None, hide: Path | None = None
+) -> str:
     """The error contract: exit 2, one ``error: `` line on stderr, nothing on stdout, no traceback; the line
     contains each of ``expect`` (case-insensitive), not counting the text of the folder ``hide``."""
     ctx = f"\nargv: {argv}\nexit: {code}\nstdout: {out!r}\nstderr: {err!r}"
@@ -219,17 +221,41 @@ MODEL_SLOTS: dict[str, tuple[str, Callable]] = {
 }
 H5_SLOTS: dict[str, tuple[str, Callable]] = {
     "retrain --in": (".h5", lambda ws, p: ["retrain", "--in", p, "--out", ws.out / "r.pt", "--epochs", "1"]),
-    "train --data": (".h5", lambda ws, p: ["train", "--data", p, "--arch", "mlp", "--epochs", "1", "--out", ws.out / "t.pt"]),
-    "perturb --data": (".h5", lambda ws, p: ["perturb", "--in", ws.art.model, "--data", p, "--out", ws.out / "p.h5", "--limit", "5"]),
+    "train --data": (
+        ".h5",
+        lambda ws, p: ["train", "--data", p, "--arch", "mlp", "--epochs", "1", "--out", ws.out / "t.pt"],
+    ),
+    "perturb --data": (
+        ".h5",
+        lambda ws, p: ["perturb", "--in", ws.art.model, "--data", p, "--out", ws.out / "p.h5", "--limit", "5"],
+    ),
     "eval --data": (".h5", lambda ws, p: ["eval", "--in", ws.art.model, "--data", p, "--out", ws.out / "e.json"]),
     "data SPEC": (".h5", lambda ws, p: ["data", p, "--out", ws.out / "d.h5"]),
     "info .h5": (".h5", lambda ws, p: ["info", p]),
     "verify .h5": (".h5", lambda ws, p: ["verify", p]),
-    "perturb --density": (".h5", lambda ws, p: ["perturb", "--in", ws.art.model, "--method", "pcfe-l0", "--density", p,
-                                                "--out", ws.out / "p.h5", "--limit", "5"]),
+    "perturb --density": (
+        ".h5",
+        lambda ws, p: [
+            "perturb",
+            "--in",
+            ws.art.model,
+            "--method",
+            "pcfe-l0",
+            "--density",
+            p,
+            "--out",
+            ws.out / "p.h5",
+            "--limit",
+            "5",
+        ],
+    ),
 }
-ALL_SLOTS = {**MODEL_SLOTS, **H5_SLOTS, "info .json": (".json", lambda ws, p: ["info", p]),
-             "verify .json": (".json", lambda ws, p: ["verify", p])}
+ALL_SLOTS = {
+    **MODEL_SLOTS,
+    **H5_SLOTS,
+    "info .json": (".json", lambda ws, p: ["info", p]),
+    "verify .json": (".json", lambda ws, p: ["verify", p]),
+}
 
 
 def _bad_file_cases():
@@ -265,8 +291,14 @@ def test_evil_pickle_real_process(err_ws):
     _evil_torch(evil, _sentinel(err_ws))
     before = err_snapshot(err_ws.root)
     env = {k: v for k, v in os.environ.items() if k not in ("LFP_DEBUG", "LFP_PROGRESS")}
-    r = subprocess.run([sys.executable, "-m", "lfpcli", "perturb", "--in", "in/model.pt", "--out", "out/p.h5"],
-                       cwd=err_ws.root, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "lfpcli", "perturb", "--in", "in/model.pt", "--out", "out/p.h5"],
+        cwd=err_ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     err_assert_one_line(r.returncode, r.stdout, r.stderr, expect=("model.pt", "refuses"))
     assert not _sentinel(err_ws).exists(), "unpickling ran code"
     assert err_snapshot(err_ws.root) == before
@@ -280,8 +312,24 @@ def test_evil_pickle_as_weights(err_ws, capsys, how):
         _evil_torch(path, _sentinel(err_ws))
     else:
         path.write_bytes(_evil_raw(_sentinel(err_ws)))
-    err_expect_failure(err_ws, ["train", "--data", "digits", "--arch", "resnet18", "--weights", path, "--epochs", "1",
-                                "--out", err_ws.out / "t.pt"], capsys, expect=("weights.pth",))
+    err_expect_failure(
+        err_ws,
+        [
+            "train",
+            "--data",
+            "digits",
+            "--arch",
+            "resnet18",
+            "--weights",
+            path,
+            "--epochs",
+            "1",
+            "--out",
+            err_ws.out / "t.pt",
+        ],
+        capsys,
+        expect=("weights.pth",),
+    )
     assert not _sentinel(err_ws).exists(), "unpickling ran code"
 
 
@@ -300,7 +348,10 @@ WRONG_KIND = {
     "checkpoint as train --data": (lambda a, o: ["train", "--data", a.model, "--out", o / "t.pt"], "model.pt"),
     "checkpoint as eval --data": (lambda a, o: ["eval", "--in", a.model, "--data", a.model], "model.pt"),
     "eval json as eval --data": (lambda a, o: ["eval", "--in", a.model, "--data", a.report], "eval.json"),
-    "checkpoint as perturb --data": (lambda a, o: ["perturb", "--in", a.model, "--data", a.model, "--out", o / "p.h5"], "model.pt"),
+    "checkpoint as perturb --data": (
+        lambda a, o: ["perturb", "--in", a.model, "--data", a.model, "--out", o / "p.h5"],
+        "model.pt",
+    ),
     "checkpoint as data SPEC": (lambda a, o: ["data", a.model], "model.pt"),
     "eval json as data SPEC": (lambda a, o: ["data", a.report], "eval.json"),
 }
@@ -399,8 +450,11 @@ PERTURBED_TAMPER = {
     "source-num-classes-text": _record(lambda r: r["source"]["dataset"].__setitem__("num_classes", "ten")),
     "empty-record": _attr("lfp_record", "{}"),
     "clean-spec-bogus": _record(lambda r: r["source"]["dataset"].__setitem__("clean_spec", {"type": "bogus"})),
-    "clean-spec-other-data": _record(lambda r: r["source"]["dataset"].__setitem__(
-        "clean_spec", {"type": "builtin", "name": "spurious-digits", "params": {}})),
+    "clean-spec-other-data": _record(
+        lambda r: r["source"]["dataset"].__setitem__(
+            "clean_spec", {"type": "builtin", "name": "spurious-digits", "params": {}}
+        )
+    ),
     "source-model-a-list": _record(lambda r: r["source"].__setitem__("model", [1])),
     "source-init-a-string": _record(lambda r: r["source"].__setitem__("init", "pretrained")),
     "source-train-lr-text": _record(lambda r: r["source"]["train"]["config"].__setitem__("lr", "abc")),
@@ -514,10 +568,23 @@ CKPT_TAMPER = {
 }
 CKPT_READERS = {k: MODEL_SLOTS[k] for k in ("perturb --in", "eval --in", "info .pt")}
 # What ``lfp info`` must refuse too (it only reads the record, not the weights).
-_INFO_CKPT = {"schema-from-future", "schema-text", "meta-kind-dataset", "meta-not-a-dict", "meta-without-model",
-              "model-input-shape-text", "model-num-classes-zero", "state-dict-not-tensors", "no-data-in-meta",
-              "mean-wrong-length", "std-zero", "parents-a-string", "parents-entry-without-sha256",
-              "train-config-lr-text", "init-a-string"}
+_INFO_CKPT = {
+    "schema-from-future",
+    "schema-text",
+    "meta-kind-dataset",
+    "meta-not-a-dict",
+    "meta-without-model",
+    "model-input-shape-text",
+    "model-num-classes-zero",
+    "state-dict-not-tensors",
+    "no-data-in-meta",
+    "mean-wrong-length",
+    "std-zero",
+    "parents-a-string",
+    "parents-entry-without-sha256",
+    "train-config-lr-text",
+    "init-a-string",
+}
 
 
 def _ckpt_cases():
@@ -561,8 +628,24 @@ def test_tampered_eval_report(err_ws, capsys, name):
 
 
 MISMATCH = {
-    "eval digits model on spurious-digits": lambda a, o: ["eval", "--in", a.model, "--data", "spurious-digits", "--out", o / "e.json"],
-    "perturb digits model on spurious-digits": lambda a, o: ["perturb", "--in", a.model, "--data", "spurious-digits", "--out", o / "p.h5"],
+    "eval digits model on spurious-digits": lambda a, o: [
+        "eval",
+        "--in",
+        a.model,
+        "--data",
+        "spurious-digits",
+        "--out",
+        o / "e.json",
+    ],
+    "perturb digits model on spurious-digits": lambda a, o: [
+        "perturb",
+        "--in",
+        a.model,
+        "--data",
+        "spurious-digits",
+        "--out",
+        o / "p.h5",
+    ],
 }
 
 
@@ -575,9 +658,13 @@ def test_shape_mismatch(err_ws, capsys, case):
 def test_class_count_mismatch(err_ws, capsys):
     """Same input shape, other class count: a valid 2-class dataset of 1x8x8 images (no built-in has one, so
     relabel a digits dataset file) given to the 10-class digits model."""
-    path = _tampered(err_ws.art.dataset, err_ws.inp / "two-class.h5",
-                     _record(lambda r: (r["dataset"].__setitem__("num_classes", 2),
-                                        r["dataset"].__setitem__("class_names", ["a", "b"]))))
+    path = _tampered(
+        err_ws.art.dataset,
+        err_ws.inp / "two-class.h5",
+        _record(
+            lambda r: (r["dataset"].__setitem__("num_classes", 2), r["dataset"].__setitem__("class_names", ["a", "b"]))
+        ),
+    )
     # labels go up to 9, so the file itself is refused first; make the labels fit 2 classes
     with h5py.File(path, "r+") as f:
         for split in ("train", "val", "test"):
@@ -585,8 +672,10 @@ def test_class_count_mismatch(err_ws, capsys):
             del f[f"{split}/y"]
             f.create_dataset(f"{split}/y", data=y)
     reseal(path)
-    for argv in (["eval", "--in", err_ws.art.model, "--data", path],
-                 ["perturb", "--in", err_ws.art.model, "--data", path, "--out", err_ws.out / "p.h5"]):
+    for argv in (
+        ["eval", "--in", err_ws.art.model, "--data", path],
+        ["perturb", "--in", err_ws.art.model, "--data", path, "--out", err_ws.out / "p.h5"],
+    ):
         err_expect_failure(err_ws, argv, capsys, expect=("classes",))
 
 
@@ -652,19 +741,31 @@ BAD_OPTIONS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "train --arch-arg width=abc": (_train("--arch-arg", "width=abc"), ("width",)),
     "train --weights on an arch without weights": (_train("--weights", "nope.pth"), ("mlp", "weights")),
     "train --weights missing": (_train("--arch", "resnet18", "--weights", "nope.pth"), ("nope.pth", "not exist")),
-    "train --weights not a state dict": (lambda a, o: _train("--arch", "resnet18", "--weights", a.report)(a, o), ("eval.json",)),
-    "train --weights is a checkpoint": (lambda a, o: _train("--arch", "resnet18", "--weights", a.model)(a, o), ("model.pt",)),
+    "train --weights not a state dict": (
+        lambda a, o: _train("--arch", "resnet18", "--weights", a.report)(a, o),
+        ("eval.json",),
+    ),
+    "train --weights is a checkpoint": (
+        lambda a, o: _train("--arch", "resnet18", "--weights", a.model)(a, o),
+        ("model.pt",),
+    ),
     "train --data bogus": (_train("--data", "bogus"), ("bogus",)),
     "train --data empty": (_train("--data", ""), ("data",)),
     "train --data spurious-digits:correlation=2": (_train("--data", "spurious-digits:correlation=2"), ("correlation",)),
-    "train --data spurious-digits:correlation=abc": (_train("--data", "spurious-digits:correlation=abc"), ("correlation",)),
+    "train --data spurious-digits:correlation=abc": (
+        _train("--data", "spurious-digits:correlation=abc"),
+        ("correlation",),
+    ),
     "train --data spurious-digits:bogus=1": (_train("--data", "spurious-digits:bogus=1"), ("bogus",)),
     "train --data spurious-digits:size=4": (_train("--data", "spurious-digits:size=4"), ("size",)),
     "train --data digits:bogus=1": (_train("--data", "digits:bogus=1"), ("bogus",)),
     "train --bogus": (_train("--bogus"), ("--bogus",)),
     "train missing --out": (_train_raw("--data", "digits"), ("--out",)),
     "train --out empty": (_train_raw("--data", "digits", "--out", ""), ("empty",)),
-    "train --out ending in /": (lambda a, o: _train_raw("--data", "digits", "--out", f"{o}/new.pt/")(a, o), ("folder",)),
+    "train --out ending in /": (
+        lambda a, o: _train_raw("--data", "digits", "--out", f"{o}/new.pt/")(a, o),
+        ("folder",),
+    ),
     "train extra argument": (_train("extra"), ("extra",)),
     # perturb
     "perturb --eps -1": (_perturb("--eps", "-1"), ("--eps",)),
@@ -773,7 +874,9 @@ _NEEDS_NO_GPU = {k for k in BAD_OPTIONS if k.endswith("--device cuda without a G
 
 
 def _bad_option_cases():
-    no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present, so --device cuda is valid here")
+    no_gpu = pytest.mark.skipif(
+        torch.cuda.is_available(), reason="a CUDA GPU is present, so --device cuda is valid here"
+    )
     return [pytest.param(c, marks=[no_gpu] if c in _NEEDS_NO_GPU else []) for c in BAD_OPTIONS]
 
 
@@ -882,9 +985,11 @@ def test_force_with_bad_input_keeps_existing_output(err_ws, capsys, cmd):
     out.write_bytes(b"precious")
     bad = err_ws.inp / ("bad.h5" if cmd == "retrain" else "bad.pt")
     bad.write_bytes(b"garbage" * 100)
-    argv = {"perturb": ["perturb", "--in", bad, "--out", out, "--force"],
-            "retrain": ["retrain", "--in", bad, "--out", out, "--force"],
-            "eval": ["eval", "--in", bad, "--out", out, "--force"]}[cmd]
+    argv = {
+        "perturb": ["perturb", "--in", bad, "--out", out, "--force"],
+        "retrain": ["retrain", "--in", bad, "--out", out, "--force"],
+        "eval": ["eval", "--in", bad, "--out", out, "--force"],
+    }[cmd]
     err_expect_failure(err_ws, argv, capsys, expect=(bad.name,))
     assert out.read_bytes() == b"precious"
 
@@ -902,8 +1007,9 @@ def test_failure_mid_write_leaves_nothing(err_ws, capsys, monkeypatch):
     spec = solvers.get_solver("pgd-l2")
     monkeypatch.setitem(solvers._SOLVERS, "pgd-l2", dataclasses.replace(spec, fn=boom))
     out = err_ws.out / "p.h5"
-    err_expect_failure(err_ws, ["perturb", "--in", err_ws.art.model, "--out", out, "--limit", "5"], capsys,
-                       expect=("simulated",))
+    err_expect_failure(
+        err_ws, ["perturb", "--in", err_ws.art.model, "--out", out, "--limit", "5"], capsys, expect=("simulated",)
+    )
 
 
 @pytest.mark.parametrize("cmd", ["eval", "perturb"])
@@ -972,8 +1078,9 @@ def _run_many(cmds: list[tuple[list, bool]], *, cwd: Path, pre: list[str]) -> li
     """Run several ``lfp`` commands in one fresh process (one interpreter start for all)."""
     env = {k: v for k, v in os.environ.items() if k not in ("LFP_DEBUG", "LFP_PROGRESS")}
     args = json.dumps([[[str(a) for a in argv], fool] for argv, fool in cmds])
-    r = subprocess.run([*pre, sys.executable, "-c", _MANY, args], cwd=cwd, env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [*pre, sys.executable, "-c", _MANY, args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr
     return [tuple(x) for x in json.loads(r.stdout.strip().splitlines()[-1])]
 
@@ -991,13 +1098,16 @@ def test_read_only_output_folder(err_ws):
         if pre is None:
             pytest.skip("running as root without setpriv: cannot make a folder read-only for lfp")
         outs = {cmd: ro / f"result{ext}" for cmd, (_, ext) in WRITERS.items()}
-        cmds = [(argv_of(err_ws.art, outs[cmd]), fool) for fool in (False, True) for cmd, (argv_of, _) in WRITERS.items()]
+        cmds = [
+            (argv_of(err_ws.art, outs[cmd]), fool) for fool in (False, True) for cmd, (argv_of, _) in WRITERS.items()
+        ]
         before = err_snapshot(err_ws.root)
         results = _run_many(cmds, cwd=err_ws.root, pre=pre)
         for (argv, fool), (code, stdout, stderr) in zip(cmds, results):
             name = Path(argv[argv.index("--out") + 1]).name
-            line = err_assert_one_line(code, stdout, stderr, expect=(name, "permission" if fool else "writ"),
-                                       argv=argv, hide=err_ws.root)
+            line = err_assert_one_line(
+                code, stdout, stderr, expect=(name, "permission" if fool else "writ"), argv=argv, hide=err_ws.root
+            )
             assert ".part" not in line, f"the message names the temporary file instead of the output: {line}"
         assert err_snapshot(err_ws.root) == before
     finally:

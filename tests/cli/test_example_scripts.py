@@ -29,8 +29,15 @@ def _env() -> dict[str, str]:
 
 
 def _dry_run(script: Path, *args: str) -> list[list[str]]:
-    r = subprocess.run(["bash", str(script.relative_to(REPO)), "--dry-run", *args], check=False, cwd=REPO, env=_env(),
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["bash", str(script.relative_to(REPO)), "--dry-run", *args],
+        check=False,
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr == "", r.stderr
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
@@ -39,8 +46,13 @@ def _dry_run(script: Path, *args: str) -> list[list[str]]:
 
 
 def test_there_is_one_script_per_dataset():
-    assert {s.name for s in SCRIPTS} == {"paper_waterbirds.sh", "paper_spuco_dogs.sh", "paper_mnist.sh", "paper_fmnist.sh",
-                                         "paper_cifar10.sh"}
+    assert {s.name for s in SCRIPTS} == {
+        "paper_waterbirds.sh",
+        "paper_spuco_dogs.sh",
+        "paper_mnist.sh",
+        "paper_fmnist.sh",
+        "paper_cifar10.sh",
+    }
 
 
 def _parse(root, argv: list[str]):
@@ -96,8 +108,9 @@ def test_dry_run_commands_parse_and_chain(script, variant, tmp_path):
         if p.get("out"):
             written.add(str(p["out"]))
     if missing_subcommands:
-        warnings.warn(f"not parsed: lfp {', '.join(sorted(missing_subcommands))} is not registered in this lfp yet",
-                      stacklevel=1)
+        warnings.warn(
+            f"not parsed: lfp {', '.join(sorted(missing_subcommands))} is not registered in this lfp yet", stacklevel=1
+        )
     assert {"data", "train", "eval", "perturb", "retrain", "saliency"} <= set(seen)
     perturbs = [a for a in cmds if a[0] == "perturb"]
     methods = {Path(a[a.index("--config") + 1]).stem for a in perturbs}
@@ -115,8 +128,15 @@ def test_dry_run_needs_no_root_and_runs_five_seeds_by_default(script):
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
 def test_without_a_root_the_script_stops_with_one_line(script, tmp_path):
-    r = subprocess.run(["bash", str(script), "--out", str(tmp_path / "o")], check=False, cwd=tmp_path, env=_env(), capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        ["bash", str(script), "--out", str(tmp_path / "o")],
+        check=False,
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and r.stdout == ""
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: no data root: give --root DIR or set "), r.stderr
@@ -124,8 +144,11 @@ def test_without_a_root_the_script_stops_with_one_line(script, tmp_path):
 
 
 #: A comment that predicts a run time or an outcome the script does not itself show.
-PREDICTIONS = (r"\b(about|takes|within|under) \d+(\.\d+)? ?(s|sec|seconds?|min|minutes?|h|hours?)\b",
-               r"\b(does|do|is|are) (better|worse)\b", r"\b(improves|beats|outperforms)\b")
+PREDICTIONS = (
+    r"\b(about|takes|within|under) \d+(\.\d+)? ?(s|sec|seconds?|min|minutes?|h|hours?)\b",
+    r"\b(does|do|is|are) (better|worse)\b",
+    r"\b(improves|beats|outperforms)\b",
+)
 
 
 @pytest.mark.parametrize("script", sorted((REPO / "examples").glob("*.sh")), ids=lambda p: p.name)
@@ -134,6 +157,8 @@ def test_script_comments_say_what_it_does_not_what_it_will_find(script):
     answer is, the script prints it."""
     import re
 
-    comments = [ln.split("#", 1)[1] for ln in script.read_text().splitlines() if "#" in ln and not ln.lstrip().startswith("#!")]
+    comments = [
+        ln.split("#", 1)[1] for ln in script.read_text().splitlines() if "#" in ln and not ln.lstrip().startswith("#!")
+    ]
     claims = [c for c in comments if any(re.search(p, c, re.IGNORECASE) for p in PREDICTIONS)]
     assert not claims, claims

@@ -23,7 +23,6 @@ from lfpcli.cli.app import command
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     from lfpcli.commands import train
@@ -103,6 +102,7 @@ def test_batch_size_help_says_what_each_command_chooses(capsys, monkeypatch):
         def step(b):
             if b > 1000:
                 raise torch.OutOfMemoryError("pretend")
+
         return step
 
     monkeypatch.setattr(perturb_mod, "input_gradient_step", probe)
@@ -113,7 +113,10 @@ def test_batch_size_help_says_what_each_command_chooses(capsys, monkeypatch):
     assert saliency_mod.saliency_batch_size([None], (1, 8, 8), cuda, 10**6) == int(0.8 * largest)
     assert perturb_mod.CPU_BATCH == saliency_mod.CPU_BATCH == 256
     monkeypatch.setenv("COLUMNS", "250")
-    for cmd, rule in (("perturb", "on CUDA a quarter of the largest batch"), ("saliency", "on CUDA 80% of the largest batch")):
+    for cmd, rule in (
+        ("perturb", "on CUDA a quarter of the largest batch"),
+        ("saliency", "on CUDA 80% of the largest batch"),
+    ):
         _, out, _ = lfp(cmd, "--help", capsys=capsys)
         flat = " ".join(re.sub("[│╭╮╰╯─]", " ", out).split())
         assert "256 on a CPU" in flat and rule in flat, cmd
@@ -121,8 +124,10 @@ def test_batch_size_help_says_what_each_command_chooses(capsys, monkeypatch):
 
 #: A file of this repository named in text: a relative path up (../), a path under one of the repository's folders,
 #: or a reference document (shared/..., reference/...), which a clone does not have.
-REPO_FILE = re.compile(r"(?<![\w/.~-])(?:(?:\.\./)+[\w./-]+|(?:docs|examples|benchmarks|completions|tests|lfpcli|shared|reference)/"
-                       r"[\w./*-]*)")
+REPO_FILE = re.compile(
+    r"(?<![\w/.~-])(?:(?:\.\./)+[\w./-]+|(?:docs|examples|benchmarks|completions|tests|lfpcli|shared|reference)/"
+    r"[\w./*-]*)"
+)
 
 
 def _unknown_files(text: str, base: Path) -> list[str]:
@@ -150,7 +155,10 @@ def test_help_points_only_to_files_a_clone_has():
         cmd = _command_at(path)
         texts += [cmd.help or "", cmd.epilog or "", *(p.help or "" for p in cmd.params)]
     assert not _unknown_files("\n".join(texts), ROOT)
-    assert _unknown_files("see ../shared/reference/datasets.md and [x](nope.md)", ROOT) == ["nope.md", "../shared/reference/datasets.md"]
+    assert _unknown_files("see ../shared/reference/datasets.md and [x](nope.md)", ROOT) == [
+        "nope.md",
+        "../shared/reference/datasets.md",
+    ]
 
 
 def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
@@ -169,12 +177,29 @@ def test_lr_means_the_learning_rate_only(model, tmp_path, capsys):
     _, perturb_help, _ = lfp("perturb", "--help", capsys=capsys)
     assert "--lr" not in perturb_help
     out = tmp_path / "cfe.h5"
-    code, stdout, err = lfp("perturb", "--method", "cfe-l2", "--in", model, "--out", out, "--limit", "8", "--steps", "3",
-                            "--step-size", "0.05", "--json", "-q", capsys=capsys)
+    code, stdout, err = lfp(
+        "perturb",
+        "--method",
+        "cfe-l2",
+        "--in",
+        model,
+        "--out",
+        out,
+        "--limit",
+        "8",
+        "--steps",
+        "3",
+        "--step-size",
+        "0.05",
+        "--json",
+        "-q",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert json.loads(stdout)["config"]["step_size"] == 0.05
-    code, _, err = lfp("perturb", "--method", "cfe-l2", "--in", model, "--out", tmp_path / "x.h5", "-p", "lr=0.1",
-                       capsys=capsys)
+    code, _, err = lfp(
+        "perturb", "--method", "cfe-l2", "--in", model, "--out", tmp_path / "x.h5", "-p", "lr=0.1", capsys=capsys
+    )
     assert code == 2 and "lr" in err
 
 
@@ -201,10 +226,15 @@ def test_a_text_file_or_noise_as_a_checkpoint_says_what_was_found(tmp_path, caps
     assert code == 2 and "no format lfp knows" in err and "pickled" not in err
 
 
-@pytest.mark.parametrize("name, content, what", [
-    ("notes.pt", b"not a model\n", "is a text file"), ("notes.txt", b"hello\n", "is a text file"),
-    ("notes.h5", b"hello\n", "is a text file"), ("noise.bin", bytes(range(7, 200)), "no format lfp knows"),
-])
+@pytest.mark.parametrize(
+    "name, content, what",
+    [
+        ("notes.pt", b"not a model\n", "is a text file"),
+        ("notes.txt", b"hello\n", "is a text file"),
+        ("notes.h5", b"hello\n", "is a text file"),
+        ("noise.bin", bytes(range(7, 200)), "no format lfp knows"),
+    ],
+)
 @pytest.mark.parametrize("command", ["info", "verify"])
 def test_info_on_a_file_that_is_no_artifact_says_what_it_is_and_is_not(tmp_path, capsys, command, name, content, what):
     """info and verify read any lfp artifact, so a stranger is 'not an lfp artifact', whatever its extension."""
@@ -242,9 +272,30 @@ def test_a_missing_parent_is_a_warning_before_retrain_goes_on(model, tmp_path, c
 def test_ctrl_c_stops_with_one_line_and_leaves_nothing(model, tmp_path):
     out = tmp_path / "int.h5"
     env = {**os.environ, "LFP_DEBUG": "0"}
-    p = subprocess.Popen([sys.executable, "-m", "lfpcli", "perturb", "--in", str(model), "--out", str(out), "--method",
-                          "pcfe-l0", "--density", "none", "--steps", "100000", "--limit", "8"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=interruptible)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lfpcli",
+            "perturb",
+            "--in",
+            str(model),
+            "--out",
+            str(out),
+            "--method",
+            "pcfe-l0",
+            "--density",
+            "none",
+            "--steps",
+            "100000",
+            "--limit",
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=interruptible,
+    )
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".int.h5.*.part")) and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.05)  # the temporary output exists once the solver is at work
@@ -266,8 +317,21 @@ def test_figures_never_print_negative_zero():
 
 
 def test_perturb_prints_only_the_parameters_that_apply(model, tmp_path, capsys):
-    code, out, err = lfp("perturb", "--method", "pgd-l2", "--in", model, "--out", tmp_path / "p.h5", "--limit", "8",
-                         "--steps", "2", "-q", capsys=capsys)
+    code, out, err = lfp(
+        "perturb",
+        "--method",
+        "pgd-l2",
+        "--in",
+        model,
+        "--out",
+        tmp_path / "p.h5",
+        "--limit",
+        "8",
+        "--steps",
+        "2",
+        "-q",
+        capsys=capsys,
+    )
     assert code == 0, err
     config = next(line for line in out.splitlines() if "config:" in line)
     assert "eps=" in config and "step=" not in config and "projection=" not in config and "norm=" not in config
@@ -320,8 +384,17 @@ def test_pcfe_reports_progress_within_a_batch_and_while_fitting(model, tmp_path,
 
     monkeypatch.setenv("LFP_CACHE_DIR", str(tmp_path / "cache"))  # the evaluation estimator is fitted afresh
     rec = Recorder()
-    perturb(tmp_path / "p.h5", model=model, method="pcfe-l0", limit=16, batch_size=16,
-            params={"steps": 4, "search_steps": 2}, density="kde", device="cpu", progress=rec)
+    perturb(
+        tmp_path / "p.h5",
+        model=model,
+        method="pcfe-l0",
+        limit=16,
+        batch_size=16,
+        params={"steps": 4, "search_steps": 2},
+        density="kde",
+        device="cpu",
+        progress=rec,
+    )
     stages = [c[0] for c in rec.calls]
     assert any("kde plausibility term" in s for s in stages)
     assert any("kde-pixel-v1" in s for s in stages)
@@ -459,12 +532,26 @@ LONG = "runs/waterbirds-seed-0/model_pgd-l2_random-other.pt"
 
 
 def _eval_report(name: str) -> dict:
-    groups = {g: {"accuracy": 0.75, "n": 1200} for g in ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water")}
-    split = {"n": 4795, "accuracy": 0.873, "worst_group_accuracy": 0.412, "worst_group": "waterbird/land",
-             "mean_group_accuracy": 0.7, "train_weighted_accuracy": 0.85, "groups": groups}
-    return {"model": name, "trained_on": "waterbirds:root=/data/waterbird_complete95_forest2water2", "out": LONG + ".json",
-            "data": {"type": "builtin", "name": "spurious-digits", "params": {}},
-            "splits": {"train": split, "val": split, "test": split}}
+    groups = {
+        g: {"accuracy": 0.75, "n": 1200}
+        for g in ("landbird/land", "landbird/water", "waterbird/land", "waterbird/water")
+    }
+    split = {
+        "n": 4795,
+        "accuracy": 0.873,
+        "worst_group_accuracy": 0.412,
+        "worst_group": "waterbird/land",
+        "mean_group_accuracy": 0.7,
+        "train_weighted_accuracy": 0.85,
+        "groups": groups,
+    }
+    return {
+        "model": name,
+        "trained_on": "waterbirds:root=/data/waterbird_complete95_forest2water2",
+        "out": LONG + ".json",
+        "data": {"type": "builtin", "name": "spurious-digits", "params": {}},
+        "splits": {"train": split, "val": split, "test": split},
+    }
 
 
 def _printed(capsys) -> list[str]:
@@ -474,9 +561,19 @@ def _printed(capsys) -> list[str]:
     capsys.readouterr()
     render.show_eval(_eval_report(LONG))
     render.show_eval_many({"models": [_eval_report(LONG), _eval_report("model.pt")]})
-    show_curves({"out": "curves.png", "panels": [{
-        "title": "pgd-l2 on spurious-digits:correlation=0.95 (random-other targets, kde density)", "checkpoints": [LONG] * 3,
-        "epochs": 20, "last_epoch_mean": {"train_accuracy": 0.99, "val_accuracy": 0.95, "val_worst_group_accuracy": 0.9}}]})
+    show_curves(
+        {
+            "out": "curves.png",
+            "panels": [
+                {
+                    "title": "pgd-l2 on spurious-digits:correlation=0.95 (random-other targets, kde density)",
+                    "checkpoints": [LONG] * 3,
+                    "epochs": 20,
+                    "last_epoch_mean": {"train_accuracy": 0.99, "val_accuracy": 0.95, "val_worst_group_accuracy": 0.9},
+                }
+            ],
+        }
+    )
     return capsys.readouterr().out.splitlines()
 
 
@@ -525,16 +622,21 @@ def test_info_and_data_fit_the_width_or_keep_theirs_in_a_pipe(model, pset, cols,
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
 @pytest.mark.parametrize(
     "words, want, forbid",
-    [("lfp info ", {"model.pt", "pgd.h5"}, {"--json"}), ("lfp info --", {"--json", "--help"}, {"model.pt"}),
-     ("lfp data ", {"digits", "spurious-digits", "pgd.h5"}, set()),
-     ("lfp perturb --data ", {"digits", "spurious-digits", "pgd.h5"}, set()),
-     ("lfp completion ", {"bash", "zsh", "fish"}, set())],
+    [
+        ("lfp info ", {"model.pt", "pgd.h5"}, {"--json"}),
+        ("lfp info --", {"--json", "--help"}, {"model.pt"}),
+        ("lfp data ", {"digits", "spurious-digits", "pgd.h5"}, set()),
+        ("lfp perturb --data ", {"digits", "spurious-digits", "pgd.h5"}, set()),
+        ("lfp completion ", {"bash", "zsh", "fish"}, set()),
+    ],
 )
 def test_bash_completion_offers_files_where_files_go(words, want, forbid, tmp_path):
     for name in ("model.pt", "pgd.h5"):
         (tmp_path / name).write_text("x")
-    prog = (f"cd {tmp_path}; source {ROOT / 'completions' / 'lfp.bash'}; COMP_WORDS=({words} \"\"); "
-            "COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _lfp; printf '%s\\n' \"${COMPREPLY[@]}\"")
+    prog = (
+        f'cd {tmp_path}; source {ROOT / "completions" / "lfp.bash"}; COMP_WORDS=({words} ""); '
+        "COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _lfp; printf '%s\\n' \"${COMPREPLY[@]}\""
+    )
     if not words.endswith(" "):
         prog = prog.replace(' ""', "")
     r = subprocess.run(["bash", "-c", prog], capture_output=True, text=True)

@@ -86,13 +86,23 @@ def byo(err_env, tmp_path_factory):
     with torch.no_grad():
         oracle = float((net((te.x - 0.5) / 0.5).argmax(1) == te.y).double().mean())
     d = tmp_path_factory.mktemp("byo")
-    files = {k: d / n for k, n in (("script", "user.ts"), ("trace", "traced.ts"), ("export", "user.pt2"),
-                                    ("static", "static.pt2"), ("sd", "user_weights.pt"))}
+    files = {
+        k: d / n
+        for k, n in (
+            ("script", "user.ts"),
+            ("trace", "traced.ts"),
+            ("export", "user.pt2"),
+            ("static", "static.pt2"),
+            ("sd", "user_weights.pt"),
+        )
+    }
     w = _quiet()
     try:
         torch.jit.script(net).save(str(files["script"]))
         torch.jit.trace(net, tr.x[:4]).save(str(files["trace"]))
-        torch.export.save(torch.export.export(net, (tr.x[:4],), dynamic_shapes=({0: torch.export.Dim("batch")},)), files["export"])
+        torch.export.save(
+            torch.export.export(net, (tr.x[:4],), dynamic_shapes=({0: torch.export.Dim("batch")},)), files["export"]
+        )
         torch.export.save(torch.export.export(net, (tr.x[:1],)), files["static"])
     finally:
         w.__exit__(None, None, None)
@@ -117,8 +127,27 @@ def _eval_test_accuracy(capsys, model, *extra) -> dict:
 def test_torchscript_through_perturb_and_eval(byo, tmp_path, capsys):
     ts = byo["script"]
     pset = tmp_path / "pgd.h5"
-    code, out, err = lfp("perturb", "--in", ts, "--data", "digits", "--normalize", "0.5,0.5", "--out", pset, "--limit", "24",
-                         "--steps", "5", "--eps", "1.5", "--device", "cpu", "--json", capsys=capsys)
+    code, out, err = lfp(
+        "perturb",
+        "--in",
+        ts,
+        "--data",
+        "digits",
+        "--normalize",
+        "0.5,0.5",
+        "--out",
+        pset,
+        "--limit",
+        "24",
+        "--steps",
+        "5",
+        "--eps",
+        "1.5",
+        "--device",
+        "cpu",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert json.loads(out)["n"] == 24
     with h5py.File(pset) as f:
@@ -129,7 +158,9 @@ def test_torchscript_through_perturb_and_eval(byo, tmp_path, capsys):
     parent = record["parents"][0]
     from lfpcli.artifacts import sha256_file
 
-    assert parent["kind"] == "foreign-model" and parent["format"] == "torchscript" and parent["sha256"] == sha256_file(ts)
+    assert (
+        parent["kind"] == "foreign-model" and parent["format"] == "torchscript" and parent["sha256"] == sha256_file(ts)
+    )
     assert "torch.jit.load" in parent["loaded_with"]
     # eval: exactly the user's own accuracy (the oracle), and the perturbed set's targets as stored
     rep = _eval_test_accuracy(capsys, ts, "--normalize", "0.5,0.5", "--out", tmp_path / "e.json")
@@ -161,8 +192,23 @@ def test_a_batch_1_export_perturbs_as_the_dynamic_one(byo, tmp_path, capsys):
     sets = []
     for key in ("export", "static"):
         out = tmp_path / f"{key}.h5"
-        code, _, err = lfp("perturb", "--in", byo[key], "--data", "digits", "--normalize", "0.5,0.5", "--out", out, "--limit", "5",
-                           "--steps", "3", "--quiet", capsys=capsys)
+        code, _, err = lfp(
+            "perturb",
+            "--in",
+            byo[key],
+            "--data",
+            "digits",
+            "--normalize",
+            "0.5,0.5",
+            "--out",
+            out,
+            "--limit",
+            "5",
+            "--steps",
+            "3",
+            "--quiet",
+            capsys=capsys,
+        )
         assert code == 0, err
         with h5py.File(out) as f:
             sets.append(f["x"][()])
@@ -171,8 +217,27 @@ def test_a_batch_1_export_perturbs_as_the_dynamic_one(byo, tmp_path, capsys):
 
 def test_state_dict_of_the_users_class_through_perturb_eval_and_retrain(byo, tmp_path, capsys):
     pset = tmp_path / "cfe.h5"
-    code, _, err = lfp("perturb", "--in", byo["sd"], "--arch", ARCH, "--data", "digits", "--normalize", "0.5,0.5", "--method",
-                       "cfe-l2", "--steps", "5", "--limit", "16", "--out", pset, "--quiet", capsys=capsys)
+    code, _, err = lfp(
+        "perturb",
+        "--in",
+        byo["sd"],
+        "--arch",
+        ARCH,
+        "--data",
+        "digits",
+        "--normalize",
+        "0.5,0.5",
+        "--method",
+        "cfe-l2",
+        "--steps",
+        "5",
+        "--limit",
+        "16",
+        "--out",
+        pset,
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0, err
     with h5py.File(pset) as f:
         model = json.loads(f.attrs["lfp_record"])["source"]["model"]
@@ -186,13 +251,33 @@ def test_state_dict_of_the_users_class_through_perturb_eval_and_retrain(byo, tmp
 
 def test_retrain_from_a_torchscript_set_needs_arch(byo, err_ws, capsys):
     pset = err_ws.inp / "pgd.h5"
-    code, _, err = lfp("perturb", "--in", byo["script"], "--data", "digits", "--normalize", "0.5,0.5", "--out", pset, "--limit", "16",
-                       "--steps", "2", "--quiet", capsys=capsys)
+    code, _, err = lfp(
+        "perturb",
+        "--in",
+        byo["script"],
+        "--data",
+        "digits",
+        "--normalize",
+        "0.5,0.5",
+        "--out",
+        pset,
+        "--limit",
+        "16",
+        "--steps",
+        "2",
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0, err
-    err_expect_failure(err_ws, ["retrain", "--in", pset, "--out", err_ws.out / "r.pt", "--epochs", "1"], capsys,
-                       expect=("TorchScript", "--arch"))
-    code, out, err = lfp("retrain", "--in", pset, "--arch", "mlp", "--out", err_ws.out / "r.pt", "--epochs", "1", "--json",
-                         capsys=capsys)
+    err_expect_failure(
+        err_ws,
+        ["retrain", "--in", pset, "--out", err_ws.out / "r.pt", "--epochs", "1"],
+        capsys,
+        expect=("TorchScript", "--arch"),
+    )
+    code, out, err = lfp(
+        "retrain", "--in", pset, "--arch", "mlp", "--out", err_ws.out / "r.pt", "--epochs", "1", "--json", capsys=capsys
+    )
     assert code == 0, err
     assert json.loads(out)["arch"] == "mlp"
 
@@ -200,26 +285,85 @@ def test_retrain_from_a_torchscript_set_needs_arch(byo, err_ws, capsys):
 def test_density_saliency_and_feature_space_terms(byo, tmp_path, capsys):
     ts = byo["script"]
     common = ("--data", "digits", "--normalize", "0.5,0.5")
-    code, _, err = lfp("density", "--in", ts, *common, "--kind", "kde", "-p", "max_points=20", "--out", tmp_path / "q.h5",
-                       "--quiet", capsys=capsys)
+    code, _, err = lfp(
+        "density",
+        "--in",
+        ts,
+        *common,
+        "--kind",
+        "kde",
+        "-p",
+        "max_points=20",
+        "--out",
+        tmp_path / "q.h5",
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0, err
     # the scripted model kept its features/head parts, so a feature-space plausibility term works
-    code, out, err = lfp("perturb", "--in", ts, *common, "--method", "pcfe-l0", "--density", "feature-kde", "--steps", "2",
-                         "--search-steps", "1", "--limit", "4", "--out", tmp_path / "p.h5", "--json", capsys=capsys)
+    code, out, err = lfp(
+        "perturb",
+        "--in",
+        ts,
+        *common,
+        "--method",
+        "pcfe-l0",
+        "--density",
+        "feature-kde",
+        "--steps",
+        "2",
+        "--search-steps",
+        "1",
+        "--limit",
+        "4",
+        "--out",
+        tmp_path / "p.h5",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert json.loads(out)["density"]["space"] == "feature"
-    code, out, err = lfp("saliency", "--in", ts, "--in", byo["export"], *common, "--method", "gradient", "--n", "3",
-                         "--out", tmp_path / "s.h5", "--json", capsys=capsys)
+    code, out, err = lfp(
+        "saliency",
+        "--in",
+        ts,
+        "--in",
+        byo["export"],
+        *common,
+        "--method",
+        "gradient",
+        "--n",
+        "3",
+        "--out",
+        tmp_path / "s.h5",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert len(json.loads(out)["models"]) == 2
 
 
 def test_a_user_checkpoint_and_an_lfp_one_side_by_side(byo, err_art, capsys):
-    code, out, err = lfp("eval", "--in", err_art.model, "--in", byo["script"], "--data", "digits", "--normalize", "0.5,0.5",
-                         "--split", "test", "--json", capsys=capsys)
+    code, out, err = lfp(
+        "eval",
+        "--in",
+        err_art.model,
+        "--in",
+        byo["script"],
+        "--data",
+        "digits",
+        "--normalize",
+        "0.5,0.5",
+        "--split",
+        "test",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     models = json.loads(out)["models"]
-    assert "foreign" not in models[0] and models[1]["splits"]["test"]["accuracy"] == pytest.approx(byo["oracle"], abs=1e-12)
+    assert "foreign" not in models[0] and models[1]["splits"]["test"]["accuracy"] == pytest.approx(
+        byo["oracle"], abs=1e-12
+    )
 
 
 def test_info_on_a_state_dict_says_what_it_is_and_how_to_use_it(byo, tmp_path, capsys):
@@ -249,34 +393,113 @@ def _three_class_ts(ws) -> Path:
 
 
 BAD = {
-    "no-data": (lambda ws, b: ["perturb", "--in", b["script"], "--normalize", "none", "--out", ws.out / "p.h5"], ("--data",)),
+    "no-data": (
+        lambda ws, b: ["perturb", "--in", b["script"], "--normalize", "none", "--out", ws.out / "p.h5"],
+        ("--data",),
+    ),
     "no-normalize": (lambda ws, b: ["eval", "--in", b["script"], "--data", "digits"], ("--normalize", "none")),
-    "bad-normalize": (lambda ws, b: ["eval", "--in", b["export"], "--data", "digits", "--normalize", "1,2,3"], ("--normalize",)),
-    "zero-std": (lambda ws, b: ["eval", "--in", b["export"], "--data", "digits", "--normalize", "0.5,0"], ("positive",)),
-    "sd-no-arch": (lambda ws, b: ["eval", "--in", b["sd"], "--data", "digits", "--normalize", "none"], ("--arch", "state dict")),
-    "sd-wrong-arch": (lambda ws, b: ["perturb", "--in", b["sd"], "--arch", "small-cnn", "--data", "digits", "--normalize", "none",
-                                     "--out", ws.out / "p.h5"], ("does not fit", "small-cnn")),
-    "sd-unknown-arch": (lambda ws, b: ["eval", "--in", b["sd"], "--arch", "no-such-net", "--data", "digits", "--normalize",
-                                       "none"], ("no-such-net",)),
-    "ts-with-arch": (lambda ws, b: ["eval", "--in", b["script"], "--arch", "mlp", "--data", "digits", "--normalize", "none"],
-                     ("leave out --arch",)),
-    "lfp-with-normalize": (lambda ws, b: ["perturb", "--in", ws.art.model, "--normalize", "none", "--out", ws.out / "p.h5"],
-                           ("lfp checkpoint", "--normalize")),
-    "all-lfp-with-normalize": (lambda ws, b: ["eval", "--in", ws.art.model, "--in", ws.art.model, "--normalize", "none"],
-                               ("every --in is an lfp checkpoint",)),
-    "wrong-classes": (lambda ws, b: ["eval", "--in", _three_class_ts(ws), "--data", "digits", "--normalize", "none"],
-                      ("outputs 3 values", "10 classes")),
-    "wrong-input": (lambda ws, b: ["eval", "--in", b["script"], "--data", "spurious-digits:size=16,train_copies=1",
-                                   "--normalize", "none"], ("fails on",)),
-    "not-a-model": (lambda ws, b: ["eval", "--in", _text(ws), "--data", "digits", "--normalize", "none"],
-                    ("not a model lfp can read",)),
-    "tensor-file": (lambda ws, b: ["eval", "--in", _tensor(ws), "--data", "digits", "--normalize", "none", "--arch", "mlp"],
-                    ("not a state dict",)),
-    "gradcam-on-torchscript": (lambda ws, b: ["saliency", "--in", b["script"], "--data", "digits", "--normalize", "none",
-                                              "--out", ws.out / "s.h5"], ("Grad-CAM", "--method gradient")),
-    "feature-density-on-export": (lambda ws, b: ["perturb", "--in", b["export"], "--data", "digits", "--normalize", "none",
-                                                 "--method", "pcfe-l0", "--density", "feature-kde", "--limit", "2",
-                                                 "--out", ws.out / "p.h5"], ("features", "--density kde")),
+    "bad-normalize": (
+        lambda ws, b: ["eval", "--in", b["export"], "--data", "digits", "--normalize", "1,2,3"],
+        ("--normalize",),
+    ),
+    "zero-std": (
+        lambda ws, b: ["eval", "--in", b["export"], "--data", "digits", "--normalize", "0.5,0"],
+        ("positive",),
+    ),
+    "sd-no-arch": (
+        lambda ws, b: ["eval", "--in", b["sd"], "--data", "digits", "--normalize", "none"],
+        ("--arch", "state dict"),
+    ),
+    "sd-wrong-arch": (
+        lambda ws, b: [
+            "perturb",
+            "--in",
+            b["sd"],
+            "--arch",
+            "small-cnn",
+            "--data",
+            "digits",
+            "--normalize",
+            "none",
+            "--out",
+            ws.out / "p.h5",
+        ],
+        ("does not fit", "small-cnn"),
+    ),
+    "sd-unknown-arch": (
+        lambda ws, b: ["eval", "--in", b["sd"], "--arch", "no-such-net", "--data", "digits", "--normalize", "none"],
+        ("no-such-net",),
+    ),
+    "ts-with-arch": (
+        lambda ws, b: ["eval", "--in", b["script"], "--arch", "mlp", "--data", "digits", "--normalize", "none"],
+        ("leave out --arch",),
+    ),
+    "lfp-with-normalize": (
+        lambda ws, b: ["perturb", "--in", ws.art.model, "--normalize", "none", "--out", ws.out / "p.h5"],
+        ("lfp checkpoint", "--normalize"),
+    ),
+    "all-lfp-with-normalize": (
+        lambda ws, b: ["eval", "--in", ws.art.model, "--in", ws.art.model, "--normalize", "none"],
+        ("every --in is an lfp checkpoint",),
+    ),
+    "wrong-classes": (
+        lambda ws, b: ["eval", "--in", _three_class_ts(ws), "--data", "digits", "--normalize", "none"],
+        ("outputs 3 values", "10 classes"),
+    ),
+    "wrong-input": (
+        lambda ws, b: [
+            "eval",
+            "--in",
+            b["script"],
+            "--data",
+            "spurious-digits:size=16,train_copies=1",
+            "--normalize",
+            "none",
+        ],
+        ("fails on",),
+    ),
+    "not-a-model": (
+        lambda ws, b: ["eval", "--in", _text(ws), "--data", "digits", "--normalize", "none"],
+        ("not a model lfp can read",),
+    ),
+    "tensor-file": (
+        lambda ws, b: ["eval", "--in", _tensor(ws), "--data", "digits", "--normalize", "none", "--arch", "mlp"],
+        ("not a state dict",),
+    ),
+    "gradcam-on-torchscript": (
+        lambda ws, b: [
+            "saliency",
+            "--in",
+            b["script"],
+            "--data",
+            "digits",
+            "--normalize",
+            "none",
+            "--out",
+            ws.out / "s.h5",
+        ],
+        ("Grad-CAM", "--method gradient"),
+    ),
+    "feature-density-on-export": (
+        lambda ws, b: [
+            "perturb",
+            "--in",
+            b["export"],
+            "--data",
+            "digits",
+            "--normalize",
+            "none",
+            "--method",
+            "pcfe-l0",
+            "--density",
+            "feature-kde",
+            "--limit",
+            "2",
+            "--out",
+            ws.out / "p.h5",
+        ],
+        ("features", "--density kde"),
+    ),
 }
 
 
@@ -368,7 +591,9 @@ class _Evil:
 def _evil_expr(src, dst, s):
     def change(j):
         sizes = j["graph_module"]["graph"]["tensor_values"]["x"]["sizes"]
-        sizes[0]["as_expr"]["expr_str"] = f"Symbol('s77', positive=True, integer=True) + __import__('os').system('touch {s}')"
+        sizes[0]["as_expr"]["expr_str"] = (
+            f"Symbol('s77', positive=True, integer=True) + __import__('os').system('touch {s}')"
+        )
 
     return _rewrite(src, dst, _edit_json("models/model.json", change))
 
@@ -387,8 +612,11 @@ def _evil_pickled_weight(src, dst, s):
 
 
 def _evil_guard(src, dst, s):
-    return _rewrite(src, dst, _edit_json("models/model.json", lambda j: j.update(
-        guards_code=[f"__import__('os').system('touch {s}') == 0"])))
+    return _rewrite(
+        src,
+        dst,
+        _edit_json("models/model.json", lambda j: j.update(guards_code=[f"__import__('os').system('touch {s}') == 0"])),
+    )
 
 
 def _evil_ts(cls):
@@ -439,8 +667,10 @@ def test_files_that_run_code_are_refused_unrun(byo, err_ws, capsys, tmp_path_fac
     # lfp refuses it, and the code never runs
     sentinel = err_ws.root / "SENTINEL"
     model = make(byo["export"], err_ws.inp / f"m{ext}", sentinel)
-    for argv in (["eval", "--in", model, "--data", "digits", "--normalize", "none"],
-                 ["perturb", "--in", model, "--data", "digits", "--normalize", "none", "--out", err_ws.out / "p.h5"]):
+    for argv in (
+        ["eval", "--in", model, "--data", "digits", "--normalize", "none"],
+        ["perturb", "--in", model, "--data", "digits", "--normalize", "none", "--out", err_ws.out / "p.h5"],
+    ):
         err_expect_failure(err_ws, argv, capsys, expect=words)
         assert not sentinel.exists(), "lfp ran code from the model file"
 
@@ -475,9 +705,23 @@ def test_pickled_code_is_refused_unrun(byo, err_ws, capsys, tmp_path_factory, ma
     assert probe.exists(), "the crafted file does not run code when unpickled, so the refusal below proves nothing"
     sentinel = err_ws.root / "SENTINEL"
     model = make(err_ws.inp / "m.pt", sentinel)
-    for argv in (["eval", "--in", model, "--data", "digits", "--normalize", "none", "--arch", ARCH],
-                 ["perturb", "--in", model, "--data", "digits", "--normalize", "none", "--arch", ARCH, "--out", err_ws.out / "p.h5"],
-                 ["eval", "--in", model]):
+    for argv in (
+        ["eval", "--in", model, "--data", "digits", "--normalize", "none", "--arch", ARCH],
+        [
+            "perturb",
+            "--in",
+            model,
+            "--data",
+            "digits",
+            "--normalize",
+            "none",
+            "--arch",
+            ARCH,
+            "--out",
+            err_ws.out / "p.h5",
+        ],
+        ["eval", "--in", model],
+    ):
         err_expect_failure(err_ws, argv, capsys, expect=("pickled Python objects",))
         assert not sentinel.exists(), "lfp ran code from the model file"
 
@@ -487,8 +731,12 @@ def test_a_graph_calling_a_python_function_is_refused(byo, err_ws, capsys):
         j["graph_module"]["graph"]["nodes"][0]["target"] = "torch.load"
 
     model = _rewrite(byo["export"], err_ws.inp / "m.pt2", _edit_json("models/model.json", change))
-    err_expect_failure(err_ws, ["eval", "--in", model, "--data", "digits", "--normalize", "none"], capsys,
-                       expect=("torch.load", "not an ATen operator"))
+    err_expect_failure(
+        err_ws,
+        ["eval", "--in", model, "--data", "digits", "--normalize", "none"],
+        capsys,
+        expect=("torch.load", "not an ATen operator"),
+    )
 
 
 def test_an_export_in_training_mode_is_warned_about(tmp_path, capsys):
@@ -496,9 +744,15 @@ def test_an_export_in_training_mode_is_warned_about(tmp_path, capsys):
     path = tmp_path / "train_mode.pt2"
     w = _quiet()
     try:
-        torch.export.save(torch.export.export(net.train(), (torch.rand(2, 1, 8, 8),),
-                                              dynamic_shapes=({0: torch.export.Dim("batch")},)), path)
+        torch.export.save(
+            torch.export.export(
+                net.train(), (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},)
+            ),
+            path,
+        )
     finally:
         w.__exit__(None, None, None)
-    code, _, err = lfp("eval", "--in", path, "--data", "digits", "--normalize", "none", "--split", "test", "--json", capsys=capsys)
+    code, _, err = lfp(
+        "eval", "--in", path, "--data", "digits", "--normalize", "none", "--split", "test", "--json", capsys=capsys
+    )
     assert code == 0 and "warning:" in err and "training mode" in err

@@ -52,8 +52,12 @@ def test_leave_one_out_is_the_kde_of_the_other_reference_points():
     keep[5] = False
     assert torch.equal(pts[5], x.flatten(1)[0])
     loo = GaussianKDE(pts[keep], torch.tensor([0, int(keep.sum())]), q.bandwidth[k : k + 1])
-    torch.testing.assert_close(fn(x, t, torch.tensor([i])).double(), loo.log_prob(x.flatten(1), torch.tensor([0])).double(),
-                               rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        fn(x, t, torch.tensor([i])).double(),
+        loo.log_prob(x.flatten(1), torch.tensor([0])).double(),
+        rtol=1e-5,
+        atol=1e-4,
+    )
     torch.testing.assert_close(fn(x, t).double(), q.log_prob(x.flatten(1), t).double(), rtol=1e-5, atol=1e-4)
     assert fn(x, t) > fn(x, t, torch.tensor([i])) + 10  # the own kernel's peak is what leave-one-out removes
     other = torch.tensor([int(refs[k][0]) + 10_000])  # an index that is no reference point changes nothing
@@ -62,9 +66,15 @@ def test_leave_one_out_is_the_kde_of_the_other_reference_points():
 
 def test_every_method_is_scored_by_the_same_estimator_and_it_ranks_own_class_first(digits_model, tmp_path, capsys):
     descs = []
-    for method, extra in (("pgd-linf", []), ("cfe-l2", ["--steps", "10"]), ("pcfe-l0", ["--steps", "10", "--search-steps", "2"])):
+    for method, extra in (
+        ("pgd-linf", []),
+        ("cfe-l2", ["--steps", "10"]),
+        ("pcfe-l0", ["--steps", "10", "--search-steps", "2"]),
+    ):
         out = tmp_path / f"{method}.h5"
-        code, _, err = lfp(capsys, "perturb", "--method", method, "--in", digits_model, "--out", out, "--limit", "8", *extra, "-q")
+        code, _, err = lfp(
+            capsys, "perturb", "--method", method, "--in", digits_model, "--out", out, "--limit", "8", *extra, "-q"
+        )
         assert code == 0, err
         descs.append(read_perturbed_set(out)[2]["log_density_estimator"])
     assert descs[0] == descs[1] == descs[2]
@@ -119,9 +129,13 @@ def _tiny(spec: dict, seed: int):
     from lfpcli.data.dataset import Dataset, Split
 
     g = torch.Generator().manual_seed(seed)
-    splits = {s: Split(torch.rand(12, 1, 2, 2, generator=g), torch.arange(12) % 2, torch.full((12,), -1), torch.arange(12))
-              for s in ("train", "val", "test")}
-    return Dataset(spec=spec, splits=splits, num_classes=2, class_names=["a", "b"], input_shape=(1, 2, 2), mean=[0.5], std=[0.25])
+    splits = {
+        s: Split(torch.rand(12, 1, 2, 2, generator=g), torch.arange(12) % 2, torch.full((12,), -1), torch.arange(12))
+        for s in ("train", "val", "test")
+    }
+    return Dataset(
+        spec=spec, splits=splits, num_classes=2, class_names=["a", "b"], input_shape=(1, 2, 2), mean=[0.5], std=[0.25]
+    )
 
 
 def test_the_cached_fit_is_keyed_by_every_part_of_the_data_spec_and_the_estimator(tmp_path, monkeypatch):
@@ -138,9 +152,15 @@ def test_the_cached_fit_is_keyed_by_every_part_of_the_data_spec_and_the_estimato
     want = evaluation_density(first, cpu)[0](x, t)
     data_file = tmp_path / "d.h5"
     data_file.write_bytes(b"one")
-    others = [{**base, "name": "toy2"}, {**base, "version": 2}, {**base, "params": {"seed": 1, "size": 4}},
-              {**base, "params": {"seed": 0, "size": 5}}, {**base, "params": {**base["params"], "extra": 0}},
-              {"type": "file", "path": str(data_file)}, {"type": "file", "path": str(data_file), "sha256": "0" * 64}]
+    others = [
+        {**base, "name": "toy2"},
+        {**base, "version": 2},
+        {**base, "params": {"seed": 1, "size": 4}},
+        {**base, "params": {"seed": 0, "size": 5}},
+        {**base, "params": {**base["params"], "extra": 0}},
+        {"type": "file", "path": str(data_file)},
+        {"type": "file", "path": str(data_file), "sha256": "0" * 64},
+    ]
     for i, spec in enumerate(others, start=1):
         before = set(folder.iterdir())
         ds = _tiny(spec, i)

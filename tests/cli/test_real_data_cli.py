@@ -52,11 +52,37 @@ def test_lfp_data_describes_and_caches(wb, capsys, tmp_path):
 def test_chain_on_waterbirds_root_resnet18(wb, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     common = ["--device", "cpu", "--quiet"]
-    t = lfp(["train", "--data", wb["spec"], "--arch", "resnet18", "--epochs", "1", "--batch-size", "8",
-             "--optimizer", "adam", "--lr", "1e-3", "--out", "m.pt", *common], capsys)
+    t = lfp(
+        [
+            "train",
+            "--data",
+            wb["spec"],
+            "--arch",
+            "resnet18",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "1e-3",
+            "--out",
+            "m.pt",
+            *common,
+        ],
+        capsys,
+    )
     assert t["metrics"]["test"]["n"] == 8 and set(t["metrics"]["test"]["groups"]) == {
-        "landbird/land", "landbird/water", "waterbird/land", "waterbird/water"}
-    p = lfp(["perturb", "--in", "m.pt", "--method", "pgd-l2", "--eps", "1", "--steps", "3", "--out", "p.h5", *common], capsys)
+        "landbird/land",
+        "landbird/water",
+        "waterbird/land",
+        "waterbird/water",
+    }
+    p = lfp(
+        ["perturb", "--in", "m.pt", "--method", "pgd-l2", "--eps", "1", "--steps", "3", "--out", "p.h5", *common],
+        capsys,
+    )
     assert p["n"] == 8
     with h5py.File("p.h5", "r") as f:
         x = f["x"][...]
@@ -84,16 +110,35 @@ def test_training_from_the_cache_equals_training_from_the_root(wb, capsys, tmp_p
     assert all(torch.equal(a[k], b[k]) for k in a)
     # saliency on the root: its CUB segmentations are the masks (and the cache kept them)
     for data in (wb["spec"], "wb.h5"):
-        s = lfp(["saliency", "--in", "a.pt", "--data", data, "--n", "4", "--out", "maps.h5", "--force", "--device", "cpu",
-                 "--quiet"], capsys)
+        s = lfp(
+            [
+                "saliency",
+                "--in",
+                "a.pt",
+                "--data",
+                data,
+                "--n",
+                "4",
+                "--out",
+                "maps.h5",
+                "--force",
+                "--device",
+                "cpu",
+                "--quiet",
+            ],
+            capsys,
+        )
         assert s["mask_source"] == "the data" and s["n"] == 4
 
 
-@pytest.mark.parametrize("maker,spec", [
-    (lambda d: F.make_spuco(d, per_leaf=1)[0], "spuco-dogs:root={},size=32,order=sorted"),
-    (lambda d: F.make_mnist(d, n_train=20, n_test=10)[0], "mnist:root={},val=4"),
-    (lambda d: F.make_cifar(d, "py", per_batch=2)[0], "cifar10:root={}"),
-])
+@pytest.mark.parametrize(
+    "maker,spec",
+    [
+        (lambda d: F.make_spuco(d, per_leaf=1)[0], "spuco-dogs:root={},size=32,order=sorted"),
+        (lambda d: F.make_mnist(d, n_train=20, n_test=10)[0], "mnist:root={},val=4"),
+        (lambda d: F.make_cifar(d, "py", per_batch=2)[0], "cifar10:root={}"),
+    ],
+)
 def test_lfp_data_on_each_layout(tmp_path, capsys, maker, spec):
     s = lfp(["data", spec.format(maker(tmp_path / "r"))], capsys)
     assert s["class_to_index"] and sum(s["sizes"].values()) > 0
@@ -103,8 +148,23 @@ def test_eval_on_mnist_without_val(tmp_path, capsys, monkeypatch):
     """MNIST has no val split: eval reports the splits there are."""
     monkeypatch.chdir(tmp_path)
     root, _ = F.make_mnist(tmp_path / "r", n_train=20, n_test=10)
-    lfp(["train", "--data", f"mnist:root={root}", "--arch", "mlp", "--epochs", "1", "--out", "m.pt", "--device", "cpu",
-         "--quiet"], capsys)
+    lfp(
+        [
+            "train",
+            "--data",
+            f"mnist:root={root}",
+            "--arch",
+            "mlp",
+            "--epochs",
+            "1",
+            "--out",
+            "m.pt",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+        capsys,
+    )
     e = lfp(["eval", "--in", "m.pt", "--device", "cpu", "--quiet"], capsys)
     assert set(e["splits"]) == {"train", "test"} and e["splits"]["test"]["n"] == 10
 
@@ -118,8 +178,25 @@ def test_a_streamed_perturbed_set_retrains_and_scores_as_one_in_memory(tmp_path,
     monkeypatch.chdir(tmp_path)
     common = ["--device", "cpu", "--quiet"]
     lfp(["train", "--data", "digits", "--arch", "mlp", "--epochs", "1", "--out", "m.pt", *common], capsys)
-    lfp(["perturb", "--in", "m.pt", "--method", "pgd-l2", "--eps", "1", "--steps", "2", "--limit", "128", "--out", "p.h5",
-         *common], capsys)
+    lfp(
+        [
+            "perturb",
+            "--in",
+            "m.pt",
+            "--method",
+            "pgd-l2",
+            "--eps",
+            "1",
+            "--steps",
+            "2",
+            "--limit",
+            "128",
+            "--out",
+            "p.h5",
+            *common,
+        ],
+        capsys,
+    )
     results = {}
     for preload in ("0", "256"):
         monkeypatch.setenv("LFP_PRELOAD_MB", preload)

@@ -28,7 +28,9 @@ def chain(tmp_path_factory):
         evals.append(d / f"e_std{s}.json")
         for t in ("random", "random-other"):
             p, r = d / f"p_{t}{s}.h5", d / f"r_{t}{s}.pt"
-            perturb(p, model=m, method="pgd-l2", targets=t, limit=60, params={"eps": 1.0, "steps": 3}, seed=s, device="cpu")
+            perturb(
+                p, model=m, method="pgd-l2", targets=t, limit=60, params={"eps": 1.0, "steps": 3}, seed=s, device="cpu"
+            )
             retrain(r, perturbed=p, epochs=2, seed=s, device="cpu")
             models.append(r)
             # names that say nothing: grouping must come from the files' provenance
@@ -64,19 +66,32 @@ def test_tables_to_stdout_and_files(chain, capsys, tmp_path):
 
 
 def test_json_where_long_and_metrics(chain, capsys):
-    code, out, _ = lfp("report", *chain["evals"], "--json", "--where", "targets=random", "--split", "test",
-                       "--metric", "accuracy", capsys=capsys)
+    code, out, _ = lfp(
+        "report",
+        *chain["evals"],
+        "--json",
+        "--where",
+        "targets=random",
+        "--split",
+        "test",
+        "--metric",
+        "accuracy",
+        capsys=capsys,
+    )
     assert code == 0
     obj = json.loads(out)
     assert [c["label"] for c in obj["columns"]] == ["PGD l2", "Original"] and "text" not in obj
     assert len(obj["left_out_by_where"]) == 2
-    code, out, _ = lfp("report", *chain["evals"], "--layout", "long", "--split", "train,test", "--scale", "fraction",
-                       capsys=capsys)
+    code, out, _ = lfp(
+        "report", *chain["evals"], "--layout", "long", "--split", "train,test", "--scale", "fraction", capsys=capsys
+    )
     assert code == 0 and "| configuration | runs | train accuracy | test accuracy |" in out
 
 
 def test_curves(chain, capsys, tmp_path):
-    code, out, err = lfp("report", "--curves", *chain["models"], "--out", tmp_path / "c.png", "--title", "digits", capsys=capsys)
+    code, out, err = lfp(
+        "report", "--curves", *chain["models"], "--out", tmp_path / "c.png", "--title", "digits", capsys=capsys
+    )
     assert code == 0 and err == ""
     assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "3 panels" in out and "Original" in out
@@ -89,20 +104,26 @@ def test_baseline_pairs_each_column_with_original_by_seed(chain, capsys, tmp_pat
     95% Student-t interval, in csv and json, checked by hand against scipy's t quantile."""
     from scipy import stats
 
-    code, out, err = lfp("report", *chain["evals"], "--baseline", "Original", "--out", tmp_path / "b.csv", capsys=capsys)
+    code, out, err = lfp(
+        "report", *chain["evals"], "--baseline", "Original", "--out", tmp_path / "b.csv", capsys=capsys
+    )
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
-    row = next(r for r in rows if r["column"] == "PGD l2 (random)" and r["split"] == "test" and r["metric"] == "accuracy")
+    row = next(
+        r for r in rows if r["column"] == "PGD l2 (random)" and r["split"] == "test" and r["metric"] == "accuracy"
+    )
     reports = sorted(chain["dir"].glob("x*.json"))
     by_seed = {}
     for p in reports:
         rep = json.loads(p.read_text())
         if rep["provenance"]["targets"] == "random":
             by_seed[str(rep["provenance"]["seeds"]["retrain"])] = rep["splits"]["test"]["accuracy"]
-    base = {str(s): json.loads((chain["dir"] / f"e_std{s}.json").read_text())["splits"]["test"]["accuracy"] for s in (0, 1)}
+    base = {
+        str(s): json.loads((chain["dir"] / f"e_std{s}.json").read_text())["splits"]["test"]["accuracy"] for s in (0, 1)
+    }
     diffs = [by_seed[s] - base[s] for s in ("0", "1")]
     mean, sd = statistics.mean(diffs), statistics.stdev(diffs)
-    half = stats.t.ppf(0.975, 1) * sd / 2 ** 0.5
+    half = stats.t.ppf(0.975, 1) * sd / 2**0.5
     assert row["baseline"] == "Original" and row["diff_n"] == "2" and row["diff_seeds"] == "0 1"
     assert float(row["diff_mean"]) == pytest.approx(mean, abs=1e-12)
     assert float(row["diff_ci_low"]) == pytest.approx(mean - half, rel=1e-9, abs=1e-12)

@@ -43,8 +43,16 @@ def rep(err_art, tmp_path_factory):
     obj.pop("provenance")
     save_json_artifact(d / "old.json", obj, body)
     gone.unlink()
-    return {"report": err_art.report, "seed1": d / "seed1.json", "other": d / "other.json", "on_pgd": d / "on_pgd.json",
-            "old": d / "old.json", "model": err_art.model, "pgd": err_art.pgd, "dataset": err_art.dataset}
+    return {
+        "report": err_art.report,
+        "seed1": d / "seed1.json",
+        "other": d / "other.json",
+        "on_pgd": d / "on_pgd.json",
+        "old": d / "old.json",
+        "model": err_art.model,
+        "pgd": err_art.pgd,
+        "dataset": err_art.dataset,
+    }
 
 
 @pytest.mark.parametrize("bad", list(BAD_FILES))
@@ -52,7 +60,9 @@ def test_bad_report_file(err_ws, rep, capsys, bad):
     write, words = BAD_FILES[bad]
     path = err_ws.inp / "thing.json"
     write(err_ws, path)
-    err_expect_failure(err_ws, ["report", rep["report"], path, "--out", err_ws.out / "t.md"], capsys, expect=(path.name, *words))
+    err_expect_failure(
+        err_ws, ["report", rep["report"], path, "--out", err_ws.out / "t.md"], capsys, expect=(path.name, *words)
+    )
     assert not (err_ws.root / "SENTINEL").exists(), "unpickling ran code"
 
 
@@ -61,8 +71,12 @@ def test_bad_curves_file(err_ws, rep, capsys, bad):
     write, words = BAD_FILES[bad]
     path = err_ws.inp / "thing.pt"
     write(err_ws, path)
-    err_expect_failure(err_ws, ["report", "--curves", rep["model"], path, "--out", err_ws.out / "c.png"], capsys,
-                       expect=(path.name, *words))
+    err_expect_failure(
+        err_ws,
+        ["report", "--curves", rep["model"], path, "--out", err_ws.out / "c.png"],
+        capsys,
+        expect=(path.name, *words),
+    )
     assert not (err_ws.root / "SENTINEL").exists(), "unpickling ran code"
 
 
@@ -107,7 +121,10 @@ def _out(ws, s, name, *extra):
 
 CASES = {
     # files that are not (clean) eval reports
-    "checkpoint as a report": (lambda ws, s: ["report", s["report"], s["model"]], ("model.pt", "checkpoint", "lfp eval")),
+    "checkpoint as a report": (
+        lambda ws, s: ["report", s["report"], s["model"]],
+        ("model.pt", "checkpoint", "lfp eval"),
+    ),
     "perturbed set as a report": (lambda ws, s: ["report", s["pgd"]], ("pgd.h5", "perturbed-set")),
     "dataset as a report": (lambda ws, s: ["report", s["dataset"]], ("digits.h5", "dataset")),
     "eval report on a perturbed set": (lambda ws, s: ["report", s["on_pgd"]], ("on_pgd.json", "perturbed set")),
@@ -118,13 +135,19 @@ CASES = {
     "old report whose model is gone": (lambda ws, s: ["report", s["old"]], ("old.json", "gone.pt", "is gone")),
     "the same report twice": (lambda ws, s: ["report", s["report"], s["report"]], ("eval.json", "once")),
     # grouping
-    "mixed data sets": (lambda ws, s: ["report", s["report"], s["other"], "--by", "method"], ("mixed data sets", "--by")),
+    "mixed data sets": (
+        lambda ws, s: ["report", s["report"], s["other"], "--by", "method"],
+        ("mixed data sets", "--by"),
+    ),
     "--by unknown key": (lambda ws, s: ["report", s["report"], "--by", "method,colour"], ("--by", "colour")),
     "--by empty": (lambda ws, s: ["report", s["report"], "--by", ","], ("--by",)),
     "--by twice": (lambda ws, s: ["report", s["report"], "--by", "method,method"], ("--by", "twice")),
     "--where malformed": (lambda ws, s: ["report", s["report"], "--where", "targets"], ("--where", "KEY=VALUE")),
     "--where unknown key": (lambda ws, s: ["report", s["report"], "--where", "colour=red"], ("--where", "colour")),
-    "--where matching nothing": (lambda ws, s: ["report", s["report"], "--where", "method=pgd-l2"], ("--where", "no run")),
+    "--where matching nothing": (
+        lambda ws, s: ["report", s["report"], "--where", "method=pgd-l2"],
+        ("--where", "no run"),
+    ),
     "--metric unknown": (lambda ws, s: ["report", s["report"], "--metric", "f1"], ("--metric", "f1")),
     "--split absent": (lambda ws, s: ["report", s["report"], "--split", "holdout"], ("--split", "holdout")),
     "--format unknown": (lambda ws, s: ["report", s["report"], "--format", "html"], ("--format", "html")),
@@ -137,12 +160,24 @@ CASES = {
     "--out extension unknown": (lambda ws, s: _out(ws, s, "t.html"), ("t.html", "--format")),
     "--out extension against --format": (lambda ws, s: _out(ws, s, "t.md", "--format", "csv"), ("t.md", "csv")),
     # curves
-    "--curves with an eval report": (lambda ws, s: ["report", "--curves", s["report"], "--out", ws.out / "c.png"], ("eval.json", "checkpoint")),
-    "--curves with a perturbed set": (lambda ws, s: ["report", "--curves", s["pgd"], "--out", ws.out / "c.png"], ("pgd.h5", "checkpoint")),
+    "--curves with an eval report": (
+        lambda ws, s: ["report", "--curves", s["report"], "--out", ws.out / "c.png"],
+        ("eval.json", "checkpoint"),
+    ),
+    "--curves with a perturbed set": (
+        lambda ws, s: ["report", "--curves", s["pgd"], "--out", ws.out / "c.png"],
+        ("pgd.h5", "checkpoint"),
+    ),
     "--curves without --out": (lambda ws, s: ["report", "--curves", s["model"]], ("--curves", "--out")),
     "--curves to a .md": (lambda ws, s: ["report", "--curves", s["model"], "--out", ws.out / "c.md"], ("c.md", ".png")),
-    "--curves with --by": (lambda ws, s: ["report", "--curves", s["model"], "--by", "method", "--out", ws.out / "c.png"], ("--by",)),
-    "--curves the same model twice": (lambda ws, s: ["report", "--curves", s["model"], s["model"], "--out", ws.out / "c.png"], ("same model",)),
+    "--curves with --by": (
+        lambda ws, s: ["report", "--curves", s["model"], "--by", "method", "--out", ws.out / "c.png"],
+        ("--by",),
+    ),
+    "--curves the same model twice": (
+        lambda ws, s: ["report", "--curves", s["model"], s["model"], "--out", ws.out / "c.png"],
+        ("same model",),
+    ),
     "no files": (lambda ws, s: ["report", "--out", ws.out / "t.md"], ("FILE",)),
 }
 
@@ -174,13 +209,20 @@ def test_read_only_output_folder(err_ws, rep):
         pre = _unprivileged_prefix(ro)
         if pre is None:
             pytest.skip("running as root without setpriv: cannot make a folder read-only for lfp")
-        cmds = [(argv, fool) for fool in (False, True) for argv in
-                (["report", str(rep["report"]), "--out", str(ro / "t.md")],
-                 ["report", "--curves", str(rep["model"]), "--out", str(ro / "c.png")])]
+        cmds = [
+            (argv, fool)
+            for fool in (False, True)
+            for argv in (
+                ["report", str(rep["report"]), "--out", str(ro / "t.md")],
+                ["report", "--curves", str(rep["model"]), "--out", str(ro / "c.png")],
+            )
+        ]
         before = err_snapshot(err_ws.root)
         for (argv, fool), (code, out, err) in zip(cmds, _run_many(cmds, cwd=err_ws.root, pre=pre)):
             name = argv[-1].rsplit("/", 1)[-1]
-            err_assert_one_line(code, out, err, expect=(name, "permission" if fool else "writ"), argv=argv, hide=err_ws.root)
+            err_assert_one_line(
+                code, out, err, expect=(name, "permission" if fool else "writ"), argv=argv, hide=err_ws.root
+            )
         assert err_snapshot(err_ws.root) == before
     finally:
         ro.chmod(0o755)

@@ -93,7 +93,9 @@ def test_perturb_killed_at_random_moments_then_resumed_gives_the_same_tensors(mo
         if out.read_bytes() != earlier:
             assert all(np.array_equal(h5_tensors(out)[k], v) for k, v in want.items())
             out.write_bytes(earlier)
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith("out.h5") and p.name not in ("out.h5", "out.h5.resume")]
+        assert not [
+            p for p in tmp_path.iterdir() if p.name.startswith("out.h5") and p.name not in ("out.h5", "out.h5.resume")
+        ]
     assert killed >= 2
     run(*PERTURB, "--in", model, "--out", out, "--force", "--resume")
     got = h5_tensors(out)
@@ -152,8 +154,11 @@ def test_train_killed_at_random_moments_then_resumed_gives_the_same_weights(tmp_
     for attempt in range(2):
         # the first kill at a random moment (start-up included); the second once an epoch's state is kept, so that
         # at least one run is killed mid-way however the machine's load changes between runs
-        delay, after = ((rng.uniform(0.3, 0.9) * seconds, None) if attempt == 0
-                        else (rng.uniform(0.0, 0.1) * seconds, (tmp_path / "out.pt.resume" / "train-state.pt").exists))
+        delay, after = (
+            (rng.uniform(0.3, 0.9) * seconds, None)
+            if attempt == 0
+            else (rng.uniform(0.0, 0.1) * seconds, (tmp_path / "out.pt.resume" / "train-state.pt").exists)
+        )
         killed += kill_at([*TRAIN, "--out", out, "--resume"], delay, after)
         assert not list(tmp_path.glob(".out.pt.*.part"))
         if out.exists():  # finished before the kill: whole and correct
@@ -170,8 +175,12 @@ def test_train_killed_at_random_moments_then_resumed_gives_the_same_weights(tmp_
 
 def test_ctrl_c_keeps_the_progress_and_says_how_to_finish(model, tmp_path):
     out = tmp_path / "p.h5"
-    p = subprocess.Popen([*LFP, *map(str, PERTURB), "--in", str(model), "--out", str(out)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, preexec_fn=interruptible)
+    p = subprocess.Popen(
+        [*LFP, *map(str, PERTURB), "--in", str(model), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
+    )
     side = tmp_path / "p.h5.resume"
     deadline = time.monotonic() + 120
     while not (side.exists() and list(side.glob("batch-*.pt"))) and time.monotonic() < deadline:
@@ -184,7 +193,7 @@ def test_ctrl_c_keeps_the_progress_and_says_how_to_finish(model, tmp_path):
     assert not out.exists() and list(side.glob("batch-*.pt"))
     r = run(*PERTURB, "--in", model, "--out", out, check=False)
     assert r.returncode == 2 and "--resume" in r.stderr and r.stderr.count("\n") == 1
-    other = [*PERTURB[:PERTURB.index("--steps") + 1], "41", *PERTURB[PERTURB.index("--steps") + 2:]]
+    other = [*PERTURB[: PERTURB.index("--steps") + 1], "41", *PERTURB[PERTURB.index("--steps") + 2 :]]
     r = run(*other, "--in", model, "--out", out, "--resume", check=False)
     assert r.returncode == 2 and "another command" in r.stderr and "steps" in r.stderr
     run(*PERTURB, "--in", model, "--out", out, "--resume")
@@ -213,7 +222,9 @@ def test_a_vae_density_fit_interrupted_between_classes_resumes_to_the_same_fit(m
 
 
 @pytest.mark.parametrize("command", ["train", "perturb", "density"])
-def test_each_resumable_command_fingerprints_every_recorded_parameter_and_input(command, digits_model, tmp_path, monkeypatch):
+def test_each_resumable_command_fingerprints_every_recorded_parameter_and_input(
+    command, digits_model, tmp_path, monkeypatch
+):
     """What a ``--resume`` must match: every parameter the output records (but the device as given), every parent
     file's sha256, lfp's version, the device and the CPU threads; a parameter left out would let a resume with
     another value finish with units computed under the old one."""
@@ -236,16 +247,28 @@ def test_each_resumable_command_fingerprints_every_recorded_parameter_and_input(
         module.train(out, data="digits", arch="mlp", epochs=1, seed=2, device="cpu")
     elif command == "perturb":  # with a mask: two input files
         np.save(tmp_path / "mask.npy", np.ones((1, 8, 8), dtype=np.float32))
-        module.perturb(out, model=digits_model, method="pcfe-l0", limit=8, params={"steps": 2, "search_steps": 1}, density="none",
-                       mask=str(tmp_path / "mask.npy"), device="cpu")
+        module.perturb(
+            out,
+            model=digits_model,
+            method="pcfe-l0",
+            limit=8,
+            params={"steps": 2, "search_steps": 1},
+            density="none",
+            mask=str(tmp_path / "mask.npy"),
+            device="cpu",
+        )
     else:
-        module.fit_density_file(out, model=digits_model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4}, device="cpu")
+        module.fit_density_file(
+            out, model=digits_model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4}, device="cpu"
+        )
     record = read_record(out)[0]
     (fp,) = seen
     assert fp["command"] == command
     assert fp["params"] == {k: v for k, v in record["params"].items() if k != "device"}
     assert fp["inputs"] == {p["role"]: p["sha256"] for p in record["parents"]}
-    assert len(fp["inputs"]) == {"train": 0, "perturb": 2, "density": 1}[command]  # train on built-in data reads no file
+    assert (
+        len(fp["inputs"]) == {"train": 0, "perturb": 2, "density": 1}[command]
+    )  # train on built-in data reads no file
     assert fp["lfpcli"] == record["versions"]["lfpcli"]
     assert fp["device"] == "cpu" and fp["cpu_threads"] == record["threads"]
 
@@ -292,26 +315,60 @@ def test_ctrl_c_says_the_same_for_every_command_that_resumes(model, tmp_path):
         def progress(stage, done, total, **status):
             if stage.startswith(stage_start) and done >= done_at and status.get("epoch", epoch) == epoch:
                 raise KeyboardInterrupt
+
         return progress
 
     runs = {
-        "epochs": lambda out: train(out.with_suffix(".pt"), data="digits", arch="mlp", epochs=4, save_every=0, device="cpu",
-                                    progress=stop_at("training", 0, epoch="3/4")),
-        "batches": lambda out: perturb(out, model=model, limit=40, batch_size=20, params={"steps": 2}, device="cpu",
-                                       progress=stop_at("pgd-l2 on", 3)),
-        "class VAEs": lambda out: fit_density_file(out, model=model, kind="vae", params={"epochs": 1, "latent": 4, "width": 4},
-                                                   device="cpu", progress=stop_at("vae class 1", 0)),
-        "configurations": lambda out: synth_sweep(out, methods="pgd-l2", seeds="0", dim=20, hidden=4, n_natural=6, n_noise=8,
-                                                  sweeps=["dim=20,30"], settings={"window": 5, "rel_tol": 0.5}, device="cpu",
-                                                  progress=stop_at("configurations", 1)),
+        "epochs": lambda out: train(
+            out.with_suffix(".pt"),
+            data="digits",
+            arch="mlp",
+            epochs=4,
+            save_every=0,
+            device="cpu",
+            progress=stop_at("training", 0, epoch="3/4"),
+        ),
+        "batches": lambda out: perturb(
+            out,
+            model=model,
+            limit=40,
+            batch_size=20,
+            params={"steps": 2},
+            device="cpu",
+            progress=stop_at("pgd-l2 on", 3),
+        ),
+        "class VAEs": lambda out: fit_density_file(
+            out,
+            model=model,
+            kind="vae",
+            params={"epochs": 1, "latent": 4, "width": 4},
+            device="cpu",
+            progress=stop_at("vae class 1", 0),
+        ),
+        "configurations": lambda out: synth_sweep(
+            out,
+            methods="pgd-l2",
+            seeds="0",
+            dim=20,
+            hidden=4,
+            n_natural=6,
+            n_noise=8,
+            sweeps=["dim=20,30"],
+            settings={"window": 5, "rel_tol": 0.5},
+            device="cpu",
+            progress=stop_at("configurations", 1),
+        ),
     }
     for units, run_it in runs.items():
         out = tmp_path / f"{units.replace(' ', '-')}.h5"
         with pytest.raises(Interrupted) as e:
             run_it(out)
         out = out.with_suffix(".pt") if units == "epochs" else out
-        assert re.fullmatch(rf"interrupted; [1-9]\d* of \d+ {units} are kept in {re.escape(str(out))}\.resume: run the same "
-                            rf"command with --resume to finish", str(e.value)), str(e.value)
+        assert re.fullmatch(
+            rf"interrupted; [1-9]\d* of \d+ {units} are kept in {re.escape(str(out))}\.resume: run the same "
+            rf"command with --resume to finish",
+            str(e.value),
+        ), str(e.value)
         if units == "epochs":  # stopped in the third epoch: the state after the second is kept
             assert str(e.value).startswith("interrupted; 2 of 4 epochs are kept in")
 
@@ -327,7 +384,10 @@ def test_ctrl_c_before_anything_was_finished_says_nothing_was_kept(model, tmp_pa
     out = tmp_path / "t.pt"
     with pytest.raises(Interrupted) as e:
         train(out, data="digits", arch="mlp", epochs=3, save_every=0, device="cpu", progress=stop)
-    assert str(e.value) == "interrupted; none of the 3 epochs was finished, so nothing was kept: the same command starts over"
+    assert (
+        str(e.value)
+        == "interrupted; none of the 3 epochs was finished, so nothing was kept: the same command starts over"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -349,8 +409,9 @@ def test_ctrl_c_while_the_ranks_share_the_batches_says_which_are_kept(model, tmp
     out = tmp_path / "p.h5"
     with pytest.raises((Interrupted, KeyboardInterrupt)) as e:  # a bare KeyboardInterrupt: the CLI's generic line
         perturb(out, model=model, limit=80, batch_size=20, params={"steps": 2}, device="cpu")
-    assert str(e.value) == (f"interrupted; 2 of 4 batches are kept in {out}.resume: run the same command with --resume "
-                            f"to finish")
+    assert str(e.value) == (
+        f"interrupted; 2 of 4 batches are kept in {out}.resume: run the same command with --resume to finish"
+    )
     assert sorted(p.name for p in (tmp_path / "p.h5.resume").glob("batch-*")) == ["batch-000000.pt", "batch-000001.pt"]
     monkeypatch.undo()
     perturb(out, model=model, limit=80, batch_size=20, params={"steps": 2}, device="cpu", resume=True)

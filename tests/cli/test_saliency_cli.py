@@ -13,7 +13,6 @@ from clirun import lfp
 DATA = "spurious-digits:size=16,train_copies=1"
 
 
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A small-cnn on 16x16 spurious-digits (1 epoch), a pgd-l2 set of 48 of its training images, and a model
@@ -29,8 +28,23 @@ def models(tmp_path_factory):
 
 def test_two_models_side_by_side(models, tmp_path, capsys):
     out, png = tmp_path / "maps.h5", tmp_path / "grid.png"
-    code, stdout, err = lfp("saliency", "--in", models / "std.pt", "--in", models / "pgd.pt", "--n", "40", "--out", out,
-                            "--png", png, "--png-rows", "3", "-q", capsys=capsys)
+    code, stdout, err = lfp(
+        "saliency",
+        "--in",
+        models / "std.pt",
+        "--in",
+        models / "pgd.pt",
+        "--n",
+        "40",
+        "--out",
+        out,
+        "--png",
+        png,
+        "--png-rows",
+        "3",
+        "-q",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert str(png) in stdout  # the CLI names the picture
     for word in ("std", "pgd", "low/water", "high/land", "chance"):
@@ -76,29 +90,58 @@ def test_the_picture_explains_itself(models, tmp_path, monkeypatch):
     def texts(fig):
         return " ".join(" ".join(t.get_text().split()) for t in fig.findobj(Text))
 
-    saliency_mod.saliency(tmp_path / "a.h5", models=[models / "std.pt", models / "pgd.pt"], n=16, png=tmp_path / "g.png",
-                          png_rows=8, device="cpu")
+    saliency_mod.saliency(
+        tmp_path / "a.h5",
+        models=[models / "std.pt", models / "pgd.pt"],
+        n=16,
+        png=tmp_path / "g.png",
+        png_rows=8,
+        device="cpu",
+    )
     fig = drawn["fig"]
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1 and "scaled to each map's maximum" in bars[0].get_ylabel()
     words = texts(fig)
     assert "(0.xx) beside a prediction: the map's attribution share on the object" in words
     assert "the first 8 of 16 images explained" in words and "--png-rows" in words
-    saliency_mod.saliency(tmp_path / "b.h5", models=[models / "std.pt"], n=4, png=tmp_path / "h.png", png_rows=8,
-                          masks="none", device="cpu")
+    saliency_mod.saliency(
+        tmp_path / "b.h5",
+        models=[models / "std.pt"],
+        n=4,
+        png=tmp_path / "h.png",
+        png_rows=8,
+        masks="none",
+        device="cpu",
+    )
     words = texts(drawn["fig"])
     assert "images explained" not in words and "attribution share" not in words  # all shown; no mask, no share
 
 
 def test_json_and_info(models, tmp_path, capsys):
     out = tmp_path / "maps.h5"
-    code, stdout, err = lfp("saliency", "--in", models / "std.pt", "--method", "gradient", "--target", "label",
-                            "--group", "low/land", "--out", out, "--json", capsys=capsys)
+    code, stdout, err = lfp(
+        "saliency",
+        "--in",
+        models / "std.pt",
+        "--method",
+        "gradient",
+        "--target",
+        "label",
+        "--group",
+        "low/land",
+        "--out",
+        out,
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     r = json.loads(stdout)
     assert r["out"] == str(out) and r["png"] is None and r["target"] == "label" and r["method"] == "gradient"
     m = r["models"][0]
-    assert set(m["groups"]) == {"low/land"} and m["n"] + m["undefined"] == r["n"] == m["groups"]["low/land"]["n"] + m["groups"]["low/land"]["undefined"]
+    assert (
+        set(m["groups"]) == {"low/land"}
+        and m["n"] + m["undefined"] == r["n"] == m["groups"]["low/land"]["n"] + m["groups"]["low/land"]["undefined"]
+    )
     assert 0 <= m["share"] <= 1 and 0 <= m["pointing"] <= 1
     with h5py.File(out) as f:
         assert (f["group"][...] == 1).all() and np.array_equal(f["models/0/target"][...], f["y"][...])
@@ -111,8 +154,21 @@ def test_json_and_info(models, tmp_path, capsys):
 
 def test_perturbation_targets_on_a_perturbed_set(models, tmp_path, capsys):
     out = tmp_path / "maps.h5"
-    code, stdout, err = lfp("saliency", "--in", models / "std.pt", "--data", models / "pgd.h5", "--target", "perturbation",
-                            "--indices", "5,2,9", "--out", out, "-q", capsys=capsys)
+    code, stdout, err = lfp(
+        "saliency",
+        "--in",
+        models / "std.pt",
+        "--data",
+        models / "pgd.h5",
+        "--target",
+        "perturbation",
+        "--indices",
+        "5,2,9",
+        "--out",
+        out,
+        "-q",
+        capsys=capsys,
+    )
     assert code == 0, err
     with h5py.File(models / "pgd.h5") as f:
         want = f["target"][...][[5, 2, 9]]
@@ -132,13 +188,39 @@ def test_perturbation_targets_on_a_perturbed_set(models, tmp_path, capsys):
 def test_masks_file_and_data_without_masks(models, digits_model, tmp_path, capsys):
     ones = tmp_path / "ones.npy"
     np.save(ones, np.ones((360, 1, 16, 16), dtype=np.uint8))
-    code, stdout, err = lfp("saliency", "--in", models / "std.pt", "--masks", ones, "--n", "10", "--out", tmp_path / "a.h5",
-                            "--json", capsys=capsys)
+    code, stdout, err = lfp(
+        "saliency",
+        "--in",
+        models / "std.pt",
+        "--masks",
+        ones,
+        "--n",
+        "10",
+        "--out",
+        tmp_path / "a.h5",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     r = json.loads(stdout)
-    assert r["models"][0]["share"] == pytest.approx(1.0) and r["mask_area"]["mean"] == 1.0 and r["mask_source"].startswith("file")
-    code, stdout, err = lfp("saliency", "--in", digits_model, "--n", "8", "--out", tmp_path / "b.h5", "--png", tmp_path / "b.png",
-                            "-q", capsys=capsys)
+    assert (
+        r["models"][0]["share"] == pytest.approx(1.0)
+        and r["mask_area"]["mean"] == 1.0
+        and r["mask_source"].startswith("file")
+    )
+    code, stdout, err = lfp(
+        "saliency",
+        "--in",
+        digits_model,
+        "--n",
+        "8",
+        "--out",
+        tmp_path / "b.h5",
+        "--png",
+        tmp_path / "b.png",
+        "-q",
+        capsys=capsys,
+    )
     assert code == 0, err
     assert "no foreground masks" in stdout and str(tmp_path / "b.png") in stdout
     with h5py.File(tmp_path / "b.h5") as f:
@@ -147,9 +229,24 @@ def test_masks_file_and_data_without_masks(models, digits_model, tmp_path, capsy
 
 @pytest.mark.parametrize("method", ["input-x-gradient", "smoothgrad", "integrated-gradients"])
 def test_other_methods(models, tmp_path, method, capsys):
-    extra = {"smoothgrad": ["--samples", "3"], "integrated-gradients": ["--steps", "4", "--baseline", "mean"]}.get(method, [])
-    code, stdout, err = lfp("saliency", "--in", models / "std.pt", "-m", method, *extra, "--misclassified", "--n", "6",
-                            "--out", tmp_path / "m.h5", "--json", capsys=capsys)
+    extra = {"smoothgrad": ["--samples", "3"], "integrated-gradients": ["--steps", "4", "--baseline", "mean"]}.get(
+        method, []
+    )
+    code, stdout, err = lfp(
+        "saliency",
+        "--in",
+        models / "std.pt",
+        "-m",
+        method,
+        *extra,
+        "--misclassified",
+        "--n",
+        "6",
+        "--out",
+        tmp_path / "m.h5",
+        "--json",
+        capsys=capsys,
+    )
     assert code == 0, err
     r = json.loads(stdout)
     assert r["n"] == 6 and r["models"][0]["accuracy"] == 0.0  # only images the model gets wrong
@@ -170,7 +267,9 @@ def test_list_layers(models, capsys):
 def test_python_api_matches(models, tmp_path):
     import lfpcli
 
-    r = lfpcli.saliency(tmp_path / "m.h5", models=[models / "std.pt"], indices=[0, 1, 2], layer="features.3", device="cpu")
+    r = lfpcli.saliency(
+        tmp_path / "m.h5", models=[models / "std.pt"], indices=[0, 1, 2], layer="features.3", device="cpu"
+    )
     assert r["n"] == 3 and r["models"][0]["layer"] == "features.3"
 
 

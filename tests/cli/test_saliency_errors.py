@@ -26,8 +26,14 @@ def sal(err_art, digits_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("sal-err")
     other = d / "other.pt"
     train(other, data="spurious-digits:size=16,train_copies=1", arch="mlp", epochs=1, seed=0, device="cpu")
-    return {"cnn": digits_model, "mlp": err_art.model, "pgd": err_art.pgd, "dataset": err_art.dataset,
-            "report": err_art.report, "other": other}
+    return {
+        "cnn": digits_model,
+        "mlp": err_art.model,
+        "pgd": err_art.pgd,
+        "dataset": err_art.dataset,
+        "report": err_art.report,
+        "other": other,
+    }
 
 
 def _sal(*extra, model="cnn", out="out/m.h5"):
@@ -60,7 +66,9 @@ def test_bad_model_file(err_ws, sal, capsys, bad):
     write, words = BAD_FILES[bad]
     path = err_ws.inp / "thing.pt"
     write(err_ws, path)
-    err_expect_failure(err_ws, ["saliency", "--in", path, "--out", err_ws.out / "m.h5"], capsys, expect=(path.name, *words))
+    err_expect_failure(
+        err_ws, ["saliency", "--in", path, "--out", err_ws.out / "m.h5"], capsys, expect=(path.name, *words)
+    )
     assert not (err_ws.root / "SENTINEL").exists(), "unpickling ran code"
 
 
@@ -69,8 +77,12 @@ def test_bad_second_model_file(err_ws, sal, capsys, bad):
     write, words = BAD_FILES[bad]
     path = err_ws.inp / "second.pt"
     write(err_ws, path)
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--in", path, "--out", err_ws.out / "m.h5", "--png",
-                                err_ws.out / "g.png"], capsys, expect=(path.name, *words))
+    err_expect_failure(
+        err_ws,
+        ["saliency", "--in", sal["cnn"], "--in", path, "--out", err_ws.out / "m.h5", "--png", err_ws.out / "g.png"],
+        capsys,
+        expect=(path.name, *words),
+    )
     assert not (err_ws.root / "SENTINEL").exists(), "unpickling ran code"
 
 
@@ -81,14 +93,29 @@ CASES = {
     "perturbed set as --in": (lambda ws, s: ["saliency", "--in", s["pgd"], "--out", ws.out / "m.h5"], ("pgd.h5",)),
     "dataset as --in": (lambda ws, s: ["saliency", "--in", s["dataset"], "--out", ws.out / "m.h5"], ("digits.h5",)),
     "eval report as --in": (lambda ws, s: ["saliency", "--in", s["report"], "--out", ws.out / "m.h5"], ("eval.json",)),
-    "checkpoint as --data": (lambda ws, s: ["saliency", "--in", s["cnn"], "--data", s["cnn"], "--out", ws.out / "m.h5"], ("model.pt",)),
-    "eval report as --data": (lambda ws, s: ["saliency", "--in", s["cnn"], "--data", s["report"], "--out", ws.out / "m.h5"], ("eval.json",)),
+    "checkpoint as --data": (
+        lambda ws, s: ["saliency", "--in", s["cnn"], "--data", s["cnn"], "--out", ws.out / "m.h5"],
+        ("model.pt",),
+    ),
+    "eval report as --data": (
+        lambda ws, s: ["saliency", "--in", s["cnn"], "--data", s["report"], "--out", ws.out / "m.h5"],
+        ("eval.json",),
+    ),
     # shapes that do not fit
-    "perturbed set of other inputs": (lambda ws, s: ["saliency", "--in", s["other"], "--data", s["pgd"], "--out", ws.out / "m.h5"], ("shape",)),
+    "perturbed set of other inputs": (
+        lambda ws, s: ["saliency", "--in", s["other"], "--data", s["pgd"], "--out", ws.out / "m.h5"],
+        ("shape",),
+    ),
     "data of other inputs": (_sal("--data", "spurious-digits:size=16,train_copies=1"), ("shape",)),
-    "models of different input shapes": (lambda ws, s: ["saliency", "--in", s["cnn"], "--in", s["other"], "--out", ws.out / "m.h5"], ("other.pt", "shape")),
+    "models of different input shapes": (
+        lambda ws, s: ["saliency", "--in", s["cnn"], "--in", s["other"], "--out", ws.out / "m.h5"],
+        ("other.pt", "shape"),
+    ),
     # targets
-    "--target perturbation without a perturbed set": (_sal("--target", "perturbation"), ("perturbation", "perturbed set")),
+    "--target perturbation without a perturbed set": (
+        _sal("--target", "perturbation"),
+        ("perturbation", "perturbed set"),
+    ),
     "--target bogus": (_sal("--target", "bogus"), ("--target", "bogus")),
     "--target 10 of 10 classes": (_sal("--target", "10"), ("--target", "10")),
     "--target -1": (_sal("--target", "-1"), ("--target",)),
@@ -114,15 +141,46 @@ CASES = {
     "--n 0": (_sal("--n", "0"), ("--n",)),
     "--n -3": (_sal("--n", "-3"), ("--n",)),
     "--group without groups": (_sal("--group", "low/land"), ("--group", "no groups")),
-    "--group bogus": (lambda ws, s: ["saliency", "--in", s["other"], "--method", "gradient", "--group", "bogus", "--out", ws.out / "m.h5"], ("--group", "bogus")),
+    "--group bogus": (
+        lambda ws, s: [
+            "saliency",
+            "--in",
+            s["other"],
+            "--method",
+            "gradient",
+            "--group",
+            "bogus",
+            "--out",
+            ws.out / "m.h5",
+        ],
+        ("--group", "bogus"),
+    ),
     "--split bogus": (_sal("--split", "bogus"), ("bogus",)),
-    "--split of a perturbed set": (lambda ws, s: ["saliency", "--in", s["mlp"], "--method", "gradient", "--data", s["pgd"], "--split", "test", "--out", ws.out / "m.h5"], ("--split",)),
+    "--split of a perturbed set": (
+        lambda ws, s: [
+            "saliency",
+            "--in",
+            s["mlp"],
+            "--method",
+            "gradient",
+            "--data",
+            s["pgd"],
+            "--split",
+            "test",
+            "--out",
+            ws.out / "m.h5",
+        ],
+        ("--split",),
+    ),
     # output and options
     "missing --out": (_sal(out=None), ("--out",)),
     "missing --in": (lambda ws, s: ["saliency", "--out", ws.out / "m.h5"], ("--in",)),
     "--out without .h5": (_sal(out="out/m.txt"), ("m.txt", ".h5")),
     "--out in a missing folder": (_sal(out="nowhere/m.h5"), ("nowhere",)),
-    "--out is a folder": (lambda ws, s: ((ws.out / "d.h5").mkdir(), ["saliency", "--in", s["cnn"], "--out", ws.out / "d.h5"])[1], ("folder",)),
+    "--out is a folder": (
+        lambda ws, s: ((ws.out / "d.h5").mkdir(), ["saliency", "--in", s["cnn"], "--out", ws.out / "d.h5"])[1],
+        ("folder",),
+    ),
     "--png without .png": (_sal("--png", "out/g.jpg"), ("g.jpg", ".png")),
     "--png-rows 0": (_sal("--png-rows", "0"), ("--png-rows",)),
     "--batch-size 0": (_sal("--batch-size", "0"), ("--batch-size",)),
@@ -150,7 +208,10 @@ MASKS = {
     "fractions": (lambda ws, p: np.save(p, np.full((_n_test(), 8, 8), 0.5, dtype=np.float32)), ("0/1",)),
     "nan": (lambda ws, p: np.save(p, np.full((_n_test(), 8, 8), np.nan, dtype=np.float32)), ("0/1",)),
     "strings": (lambda ws, p: np.save(p, np.full((_n_test(), 8, 8), "a")), ("0/1",)),
-    "pickled objects": (lambda ws, p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), ("masks.npy", ".npy")),
+    "pickled objects": (
+        lambda ws, p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        ("masks.npy", ".npy"),
+    ),
     "raw pickle": (lambda ws, p: p.write_bytes(pickle.dumps({"mask": 1})), ("masks.npy",)),
     "text": (lambda ws, p: p.write_text("1 0 1\n"), ("masks.npy",)),
     "empty": (lambda ws, p: p.write_bytes(b""), ("masks.npy",)),
@@ -164,15 +225,24 @@ def test_bad_masks(err_ws, sal, capsys, case):
     path = err_ws.inp / "masks.npy"
     if write is not None:
         write(err_ws, path)
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--masks", path, "--out", err_ws.out / "m.h5"], capsys,
-                       expect=words)
+    err_expect_failure(
+        err_ws, ["saliency", "--in", sal["cnn"], "--masks", path, "--out", err_ws.out / "m.h5"], capsys, expect=words
+    )
 
 
 def test_masks_from_a_file_without_masks(err_ws, sal, capsys):
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--masks", sal["dataset"], "--out", err_ws.out / "m.h5"],
-                       capsys, expect=("digits.h5", "no masks"))
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--masks", sal["pgd"], "--out", err_ws.out / "m.h5"],
-                       capsys, expect=("pgd.h5", "dataset"))
+    err_expect_failure(
+        err_ws,
+        ["saliency", "--in", sal["cnn"], "--masks", sal["dataset"], "--out", err_ws.out / "m.h5"],
+        capsys,
+        expect=("digits.h5", "no masks"),
+    )
+    err_expect_failure(
+        err_ws,
+        ["saliency", "--in", sal["cnn"], "--masks", sal["pgd"], "--out", err_ws.out / "m.h5"],
+        capsys,
+        expect=("pgd.h5", "dataset"),
+    )
 
 
 # -------------------------------------------------------------------------------------- existing outputs
@@ -182,8 +252,12 @@ def test_masks_from_a_file_without_masks(err_ws, sal, capsys):
 def test_existing_output_untouched_without_force(err_ws, sal, capsys, which):
     out, png = err_ws.out / "m.h5", err_ws.out / "g.png"
     (out if which == "out" else png).write_bytes(b"precious")
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--out", out, "--png", png], capsys,
-                       expect=((out if which == "out" else png).name, "--force"))
+    err_expect_failure(
+        err_ws,
+        ["saliency", "--in", sal["cnn"], "--out", out, "--png", png],
+        capsys,
+        expect=((out if which == "out" else png).name, "--force"),
+    )
     assert (out if which == "out" else png).read_bytes() == b"precious"
 
 
@@ -192,9 +266,15 @@ def test_unwritable_output_folder(err_ws, sal, capsys, monkeypatch):
     ro.mkdir()
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **k: False if str(p).startswith(str(ro)) else real(p, mode, **k))
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--out", ro / "m.h5"], capsys, expect=("m.h5", "writable"))
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--out", err_ws.out / "m.h5", "--png", ro / "g.png"], capsys,
-                       expect=("g.png", "writable"))
+    err_expect_failure(
+        err_ws, ["saliency", "--in", sal["cnn"], "--out", ro / "m.h5"], capsys, expect=("m.h5", "writable")
+    )
+    err_expect_failure(
+        err_ws,
+        ["saliency", "--in", sal["cnn"], "--out", err_ws.out / "m.h5", "--png", ro / "g.png"],
+        capsys,
+        expect=("g.png", "writable"),
+    )
 
 
 @pytest.mark.parametrize("fail_at", ["maps", "picture file"])
@@ -210,6 +290,7 @@ def test_failure_mid_run_leaves_nothing(err_ws, sal, capsys, monkeypatch, fail_a
     cmd = importlib.import_module("lfpcli.commands.saliency")  # the module (lfpcli.commands.saliency is the function)
 
     if fail_at == "maps":
+
         def boom(*a, **k):
             raise InputError("simulated failure while computing maps")
 
@@ -227,5 +308,9 @@ def test_failure_mid_run_leaves_nothing(err_ws, sal, capsys, monkeypatch, fail_a
 
         monkeypatch.setattr(files.tempfile, "mkstemp", flaky)
         words = ("g.png", "permission denied")
-    err_expect_failure(err_ws, ["saliency", "--in", sal["cnn"], "--n", "4", "--out", err_ws.out / "m.h5", "--png",
-                                err_ws.out / "g.png"], capsys, expect=words)
+    err_expect_failure(
+        err_ws,
+        ["saliency", "--in", sal["cnn"], "--n", "4", "--out", err_ws.out / "m.h5", "--png", err_ws.out / "g.png"],
+        capsys,
+        expect=words,
+    )

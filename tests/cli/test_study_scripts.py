@@ -29,8 +29,15 @@ def _run(script, tmp_path, *args, env_extra=None):
     log = tmp_path / "calls.log"
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env.update({"LFP": str(stub), "STUB_LOG": str(log), **(env_extra or {})})
-    p = subprocess.run(["bash", str(ROOT / "examples" / script), *map(str, args)], check=False, cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=60)
+    p = subprocess.run(
+        ["bash", str(ROOT / "examples" / script), *map(str, args)],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     calls = log.read_text().splitlines() if log.exists() else []
     return p, calls
 
@@ -46,7 +53,9 @@ def test_five_methods_chains_every_stage(tmp_path):
     perturbs = [c for c in calls if c.startswith("perturb ")]
     assert len(perturbs) == 2 * 2  # target rules x methods
     assert f"perturb --method pcfe-l0 --targets random-other --in {out}/s1/std.pt --seed 1" in "\n".join(perturbs)
-    assert f"retrain --in {out}/s1/random-other/pgd-l2.h5 --seed 1 --out {out}/s1/random-other/pgd-l2.pt" in "\n".join(calls)
+    assert f"retrain --in {out}/s1/random-other/pgd-l2.h5 --seed 1 --out {out}/s1/random-other/pgd-l2.pt" in "\n".join(
+        calls
+    )
     evals = [c for c in calls if c.startswith("eval ")]
     assert len(evals) == 1 + 4
     reports = [c for c in calls if c.startswith("report ")]
@@ -57,11 +66,11 @@ def test_five_methods_chains_every_stage(tmp_path):
     assert (out / "times.tsv").read_text().count("\n") == len(calls) - len(reports)
     # a rerun skips what exists and only remakes the tables
     p, calls2 = _run("five_methods.sh", tmp_path, *args)
-    assert p.returncode == 0 and all(c.startswith("report ") for c in calls2[len(calls):])
+    assert p.returncode == 0 and all(c.startswith("report ") for c in calls2[len(calls) :])
     # --limit: a smaller experiment beside the full one, on the same standard model
     p, calls3 = _run("five_methods.sh", tmp_path, *args, "--limit", "50", "--targets", "random")
-    new = "\n".join(calls3[len(calls2):])
-    assert p.returncode == 0 and not any(c.startswith("train ") for c in calls3[len(calls2):])
+    new = "\n".join(calls3[len(calls2) :])
+    assert p.returncode == 0 and not any(c.startswith("train ") for c in calls3[len(calls2) :])
     assert f"--out {out}/s1/random-limit50/pcfe-l0.h5 --resume --quiet --limit 50" in new
     assert f"eval --in {out}/s1/random-limit50/pgd-l2.pt" in new and (out / "tables_random-limit50.md").exists()
 
@@ -79,7 +88,9 @@ def test_five_methods_jobs_runs_seeds_side_by_side_then_one_table(tmp_path):
     p, calls = _run("five_methods.sh", jobs_dir, *args, "--out", out, "--jobs", "2", env_extra={"OMP_NUM_THREADS": "1"})
     assert p.returncode == 0, p.stderr
     work = [c for c in calls if not c.startswith("report ")]
-    assert sorted(work) == sorted(c.replace(str(serial_dir), str(jobs_dir)) for c in serial if not c.startswith("report "))
+    assert sorted(work) == sorted(
+        c.replace(str(serial_dir), str(jobs_dir)) for c in serial if not c.startswith("report ")
+    )
     threads = (jobs_dir / "calls.log.threads").read_text().split()
     assert set(threads[: len(work)]) == {"1"}
     reports = [c for c in calls if c.startswith("report ")]
@@ -95,19 +106,45 @@ def test_five_methods_jobs_runs_seeds_side_by_side_then_one_table(tmp_path):
 
 
 def test_five_methods_jobs_reports_a_failed_seed(tmp_path):
-    p, calls = _run("five_methods.sh", tmp_path, "--quick", "--seeds", "0,1", "--methods", "pgd-l2", "--targets", "random",
-                    "--out", tmp_path / "fm", "--jobs", "2", env_extra={"STUB_FAIL": "--seed 1 "})
+    p, calls = _run(
+        "five_methods.sh",
+        tmp_path,
+        "--quick",
+        "--seeds",
+        "0,1",
+        "--methods",
+        "pgd-l2",
+        "--targets",
+        "random",
+        "--out",
+        tmp_path / "fm",
+        "--jobs",
+        "2",
+        env_extra={"STUB_FAIL": "--seed 1 "},
+    )
     assert p.returncode == 1 and "seed 1 failed" in p.stderr and "seed 0 failed" not in p.stderr
     assert not any(c.startswith("report ") for c in calls)
 
 
 def test_ablations_run_rows_in_order_on_the_default_arms(tmp_path):
     out = tmp_path / "fm"
-    p, calls = _run("pcfe_ablations.sh", tmp_path, "--quick", "--seeds", "0,1", "--rows", "no-density,gb-kde,select-wga",
-                    "--out", out)
+    p, calls = _run(
+        "pcfe_ablations.sh",
+        tmp_path,
+        "--quick",
+        "--seeds",
+        "0,1",
+        "--rows",
+        "no-density,gb-kde,select-wga",
+        "--out",
+        out,
+    )
     assert p.returncode == 0, p.stderr
     text = "\n".join(calls)
-    assert f"perturb --method pcfe-l0 --targets random --in {out}/s0/std.pt --seed 0 --out {out}/s0/ablations/no-density.h5" in text
+    assert (
+        f"perturb --method pcfe-l0 --targets random --in {out}/s0/std.pt --seed 0 --out {out}/s0/ablations/no-density.h5"
+        in text
+    )
     assert f"--density {out}/s1/ablations/density-gb-kde.h5" in text and "--fit-on group-balanced" in text
     assert f"retrain --in {out}/s1/random/pcfe-l0.h5 --seed 1 --out {out}/s1/ablations/pcfe-l0-select-wga.pt" in text
     assert "--select val-worst-group" in text and "--beta" not in text and "vae" not in text
@@ -115,15 +152,26 @@ def test_ablations_run_rows_in_order_on_the_default_arms(tmp_path):
     assert rows == ["no-density", "no-density", "gb-kde", "gb-kde"]  # a row for every seed before the next row
     assert any(c.startswith("report ") and "--layout long" in c for c in calls)
     # --limit: the rows on the first N images, against the default arms of five_methods.sh --limit N
-    p, calls = _run("pcfe_ablations.sh", tmp_path, "--quick", "--seeds", "0", "--rows", "select-wga", "--limit", "40", "--out", out)
+    p, calls = _run(
+        "pcfe_ablations.sh", tmp_path, "--quick", "--seeds", "0", "--rows", "select-wga", "--limit", "40", "--out", out
+    )
     text = "\n".join(calls)
     assert p.returncode == 0 and f"--out {out}/s0/random-limit40/pcfe-l0.h5 --resume --quiet --limit 40" in text
-    assert f"retrain --in {out}/s0/random-limit40/pcfe-l0.h5 --seed 0 --out {out}/s0/ablations-limit40/pcfe-l0-select-wga.pt" in text
+    assert (
+        f"retrain --in {out}/s0/random-limit40/pcfe-l0.h5 --seed 0 --out {out}/s0/ablations-limit40/pcfe-l0-select-wga.pt"
+        in text
+    )
 
 
-@pytest.mark.parametrize("script,args", [("five_methods.sh", ["--bogus"]), ("five_methods.sh", ["--limit", "x"]),
-                                         ("five_methods.sh", ["--jobs", "0"]),
-                                         ("pcfe_ablations.sh", ["--rows", "colour"])])
+@pytest.mark.parametrize(
+    "script,args",
+    [
+        ("five_methods.sh", ["--bogus"]),
+        ("five_methods.sh", ["--limit", "x"]),
+        ("five_methods.sh", ["--jobs", "0"]),
+        ("pcfe_ablations.sh", ["--rows", "colour"]),
+    ],
+)
 def test_bad_options_stop_with_exit_2(tmp_path, script, args):
     p, calls = _run(script, tmp_path, *args)
     assert p.returncode == 2 and calls == [] and len(p.stderr.strip().splitlines()) == 1

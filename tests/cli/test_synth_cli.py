@@ -18,10 +18,23 @@ import numpy as np
 import pytest
 from clirun import interruptible, lfp
 
-TINY = ["--dim", "60", "--hidden", "16", "--n-natural", "10", "--n-noise", "20", "--window", "20", "--rel-tol", "0.2",
-        "--device", "cpu"]
+TINY = [
+    "--dim",
+    "60",
+    "--hidden",
+    "16",
+    "--n-natural",
+    "10",
+    "--n-noise",
+    "20",
+    "--window",
+    "20",
+    "--rel-tol",
+    "0.2",
+    "--device",
+    "cpu",
+]
 SWEEP = ["synth", "sweep", *TINY, "--method", "pgd-l2,pgd-l0", "--sweep", "dim=50,60", "--quiet"]
-
 
 
 def columns(path: Path, groups=("points", "results")) -> dict[str, np.ndarray]:
@@ -48,7 +61,11 @@ def test_sweep_info_and_plot(tmp_path, capsys):
     code, out, err = lfp("info", res, "--json", capsys=capsys)
     assert code == 0, err
     info = json.loads(out)
-    assert info["kind"] == "synth-results" and info["command"].startswith("lfp synth sweep") or info["kind"] == "synth-results"
+    assert (
+        info["kind"] == "synth-results"
+        and info["command"].startswith("lfp synth sweep")
+        or info["kind"] == "synth-results"
+    )
     assert info["plan"]["seeds"] == [0, 1] and "results/acc_baseline" in info["contents"]["datasets"]
     code, out, err = lfp("synth", "plot", res, "--out", fig, "--json", capsys=capsys)
     assert code == 0, err
@@ -61,8 +78,24 @@ def test_sweep_info_and_plot(tmp_path, capsys):
 
 
 def test_sweep_none_runs_the_base_configurations(tmp_path, capsys):
-    code, out, err = lfp("synth", "sweep", *TINY, "--method", "pgd-l2,pcfe-l0", "--dist", "uniform,gauss", "--seeds", "3",
-                         "--sweep", "none", "--out", tmp_path / "b.h5", "--json", "--quiet", capsys=capsys)
+    code, out, err = lfp(
+        "synth",
+        "sweep",
+        *TINY,
+        "--method",
+        "pgd-l2,pcfe-l0",
+        "--dist",
+        "uniform,gauss",
+        "--seeds",
+        "3",
+        "--sweep",
+        "none",
+        "--out",
+        tmp_path / "b.h5",
+        "--json",
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0, err
     s = json.loads(out)
     assert s["n_points"] == 4 and s["summary"]["curves"] == []
@@ -73,8 +106,15 @@ def test_sweep_none_runs_the_base_configurations(tmp_path, capsys):
 def _start(argv: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "LFP_PROGRESS": "0"}
     env.pop("LFP_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "lfpcli", *argv], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, preexec_fn=interruptible)
+    return subprocess.Popen(
+        [sys.executable, "-m", "lfpcli", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=interruptible,
+    )
 
 
 def _wait_rows(folder: Path, k: int, proc: subprocess.Popen, timeout: float = 120) -> int:
@@ -130,8 +170,15 @@ def test_help_names_the_defaults(capsys):
     code, out, _ = lfp("synth", "sweep", "--help", capsys=capsys)
     assert code == 0
     text = " ".join(re.sub("[│╭╮╰╯─┃]", " ", out).split())  # the text without the boxes rich draws around it
-    for words in ("paper 10000, quick 1000", "paper 1000, quick 100", "quick 0,1; paper 0,1,2", "default: quick",
-                  "--sweep dim=100,300,1000", "--sweep pgd-linf:eps=0.001,0.005", "Presets"):
+    for words in (
+        "paper 10000, quick 1000",
+        "paper 1000, quick 100",
+        "quick 0,1; paper 0,1,2",
+        "default: quick",
+        "--sweep dim=100,300,1000",
+        "--sweep pgd-linf:eps=0.001,0.005",
+        "Presets",
+    ):
         assert words in text, words
     code, out, _ = lfp("synth", "--help", capsys=capsys)
     assert code == 0 and "run" in out and "sweep" in out and "plot" in out
@@ -143,7 +190,9 @@ def test_quick_preset_end_to_end(tmp_path, capsys):
     natural labels far above the baseline."""
     res = tmp_path / "q.h5"
     t0 = time.monotonic()
-    code, out, err = lfp("synth", "sweep", "--preset", "quick", "--out", res, "--quiet", "--device", "cpu", capsys=capsys)
+    code, out, err = lfp(
+        "synth", "sweep", "--preset", "quick", "--out", res, "--quiet", "--device", "cpu", capsys=capsys
+    )
     assert code == 0, err
     elapsed = time.monotonic() - t0
     from lfpcli.artifacts.synth import read_results
@@ -162,8 +211,27 @@ def test_quick_preset_end_to_end(tmp_path, capsys):
 @pytest.mark.slow
 def test_paper_preset_at_reduced_dimension(capsys):
     """Kumano et al.'s claim at d = 1000 with pgd-l2 and the paper preset's settings (h, n, m reduced to fit a CPU)."""
-    code, out, err = lfp("synth", "run", "--preset", "paper", "--method", "pgd-l2", "--dim", "1000", "--hidden", "200",
-                         "--n-natural", "100", "--n-noise", "1000", "--device", "cpu", "--json", "--quiet", capsys=capsys)
+    code, out, err = lfp(
+        "synth",
+        "run",
+        "--preset",
+        "paper",
+        "--method",
+        "pgd-l2",
+        "--dim",
+        "1000",
+        "--hidden",
+        "200",
+        "--n-natural",
+        "100",
+        "--n-noise",
+        "1000",
+        "--device",
+        "cpu",
+        "--json",
+        "--quiet",
+        capsys=capsys,
+    )
     assert code == 0, err
     r = json.loads(out)["row"]
     assert r["acc_perturbed"] >= 0.85 and r["acc_baseline"] <= 0.7, r

@@ -16,8 +16,23 @@ from test_errors import (  # noqa: F401  (fixtures used by name)
     err_ws,
 )
 
-TINY = ["--dim", "60", "--hidden", "16", "--n-natural", "10", "--n-noise", "20", "--window", "20", "--rel-tol", "0.2",
-        "--device", "cpu", "--quiet"]
+TINY = [
+    "--dim",
+    "60",
+    "--hidden",
+    "16",
+    "--n-natural",
+    "10",
+    "--n-noise",
+    "20",
+    "--window",
+    "20",
+    "--rel-tol",
+    "0.2",
+    "--device",
+    "cpu",
+    "--quiet",
+]
 SETTINGS = {"max_epochs": 2000, "window": 20, "rel_tol": 0.2}
 
 
@@ -28,14 +43,34 @@ def synth_files(err_art, tmp_path_factory):
 
     d = tmp_path_factory.mktemp("synth-err")
     sweep, one = d / "sweep.h5", d / "one.h5"
-    synth_sweep(sweep, methods="pgd-l2,pcfe-l0", seeds="0", dim=60, hidden=16, n_natural=10, n_noise=20, sweeps=["dim=50,60"],
-                settings=SETTINGS, device="cpu")
+    synth_sweep(
+        sweep,
+        methods="pgd-l2,pcfe-l0",
+        seeds="0",
+        dim=60,
+        hidden=16,
+        n_natural=10,
+        n_noise=20,
+        sweeps=["dim=50,60"],
+        settings=SETTINGS,
+        device="cpu",
+    )
     synth_run(one, dim=60, hidden=16, n_natural=10, n_noise=20, settings=SETTINGS, device="cpu")
     return {"sweep": sweep, "one": one, "dir": d}
 
 
 def sweep_argv(ws, *extra, out="out/s.h5"):
-    return ["synth", "sweep", *TINY, "--method", "pgd-l2", "--seeds", "0", *(["--out", ws.root / out] if out else []), *extra]
+    return [
+        "synth",
+        "sweep",
+        *TINY,
+        "--method",
+        "pgd-l2",
+        "--seeds",
+        "0",
+        *(["--out", ws.root / out] if out else []),
+        *extra,
+    ]
 
 
 def run_argv(ws, *extra):
@@ -135,8 +170,9 @@ def test_existing_results_file_is_not_overwritten(err_ws, capsys):
     assert (err_ws.out / "s.h5").read_bytes() == b"precious"
 
 
-@pytest.mark.parametrize("out,words", [("out/s.txt", (".h5",)), ("missing/s.h5", ("does not exist",)), ("out", (".h5",)),
-                                       ("", ("empty",))])
+@pytest.mark.parametrize(
+    "out,words", [("out/s.txt", (".h5",)), ("missing/s.h5", ("does not exist",)), ("out", (".h5",)), ("", ("empty",))]
+)
 def test_bad_results_path(err_ws, capsys, out, words):
     argv = sweep_argv(err_ws, out=None) + ["--out", str(err_ws.root / out) if out else ""]
     err_expect_failure(err_ws, argv, capsys, expect=words)
@@ -156,18 +192,42 @@ def test_resume_with_other_parameters_is_refused(err_ws, capsys):
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted):
-        synth_sweep(err_ws.out / "s.h5", methods="pgd-l2", seeds="0", dim=60, hidden=16, n_natural=10, n_noise=20,
-                    sweeps=["dim=50,60"], settings=SETTINGS, device="cpu", progress=stop)
+        synth_sweep(
+            err_ws.out / "s.h5",
+            methods="pgd-l2",
+            seeds="0",
+            dim=60,
+            hidden=16,
+            n_natural=10,
+            n_noise=20,
+            sweeps=["dim=50,60"],
+            settings=SETTINGS,
+            device="cpu",
+            progress=stop,
+        )
     base = ["--sweep", "dim=50,60", "--max-epochs", "2000", "--resume"]
-    line = err_expect_failure(err_ws, sweep_argv(err_ws, *base, "--hidden", "32"), capsys,
-                              expect=("another command", "hidden: 16 then, 32 now", "rerun", "--force"))
+    line = err_expect_failure(
+        err_ws,
+        sweep_argv(err_ws, *base, "--hidden", "32"),
+        capsys,
+        expect=("another command", "hidden: 16 then, 32 now", "rerun", "--force"),
+    )
     assert "s.h5.resume" in line
-    err_expect_failure(err_ws, sweep_argv(err_ws, "--sweep", "dim=50,70", "--max-epochs", "2000", "--resume"), capsys, expect=('curves: ["dim=50,60"] then, ["dim=50,70"] now',))
-    err_expect_failure(err_ws, sweep_argv(err_ws, *base, "--rel-tol", "0.3"), capsys, expect=("rel_tol: 0.2 then, 0.3 now",))
+    err_expect_failure(
+        err_ws,
+        sweep_argv(err_ws, "--sweep", "dim=50,70", "--max-epochs", "2000", "--resume"),
+        capsys,
+        expect=('curves: ["dim=50,60"] then, ["dim=50,70"] now',),
+    )
+    err_expect_failure(
+        err_ws, sweep_argv(err_ws, *base, "--rel-tol", "0.3"), capsys, expect=("rel_tol: 0.2 then, 0.3 now",)
+    )
     import torch
 
     try:  # the last bits of CPU results depend on the thread count, so a resume must keep it
-        err_expect_failure(err_ws, sweep_argv(err_ws, *base, "--threads", "2"), capsys, expect=("cpu_threads: 1 then, 2 now",))
+        err_expect_failure(
+            err_ws, sweep_argv(err_ws, *base, "--threads", "2"), capsys, expect=("cpu_threads: 1 then, 2 now",)
+        )
     finally:
         torch.set_num_threads(1)
 
@@ -212,7 +272,10 @@ DAMAGE = {  # the results file's checksum catches each of these first; the reade
     "columns of other lengths": lambda f: (f.__delitem__("results/l2"), f.create_dataset("results/l2", data=[1.0])),
     "labels unreadable": lambda f: f["points/method"].attrs.__setitem__("labels", "{not json"),
     "codes outside the labels": lambda f: f["points/dist"].__setitem__(0, 7),
-    "text instead of numbers": lambda f: (f.__delitem__("results/acc_perturbed"), f.create_dataset("results/acc_perturbed", data=["a"] * 4)),
+    "text instead of numbers": lambda f: (
+        f.__delitem__("results/acc_perturbed"),
+        f.create_dataset("results/acc_perturbed", data=["a"] * 4),
+    ),
     "record without a plan": lambda f: f.attrs.__setitem__("lfp_record", '{"kind": "synth-results", "parents": []}'),
 }
 
@@ -224,8 +287,10 @@ def test_plot_of_a_damaged_results_file(err_ws, capsys, synth_files, case):
     err_expect_failure(err_ws, plot_argv(err_ws, path), capsys, expect=("damaged.h5",))
 
 
-@pytest.mark.parametrize("out,words", [("out/f.txt", (".png", ".pdf")), ("out/f", (".png",)), ("missing/f.png", ("does not exist",)),
-                                       ("out", (".png",))])
+@pytest.mark.parametrize(
+    "out,words",
+    [("out/f.txt", (".png", ".pdf")), ("out/f", (".png",)), ("missing/f.png", ("does not exist",)), ("out", (".png",))],
+)
 def test_plot_to_a_bad_path(err_ws, capsys, synth_files, out, words):
     err_expect_failure(err_ws, plot_argv(err_ws, synth_files["sweep"], out=out), capsys, expect=words)
 
@@ -237,8 +302,16 @@ def test_plot_does_not_overwrite(err_ws, capsys, synth_files):
 
 
 def test_plot_selection_and_single_configurations(err_ws, capsys, synth_files):
-    err_expect_failure(err_ws, plot_argv(err_ws, synth_files["sweep"], "--method", "fgsm"), capsys, expect=("unknown method",))
-    err_expect_failure(err_ws, plot_argv(err_ws, synth_files["sweep"], "--method", "cfe-l2"), capsys,
-                       expect=("no results for", "pgd-l2, pcfe-l0"))
-    err_expect_failure(err_ws, plot_argv(err_ws, synth_files["sweep"], "--dist", "gauss"), capsys, expect=("no results for",))
+    err_expect_failure(
+        err_ws, plot_argv(err_ws, synth_files["sweep"], "--method", "fgsm"), capsys, expect=("unknown method",)
+    )
+    err_expect_failure(
+        err_ws,
+        plot_argv(err_ws, synth_files["sweep"], "--method", "cfe-l2"),
+        capsys,
+        expect=("no results for", "pgd-l2, pcfe-l0"),
+    )
+    err_expect_failure(
+        err_ws, plot_argv(err_ws, synth_files["sweep"], "--dist", "gauss"), capsys, expect=("no results for",)
+    )
     err_expect_failure(err_ws, plot_argv(err_ws, synth_files["one"]), capsys, expect=("no swept key", "--sweep"))

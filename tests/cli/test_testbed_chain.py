@@ -20,8 +20,23 @@ def test_whole_chain_from_the_pretrained_start(tmp_path, capsys):
     assert lfp("train", "--data", PRE, *SMALL, "--epochs", "1", "--out", pre, "-q", capsys=capsys)[0] == 0
     code, _, err = lfp("train", "--data", DATA, "--weights", pre, "--epochs", "1", "--out", std, "-q", capsys=capsys)
     assert code == 0, err
-    code, _, err = lfp("perturb", "--in", std, "--method", "pcfe-l0", "--limit", "8", "-p", "steps=5",
-                       "-p", "search_steps=1", "--out", pcfe, "-q", capsys=capsys)
+    code, _, err = lfp(
+        "perturb",
+        "--in",
+        std,
+        "--method",
+        "pcfe-l0",
+        "--limit",
+        "8",
+        "-p",
+        "steps=5",
+        "-p",
+        "search_steps=1",
+        "--out",
+        pcfe,
+        "-q",
+        capsys=capsys,
+    )
     assert code == 0, err
     code, out, err = lfp("retrain", "--in", pcfe, "--epochs", "1", "--out", ret, "-q", "--json", capsys=capsys)
     assert code == 0, err
@@ -31,9 +46,15 @@ def test_whole_chain_from_the_pretrained_start(tmp_path, capsys):
     code, out, err = lfp("eval", "--in", ret, "--json", "-q", capsys=capsys)
     assert code == 0, err
     figures = json.loads(out)
-    assert list(figures["splits"]["test"]["groups"]) == ["landbird/land", "landbird/water", "waterbird/land", "waterbird/water"]
-    code, out, err = lfp("saliency", "--in", std, "--in", ret, "--n", "8", "--out", tmp_path / "maps.h5", "--json", "-q",
-                         capsys=capsys)
+    assert list(figures["splits"]["test"]["groups"]) == [
+        "landbird/land",
+        "landbird/water",
+        "waterbird/land",
+        "waterbird/water",
+    ]
+    code, out, err = lfp(
+        "saliency", "--in", std, "--in", ret, "--n", "8", "--out", tmp_path / "maps.h5", "--json", "-q", capsys=capsys
+    )
     assert code == 0, err
     share = json.loads(out)
     assert "share" in json.dumps(share)  # attribution share on the object: the masks are there

@@ -30,9 +30,19 @@ def launch(*args: str) -> subprocess.CompletedProcess:
     """``torchrun --nproc-per-node 2 --standalone ARGS`` (``python -m torch.distributed.run`` without the binary)."""
     exe = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     launcher = [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
-    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    return subprocess.run([*launcher, "--nproc-per-node", "2", "--standalone", *args], check=False, capture_output=True,
-                          text=True, env={**env, "LFP_PROGRESS": "0", "OMP_NUM_THREADS": "1"}, timeout=300)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    return subprocess.run(
+        [*launcher, "--nproc-per-node", "2", "--standalone", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "LFP_PROGRESS": "0", "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
 
 
 def torchrun(*args) -> subprocess.CompletedProcess:
@@ -83,14 +93,33 @@ def test_perturb_under_torchrun_writes_the_single_process_set(model, tmp_path, c
     assert r.returncode != 0
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert lines == [f"error: output {two} already exists; use --force to overwrite it"], r.stderr
-    assert "exitcode  : 2" in r.stderr and "Traceback (most recent call last):\n  File \"" + str(Path("lfpcli")) not in r.stderr
+    assert (
+        "exitcode  : 2" in r.stderr
+        and 'Traceback (most recent call last):\n  File "' + str(Path("lfpcli")) not in r.stderr
+    )
     assert not (tmp_path / "two.h5.resume").exists()
 
 
 def test_ddp_train_gives_the_single_process_weights(tmp_path, capsys):
     # digits' 1078 training samples in minibatches of 359: the fourth holds one sample, so one rank's shard is empty
-    args = ["train", "--data", "digits", "--arch", "mlp", "--epochs", "2", "--batch-size", "359", "--optimizer", "sgd",
-            "--lr", "0.1", "--seed", "4", "-q"]
+    args = [
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "mlp",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "359",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.1",
+        "--seed",
+        "4",
+        "-q",
+    ]
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
     lfp_here(*args, "--out", one)
     capsys.readouterr()
@@ -108,7 +137,7 @@ def test_ddp_train_gives_the_single_process_weights(tmp_path, capsys):
     assert r.stdout.count("trained") == 1
 
 
-FAILS_ON_RANK_1 = '''
+FAILS_ON_RANK_1 = """
 import sys
 from lfpcli import distributed
 from lfpcli.errors import InputError, LfpError
@@ -123,7 +152,7 @@ try:
 except LfpError as e:
     sys.stderr.write(f"error: {e}\\n")
     sys.exit(e.exit_code)
-'''
+"""
 
 
 def test_an_error_on_one_rank_stops_the_others_and_rank_0_reports_it(tmp_path):
@@ -132,11 +161,18 @@ def test_an_error_on_one_rank_stops_the_others_and_rank_0_reports_it(tmp_path):
     script.write_text(FAILS_ON_RANK_1)
     r = launch(str(script))
     assert r.returncode != 0 and "rank 0 went on" not in r.stdout
-    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == ["error: rank 1: no such file on this node"]
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == [
+        "error: rank 1: no such file on this node"
+    ]
 
 
 def test_slurm_example_parses_and_meets_on_the_first_node():
     script = Path(__file__).resolve().parents[2] / "examples" / "slurm_perturb.sh"
     assert subprocess.run(["bash", "-n", str(script)], check=False).returncode == 0
     text = script.read_text()
-    assert "srun" in text and "torchrun" in text and "--rdzv-endpoint \"$head_node:$port\"" in text and "-m lfpcli perturb" in text
+    assert (
+        "srun" in text
+        and "torchrun" in text
+        and '--rdzv-endpoint "$head_node:$port"' in text
+        and "-m lfpcli perturb" in text
+    )

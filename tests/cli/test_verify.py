@@ -23,7 +23,9 @@ def chain(tmp_path):
     d = tmp_path / "chain"
     d.mkdir()
     train(d / "model.pt", data="digits", arch="mlp", epochs=1, seed=0, device="cpu")
-    perturb(d / "pgd.h5", model=d / "model.pt", method="pgd-l2", limit=16, params={"eps": 1.0, "steps": 2}, device="cpu")
+    perturb(
+        d / "pgd.h5", model=d / "model.pt", method="pgd-l2", limit=16, params={"eps": 1.0, "steps": 2}, device="cpu"
+    )
     retrain(d / "retrained.pt", perturbed=d / "pgd.h5", epochs=1, device="cpu")
     evaluate(model=d / "retrained.pt", splits=("test",), device="cpu", out=d / "eval.json")
     return d
@@ -88,12 +90,18 @@ def test_a_copied_folder_is_checked_in_the_copy_and_says_which_files_it_read(cha
     code, out, err = lfp("verify", copy / "pgd.h5", capsys=capsys)
     assert code == 0, out + err
     assert f"ok model: {chain / 'model.pt'} (checked {copy / 'model.pt'};" in out  # the copy's, not the original's
-    train(copy / "model.pt", data="digits", arch="mlp", epochs=1, seed=5, device="cpu", force=True)  # replaced in the copy
+    train(
+        copy / "model.pt", data="digits", arch="mlp", epochs=1, seed=5, device="cpu", force=True
+    )  # replaced in the copy
     code, out, _ = lfp("verify", copy / "pgd.h5", "--json", capsys=capsys)
     assert code == 1
     (p,) = json.loads(out)["files"][0]["parents"]
     assert (p["status"], p["found"], p["sha256_now"]) == ("changed", str(copy / "model.pt"), sha(copy / "model.pt"))
-    assert p["elsewhere"] == {"path": str((chain / "model.pt").resolve()), "status": "ok", "sha256_now": sha(chain / "model.pt")}
+    assert p["elsewhere"] == {
+        "path": str((chain / "model.pt").resolve()),
+        "status": "ok",
+        "sha256_now": sha(chain / "model.pt"),
+    }
     code, out, _ = lfp("verify", copy / "pgd.h5", capsys=capsys)
     flat = " ".join(out.split())
     assert code == 1 and f"CHANGED model: {chain / 'model.pt'} (checked {copy / 'model.pt'};" in flat

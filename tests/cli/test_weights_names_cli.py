@@ -42,8 +42,22 @@ def _seed(hub: Path, src: Path) -> Path:
 def test_train_from_a_weights_name_records_the_name_and_the_file_hash(hub, resnet18_file, tmp_path, capsys):
     cached = _seed(hub, resnet18_file)
     out = tmp_path / "m.pt"
-    code, _, err = lfp("train", "--data", "digits", "--arch", "resnet18", "--weights", "IMAGENET1K_V1", "--epochs", "1",
-                       "--device", "cpu", "--out", out, capsys=capsys)
+    code, _, err = lfp(
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "resnet18",
+        "--weights",
+        "IMAGENET1K_V1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        capsys=capsys,
+    )
     assert code == 0, err
     meta = torch.load(out, weights_only=True)["meta"]
     init = meta["init"]
@@ -78,10 +92,23 @@ def test_a_weights_file_path_works_as_before_and_is_identified(hub, resnet18_fil
 
 def test_a_name_not_in_the_cache_offline_is_one_line_and_leaves_nothing(hub, tmp_path, capsys):
     before = err_snapshot(tmp_path)
-    code, out, err = lfp("train", "--data", "digits", "--arch", "resnet50", "--weights", "IMAGENET1K_V1", "--epochs", "1",
-                         "--out", tmp_path / "m.pt", capsys=capsys)
-    err_assert_one_line(code, out, err, expect=("IMAGENET1K_V1", "resnet50-0676ba61.pth", "refused", str(hub),
-                                                "--weights FILE"))
+    code, out, err = lfp(
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "resnet50",
+        "--weights",
+        "IMAGENET1K_V1",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "m.pt",
+        capsys=capsys,
+    )
+    err_assert_one_line(
+        code, out, err, expect=("IMAGENET1K_V1", "resnet50-0676ba61.pth", "refused", str(hub), "--weights FILE")
+    )
     assert err_snapshot(tmp_path) == before
 
 
@@ -89,24 +116,62 @@ def test_a_fetched_file_whose_hash_is_not_its_name_is_removed(hub, tmp_path, cap
     """torch.hub's naming rule: the hex after '-' starts the file's SHA-256; a file that breaks it is refused."""
     with serve({"resnet18-f37072fd.pth": b"not the weights"}) as srv:
         monkeypatch.setenv("LFP_MIRROR", srv.url)
-        code, out, err = lfp("train", "--data", "digits", "--arch", "resnet18", "--weights", "IMAGENET1K_V1",
-                             "--epochs", "1", "--out", tmp_path / "m.pt", capsys=capsys)
+        code, out, err = lfp(
+            "train",
+            "--data",
+            "digits",
+            "--arch",
+            "resnet18",
+            "--weights",
+            "IMAGENET1K_V1",
+            "--epochs",
+            "1",
+            "--out",
+            tmp_path / "m.pt",
+            capsys=capsys,
+        )
     err_assert_one_line(code, out, err, expect=("sha256", "f37072fd", "removed"))
     assert srv.requests == ["resnet18-f37072fd.pth"]
     assert not (hub / "resnet18-f37072fd.pth").exists()
 
 
-@pytest.mark.parametrize("value,expect", [("IMAGENET1K_V9", ("IMAGENET1K_V1", "DEFAULT")),
-                                          ("ResNet50_Weights.IMAGENET1K_V1", ("ResNet18_Weights",))])
+@pytest.mark.parametrize(
+    "value,expect",
+    [("IMAGENET1K_V9", ("IMAGENET1K_V1", "DEFAULT")), ("ResNet50_Weights.IMAGENET1K_V1", ("ResNet18_Weights",))],
+)
 def test_a_name_torchvision_does_not_list_says_which_it_does(hub, value, expect, tmp_path, capsys):
-    code, out, err = lfp("train", "--data", "digits", "--arch", "resnet18", "--weights", value, "--epochs", "1",
-                         "--out", tmp_path / "m.pt", capsys=capsys)
+    code, out, err = lfp(
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "resnet18",
+        "--weights",
+        value,
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "m.pt",
+        capsys=capsys,
+    )
     err_assert_one_line(code, out, err, expect=expect)
 
 
 def test_a_name_for_an_architecture_without_torchvision_weights(hub, tmp_path, capsys):
-    code, out, err = lfp("train", "--data", "digits", "--arch", "kumano-cnn", "--weights", "IMAGENET1K_V1", "--epochs", "1",
-                         "--out", tmp_path / "m.pt", capsys=capsys)
+    code, out, err = lfp(
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "kumano-cnn",
+        "--weights",
+        "IMAGENET1K_V1",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "m.pt",
+        capsys=capsys,
+    )
     err_assert_one_line(code, out, err, expect=("kumano-cnn", "resnet50"))
 
 
@@ -117,8 +182,22 @@ def test_resnet50_trains_from_imagenet1k_v1_in_a_seeded_cache(hub, tmp_path, cap
     cached = hub / "resnet50-0676ba61.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), cached)
     out = tmp_path / "m.pt"
-    code, _, err = lfp("train", "--data", "digits", "--arch", "resnet50", "--weights", "IMAGENET1K_V1", "--epochs", "1",
-                       "--device", "cpu", "--out", out, capsys=capsys)
+    code, _, err = lfp(
+        "train",
+        "--data",
+        "digits",
+        "--arch",
+        "resnet50",
+        "--weights",
+        "IMAGENET1K_V1",
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+        capsys=capsys,
+    )
     assert code == 0, err
     init = torch.load(out, weights_only=True)["meta"]["init"]
     assert init["pretrained"]["name"] == "IMAGENET1K_V1" and init["path"] == str(cached)

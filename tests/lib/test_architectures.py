@@ -28,12 +28,15 @@ def test_registered():
     assert {"kumano-cnn", "wrn-28-10", "resnet50"} <= set(list_models())
 
 
-@pytest.mark.parametrize("arch,k,shape,args,expected", [
-    ("kumano-cnn", 10, (1, 28, 28), {}, 1_054_122),                       # datasets.md 6.3
-    ("wrn-28-10", 10, (3, 32, 32), {}, 36_489_290),                       # 6.2, Kumano's conv biases
-    ("wrn-28-10", 10, (3, 32, 32), {"conv_bias": False}, 36_479_194),     # 6.2, the WRN paper's "36.5M"
-    ("resnet50", 1000, (3, 224, 224), {"small_input": False}, 25_557_032),  # 6.1, torchvision's
-])
+@pytest.mark.parametrize(
+    "arch,k,shape,args,expected",
+    [
+        ("kumano-cnn", 10, (1, 28, 28), {}, 1_054_122),  # datasets.md 6.3
+        ("wrn-28-10", 10, (3, 32, 32), {}, 36_489_290),  # 6.2, Kumano's conv biases
+        ("wrn-28-10", 10, (3, 32, 32), {"conv_bias": False}, 36_479_194),  # 6.2, the WRN paper's "36.5M"
+        ("resnet50", 1000, (3, 224, 224), {"small_input": False}, 25_557_032),  # 6.1, torchvision's
+    ],
+)
 def test_parameter_counts_match_the_reference(arch, k, shape, args, expected):
     with torch.device("meta"):
         model = _net(arch, k, shape, **args)
@@ -45,14 +48,21 @@ def test_kumano_cnn_stages_and_split():
     net = model.net
     x = torch.rand(3, 1, 28, 28)
     shapes = {}
-    hooks = [getattr(net, n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for n in ("conv1", "conv2", "conv3", "conv4", "conv5")]
+    hooks = [
+        getattr(net, n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
+        for n in ("conv1", "conv2", "conv3", "conv4", "conv5")
+    ]
     with torch.no_grad():
         out, feats = model(x), model.features(x)
     for h in hooks:
         h.remove()
-    assert shapes == {"conv1": (16, 13, 13), "conv2": (128, 11, 11), "conv3": (128, 11, 11), "conv4": (256, 9, 9),
-                      "conv5": (256, 9, 9)}
+    assert shapes == {
+        "conv1": (16, 13, 13),
+        "conv2": (128, 11, 11),
+        "conv3": (128, 11, 11),
+        "conv4": (256, 9, 9),
+        "conv5": (256, 9, 9),
+    }
     assert feats.shape == (3, 256) and out.shape == (3, 10)
     assert torch.allclose(model.head(feats), out)
     # no BatchNorm, no dropout (section 6.3); the residual blocks add their input
@@ -65,7 +75,14 @@ def test_kumano_cnn_stages_and_split():
 def test_kumano_cnn_state_dict_names_and_sizes():
     model = _net("kumano-cnn", 10, (1, 28, 28))
     names = set(model.net.state_dict())
-    assert {"conv1.weight", "conv2.weight", "conv3.conv.weight", "conv4.weight", "conv5.conv.weight", "linear.weight"} <= names
+    assert {
+        "conv1.weight",
+        "conv2.weight",
+        "conv3.conv.weight",
+        "conv4.weight",
+        "conv5.conv.weight",
+        "linear.weight",
+    } <= names
     with pytest.raises(ConfigError, match="11x11"):
         _net("kumano-cnn", 10, (1, 8, 8))
 
@@ -75,8 +92,10 @@ def test_wrn_stages_split_and_kumano_names():
     model = _net("wrn-28-10", 10, (3, 32, 32), depth=10, width=2).eval()
     net = model.net
     shapes = {}
-    hooks = [getattr(net, n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for n in ("conv1", "layer1", "layer2", "layer3")]
+    hooks = [
+        getattr(net, n).register_forward_hook(lambda m, i, o, n=n: shapes.__setitem__(n, tuple(o.shape[1:])))
+        for n in ("conv1", "layer1", "layer2", "layer3")
+    ]
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         out, feats = model(x), model.features(x)
@@ -91,8 +110,14 @@ def test_wrn_stages_split_and_kumano_names():
     assert first.conv1.stride == (1, 1) and first.conv2.stride == (2, 2) and first.shortcut[0].stride == (2, 2)
     assert first.conv1.bias is not None
     names = set(net.state_dict())
-    assert {"conv1.weight", "layer1.0.bn1.weight", "layer1.0.conv2.bias", "layer2.0.shortcut.0.weight", "bn1.running_var",
-            "linear.weight"} <= names
+    assert {
+        "conv1.weight",
+        "layer1.0.bn1.weight",
+        "layer1.0.conv2.bias",
+        "layer2.0.shortcut.0.weight",
+        "bn1.running_var",
+        "linear.weight",
+    } <= names
 
 
 def test_wrn_full_size_block_counts():
@@ -102,7 +127,9 @@ def test_wrn_full_size_block_counts():
     assert net.layer3[0].conv2.out_channels == 640 and net.linear.in_features == 640
 
 
-@pytest.mark.parametrize("args,word", [({"depth": 27}, r"6n \+ 4"), ({"dropout": 1.5}, "dropout"), ({"width": 0}, "width")])
+@pytest.mark.parametrize(
+    "args,word", [({"depth": 27}, r"6n \+ 4"), ({"dropout": 1.5}, "dropout"), ({"width": 0}, "width")]
+)
 def test_wrn_refuses_bad_options(args, word):
     with pytest.raises(ConfigError, match=word):
         _net("wrn-28-10", 10, (3, 32, 32), **args)
@@ -111,8 +138,11 @@ def test_wrn_refuses_bad_options(args, word):
 def test_wrn_dropout_from_the_command_line_is_a_number():
     from lfpcli.models.registry import parse_arch_args
 
-    assert parse_arch_args("wrn-28-10", {"dropout": "0.1", "depth": "16", "conv_bias": "false"}) == \
-        {"dropout": 0.1, "depth": 16, "conv_bias": False}
+    assert parse_arch_args("wrn-28-10", {"dropout": "0.1", "depth": "16", "conv_bias": "false"}) == {
+        "dropout": 0.1,
+        "depth": 16,
+        "conv_bias": False,
+    }
 
 
 def test_resnet50_missing_weights_says_how_to_get_them(tmp_path):
@@ -150,7 +180,9 @@ def test_plugin_architectures_come_from_entry_points(monkeypatch):
 
             return build
 
-    monkeypatch.setattr(metadata, "entry_points", lambda group=None: [EP()] if group == registry.ENTRY_POINT_GROUP else [])
+    monkeypatch.setattr(
+        metadata, "entry_points", lambda group=None: [EP()] if group == registry.ENTRY_POINT_GROUP else []
+    )
     monkeypatch.setattr(registry, "_plugins_loaded", False)
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     assert "plugin-net" in list_models()

@@ -27,8 +27,22 @@ def test_checkpoint_loads_in_plain_torch_with_weights_only(digits_model):
     obj = torch.load(digits_model, weights_only=True)
     assert set(obj) == {"state_dict", "meta"}
     meta = obj["meta"]
-    for key in ("kind", "schema", "command", "params", "seeds", "versions", "device", "created", "parents",
-                "model", "init", "data", "train", "metrics"):
+    for key in (
+        "kind",
+        "schema",
+        "command",
+        "params",
+        "seeds",
+        "versions",
+        "device",
+        "created",
+        "parents",
+        "model",
+        "init",
+        "data",
+        "train",
+        "metrics",
+    ):
         assert key in meta, key
     assert meta["kind"] == "checkpoint" and meta["model"]["arch"] == "small-cnn"
     assert meta["model"]["pixel_range"] == [0.0, 1.0]
@@ -76,7 +90,9 @@ def test_perturbed_set_layout(digits_pgd):
     assert rec["params"]["targets"] == "random" and rec["params"]["method"] == "pgd-l2"
     arrays, metrics, record = read_perturbed_set(digits_pgd)
     assert (metrics["l2"] <= 1.0 + 1e-5).all()
-    assert np.allclose(metrics["l2"], np.linalg.norm((arrays["x"] - _clean(arrays["index"])).reshape(64, -1), axis=1), atol=1e-5)
+    assert np.allclose(
+        metrics["l2"], np.linalg.norm((arrays["x"] - _clean(arrays["index"])).reshape(64, -1), axis=1), atol=1e-5
+    )
 
 
 def _clean(index):
@@ -120,7 +136,11 @@ def test_force_removes_the_partial_files_earlier_killed_runs_left(tmp_path):
     can remove it); ``--force`` (which starts that output over) removes them, and nothing else."""
     out = tmp_path / "r.json"
     stale = [tmp_path / ".r.json.k2x9_a0b.part", tmp_path / ".r.json.zz11yy22.part"]
-    others = [tmp_path / ".r.json.resume.abcdefgh.part", tmp_path / ".other.json.abcdefgh.part", tmp_path / "r.json.part"]
+    others = [
+        tmp_path / ".r.json.resume.abcdefgh.part",
+        tmp_path / ".other.json.abcdefgh.part",
+        tmp_path / "r.json.part",
+    ]
     for f in stale + others:
         f.write_bytes(b"half a file")
     with atomic_output(out) as tmp:  # without --force they are left alone: they may be another run's, still writing
@@ -164,9 +184,19 @@ def test_record_keeps_the_cpu_thread_count():
 
 # ------------------------------------------------------------------------------------------------ resume fingerprints
 
-FINGERPRINT = {"command": "perturb", "params": {"method": "pgd-l0", "config": {"steps": 40, "eps": 0.5, "lo": [0.0]}, "seed": 0,
-                                                "data": {"name": "digits", "params": {"seed": 0}}},
-               "inputs": {"model": "a" * 64, "density": "b" * 64}, "lfpcli": "0.1.0", "device": "cpu", "cpu_threads": 2}
+FINGERPRINT = {
+    "command": "perturb",
+    "params": {
+        "method": "pgd-l0",
+        "config": {"steps": 40, "eps": 0.5, "lo": [0.0]},
+        "seed": 0,
+        "data": {"name": "digits", "params": {"seed": 0}},
+    },
+    "inputs": {"model": "a" * 64, "density": "b" * 64},
+    "lfpcli": "0.1.0",
+    "device": "cpu",
+    "cpu_threads": 2,
+}
 
 
 def _leaves(obj, path=()):
@@ -197,9 +227,20 @@ def test_a_resume_is_refused_whatever_part_of_the_fingerprint_differs(tmp_path):
     Sidecar(out, FINGERPRINT, resume=False, force=False).save("batch-000000", {"x": torch.ones(2)})
     changes = []
     for path in _leaves(FINGERPRINT):
-        changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k, [d[k]] if not isinstance(d[k], list) else d[k] + [1]))))
+        changes.append(
+            (
+                path,
+                _with(
+                    FINGERPRINT,
+                    path,
+                    lambda d, k: d.__setitem__(k, [d[k]] if not isinstance(d[k], list) else d[k] + [1]),
+                ),
+            )
+        )
         changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.pop(k))))  # gone
-        changes.append((path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k + "_new", 1))))  # one more beside it
+        changes.append(
+            (path, _with(FINGERPRINT, path, lambda d, k: d.__setitem__(k + "_new", 1)))
+        )  # one more beside it
     for _, other in changes:
         with pytest.raises(InputError, match="another command"):
             Sidecar(out, other, resume=True, force=False)
@@ -211,19 +252,33 @@ def test_the_run_fingerprint_changes_with_every_input_but_the_device_as_given(mo
     from lfpcli import version
     from lfpcli.artifacts.resume import run_fingerprint
 
-    params = {"method": "pgd-l0", "config": {"steps": 40, "eps": 0.5}, "seed": 0, "targets": "next", "device": "auto",
-              "execution": {"device": "cpu", "precision": "fp32"}}
-    parents = [{"role": "model", "sha256": "a" * 64, "path": "m.pt"}, {"role": "data", "sha256": "b" * 64, "path": "d.h5"}]
+    params = {
+        "method": "pgd-l0",
+        "config": {"steps": 40, "eps": 0.5},
+        "seed": 0,
+        "targets": "next",
+        "device": "auto",
+        "execution": {"device": "cpu", "precision": "fp32"},
+    }
+    parents = [
+        {"role": "model", "sha256": "a" * 64, "path": "m.pt"},
+        {"role": "data", "sha256": "b" * 64, "path": "d.h5"},
+    ]
     cpu = torch.device("cpu")
     want = run_fingerprint("perturb", params, parents, cpu)
     assert run_fingerprint("perturb", {**params, "device": "cpu"}, parents, cpu) == want  # "auto" and "cpu": one device
-    others = [run_fingerprint("train", params, parents, cpu), run_fingerprint("perturb", params, parents[:1], cpu),
-              run_fingerprint("perturb", params, [*parents, {"role": "mask", "sha256": "c" * 64}], cpu),
-              run_fingerprint("perturb", params, [parents[0], {**parents[1], "sha256": "c" * 64}], cpu),
-              run_fingerprint("perturb", params, [parents[0], {**parents[1], "role": "density"}], cpu),
-              run_fingerprint("perturb", params, parents, torch.device("cuda"))]
+    others = [
+        run_fingerprint("train", params, parents, cpu),
+        run_fingerprint("perturb", params, parents[:1], cpu),
+        run_fingerprint("perturb", params, [*parents, {"role": "mask", "sha256": "c" * 64}], cpu),
+        run_fingerprint("perturb", params, [parents[0], {**parents[1], "sha256": "c" * 64}], cpu),
+        run_fingerprint("perturb", params, [parents[0], {**parents[1], "role": "density"}], cpu),
+        run_fingerprint("perturb", params, parents, torch.device("cuda")),
+    ]
     for path in _leaves({k: v for k, v in params.items() if k != "device"}):
-        others.append(run_fingerprint("perturb", _with(params, path, lambda d, k: d.__setitem__(k, [d[k]])), parents, cpu))
+        others.append(
+            run_fingerprint("perturb", _with(params, path, lambda d, k: d.__setitem__(k, [d[k]])), parents, cpu)
+        )
         others.append(run_fingerprint("perturb", _with(params, path, lambda d, k: d.pop(k)), parents, cpu))
     threads = torch.get_num_threads()
     try:

@@ -34,7 +34,9 @@ def test_multiclass_logits_pass_through_and_exponential_loss_is_the_sum_over_oth
     logits = torch.randn(7, 4, generator=g, dtype=F64)
     assert class_logits(logits) is logits
     t = torch.randint(0, 4, (7,), generator=g)
-    want = torch.stack([sum(torch.exp(logits[i, j] - logits[i, t[i]]) for j in range(4) if j != t[i]) for i in range(7)])
+    want = torch.stack(
+        [sum(torch.exp(logits[i, j] - logits[i, t[i]]) for j in range(4) if j != t[i]) for i in range(7)]
+    )
     torch.testing.assert_close(LOSSES["exponential"](logits, t), want)
     with pytest.raises(ValueError):
         class_logits(torch.zeros(2, 3, 4))

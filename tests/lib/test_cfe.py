@@ -53,7 +53,9 @@ def test_matches_lbfgsb_on_linear_binary_model():
             p = np.exp(z_logits - lse)
             return lse - z_logits[ti] + lam * ((z - xi) ** 2).sum(), w.T @ (p - np.eye(2)[ti]) + 2 * lam * (z - xi)
 
-        ref = minimize(f, xi, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * d, options={"ftol": 1e-15, "gtol": 1e-12})
+        ref = minimize(
+            f, xi, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * d, options={"ftol": 1e-15, "gtol": 1e-12}
+        )
         np.testing.assert_allclose(r.x[i].flatten().double().numpy(), ref.x, atol=2e-5, rtol=0)
         assert abs(float(r.extras["objective"][i]) - ref.fun) < 1e-6
         n_at_bound += int(((ref.x <= 1e-9) | (ref.x >= 1 - 1e-9)).sum())
@@ -163,8 +165,18 @@ def test_paper_hyperparameters_succeed_on_a_trained_model(digits_model):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"lam": -0.1}, {"lam": float("nan")}, {"lam": float("inf")}, {"step_size": 0}, {"step_size": -1}, {"step_size": float("nan")},
-     {"steps": 0}, {"loss": "hinge"}, {"lo": 1.0, "hi": 0.0}, {"init": "random"}],
+    [
+        {"lam": -0.1},
+        {"lam": float("nan")},
+        {"lam": float("inf")},
+        {"step_size": 0},
+        {"step_size": -1},
+        {"step_size": float("nan")},
+        {"steps": 0},
+        {"loss": "hinge"},
+        {"lo": 1.0, "hi": 0.0},
+        {"init": "random"},
+    ],
 )
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):

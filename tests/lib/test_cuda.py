@@ -97,7 +97,14 @@ def test_saliency_picks_a_batch_that_fits_on_cuda(tmp_path):
     from lfpcli.artifacts.saliency import read_saliency
     from lfpcli.commands import train
 
-    train(tmp_path / "m.pt", data="spurious-digits:size=16,train_copies=1", arch="small-cnn", epochs=1, seed=0, device="cpu")
+    train(
+        tmp_path / "m.pt",
+        data="spurious-digits:size=16,train_copies=1",
+        arch="small-cnn",
+        epochs=1,
+        seed=0,
+        device="cpu",
+    )
     lfpcli.saliency(tmp_path / "s.h5", models=[tmp_path / "m.pt"], n=40, device="cuda")
     _, _, record = read_saliency(tmp_path / "s.h5")
     assert record["params"]["batch_size_from"] == "largest that fits"

@@ -69,10 +69,21 @@ class _CountingBuiltin:
 
         self.builds += 1
         g = torch.Generator().manual_seed(zlib.crc32(repr((self.name, self.version, sorted(params.items()))).encode()))
-        splits = {s: Split(torch.rand(3, 1, 2, 2, generator=g), torch.tensor([0, 1, 0]), torch.full((3,), -1), torch.arange(3))
-                  for s in ("train", "val", "test")}
-        return Dataset(spec={"type": "builtin", "name": self.name, "version": self.version, "params": dict(params)}, splits=splits,
-                       num_classes=2, class_names=["a", "b"], input_shape=(1, 2, 2), mean=[0.5], std=[0.25])
+        splits = {
+            s: Split(
+                torch.rand(3, 1, 2, 2, generator=g), torch.tensor([0, 1, 0]), torch.full((3,), -1), torch.arange(3)
+            )
+            for s in ("train", "val", "test")
+        }
+        return Dataset(
+            spec={"type": "builtin", "name": self.name, "version": self.version, "params": dict(params)},
+            splits=splits,
+            num_classes=2,
+            class_names=["a", "b"],
+            input_shape=(1, 2, 2),
+            mean=[0.5],
+            std=[0.25],
+        )
 
 
 def test_the_builtin_cache_key_covers_every_input(tmp_path, monkeypatch):
@@ -94,15 +105,19 @@ def test_the_builtin_cache_key_covers_every_input(tmp_path, monkeypatch):
     for k in params:
         other = {**params, k: params[k] + 1}
         variants.append((f"params.{k}", lambda other=other: get(p=other)))
-    variants += [("an added parameter", lambda: get(p={**params, "extra": 1})),
-                 ("version", lambda: get(e=_CountingBuiltin("toy", 2)))]
+    variants += [
+        ("an added parameter", lambda: get(p={**params, "extra": 1})),
+        ("version", lambda: get(e=_CountingBuiltin("toy", 2))),
+    ]
     for what, call in variants:
         before = set(cache.iterdir())
         ds = call()
         assert len(set(cache.iterdir()) - before) == 1, f"{what} changed, no new cache file"
         assert ds.spec["params"] != params or ds.spec["name"] != "toy" or ds.spec["version"] != 1
-    for what, patch in (("lfp version", lambda: monkeypatch.setattr(version, "__version__", version.__version__ + ".post1")),
-                        ("cache layout", lambda: monkeypatch.setattr(files, "CACHE_LAYOUT", files.CACHE_LAYOUT + 1))):
+    for what, patch in (
+        ("lfp version", lambda: monkeypatch.setattr(version, "__version__", version.__version__ + ".post1")),
+        ("cache layout", lambda: monkeypatch.setattr(files, "CACHE_LAYOUT", files.CACHE_LAYOUT + 1)),
+    ):
         before = set(cache.iterdir())
         patch()
         get()
@@ -114,7 +129,9 @@ def test_the_builtin_cache_key_covers_every_input(tmp_path, monkeypatch):
     assert torch.equal(again.splits["train"].x, first.splits["train"].x)
 
 
-@pytest.mark.parametrize("bad", ["imagenet", "spurious-digits:bogus=1", "spurious-digits:correlation=2", "digits:seed=x", ""])
+@pytest.mark.parametrize(
+    "bad", ["imagenet", "spurious-digits:bogus=1", "spurious-digits:correlation=2", "digits:seed=x", ""]
+)
 def test_bad_specs(bad):
     with pytest.raises(ConfigError):
         resolve(bad)
@@ -125,16 +142,17 @@ def test_registry_lists_builtins():
     assert parse_spec("digits:seed=2") == {"type": "builtin", "name": "digits", "params": {"seed": 2}}
 
 
-
-
-@pytest.mark.parametrize("spec, bad, closest", [
-    ("spurious-digits:corelation=0.9", "corelation", "correlation"),
-    ("spurious-digits:seed=1,Contrast=0.5", "Contrast", "contrast"),
-    ("waterbirds:rot=/data/wb", "rot", "root"),
-    ("mnist:root=/data,vall=500", "vall", "val"),
-    ("folder:csv=list.csv,classs=a;b", "classs", "classes"),
-    ("digits:zzz=1", "zzz", None),
-])
+@pytest.mark.parametrize(
+    "spec, bad, closest",
+    [
+        ("spurious-digits:corelation=0.9", "corelation", "correlation"),
+        ("spurious-digits:seed=1,Contrast=0.5", "Contrast", "contrast"),
+        ("waterbirds:rot=/data/wb", "rot", "root"),
+        ("mnist:root=/data,vall=500", "vall", "val"),
+        ("folder:csv=list.csv,classs=a;b", "classs", "classes"),
+        ("digits:zzz=1", "zzz", None),
+    ],
+)
 def test_a_misspelled_spec_key_is_named_with_the_closest_valid_one(spec, bad, closest):
     """As the CLI does for a misspelled option: the key given, the one meant, then every key the data takes."""
     with pytest.raises(ConfigError) as e:

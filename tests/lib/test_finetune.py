@@ -30,8 +30,18 @@ def test_every_tensor_but_the_head_comes_from_the_pretrained_model(pretrained, t
 
     out = tmp_path / "ft.pt"
     # one epoch at a vanishing learning rate: the features must still be the pretrained ones
-    train(out, data=TARGET, arch="small-cnn", weights=str(pretrained), epochs=1, lr=1e-12, optimizer="sgd", momentum=0.0,
-          seed=3, device="cpu")
+    train(
+        out,
+        data=TARGET,
+        arch="small-cnn",
+        weights=str(pretrained),
+        epochs=1,
+        lr=1e-12,
+        optimizer="sgd",
+        momentum=0.0,
+        seed=3,
+        device="cpu",
+    )
     src, src_meta = load_checkpoint(pretrained)
     sd, meta = load_checkpoint(out)
     feats = [k for k in sd if k.startswith("net.features.")]
@@ -53,7 +63,14 @@ def test_a_checkpoint_of_another_architecture_or_input_shape_is_refused(pretrain
     with pytest.raises(ConfigError, match="--arch small-cnn"):
         train(tmp_path / "a.pt", data=TARGET, arch="mlp", weights=str(pretrained), epochs=1, device="cpu")
     with pytest.raises(ConfigError, match="shape"):
-        train(tmp_path / "b.pt", data=TARGET + ",size=48", arch="small-cnn", weights=str(pretrained), epochs=1, device="cpu")
+        train(
+            tmp_path / "b.pt",
+            data=TARGET + ",size=48",
+            arch="small-cnn",
+            weights=str(pretrained),
+            epochs=1,
+            device="cpu",
+        )
     assert not list(tmp_path.glob("*.pt"))
 
 

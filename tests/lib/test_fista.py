@@ -48,8 +48,14 @@ def _scipy_reference(a, b, x, l1: float) -> torch.Tensor:
             return 0.5 * w @ an @ w - bn @ w + l1 * z.sum(), np.concatenate([gw + l1, -gw + l1])
 
         bounds = [(0.0, 1.0 - xi) for xi in xn] + [(0.0, xi) for xi in xn]
-        res = minimize(fun, np.zeros(2 * d), jac=True, method="L-BFGS-B", bounds=bounds,
-                       options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 20000, "maxcor": 30})
+        res = minimize(
+            fun,
+            np.zeros(2 * d),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-16, "gtol": 1e-13, "maxiter": 20000, "maxcor": 30},
+        )
         out.append(res.x[:d] - res.x[d:])
     return torch.tensor(np.array(out), dtype=DT)
 
@@ -62,8 +68,15 @@ def test_fista_quadratic_matches_scipy(schedule, l1):
     prox = partial(prox_l1_box, x=x, lo=0.0, hi=1.0, weight=l1)
     step = {"fixed": 1.0 / lmax, "decay": 1.0 / lmax, "anneal": 1.0 / lmax, "backtracking": 100.0 / lmax}[schedule]
     steps = {"fixed": 150, "decay": 800, "anneal": 300, "backtracking": 200}[schedule]
-    res = fista(_smooth(a, b), lambda v, s: prox(v, step=s), torch.zeros_like(x), steps=steps,
-                step_size=step, schedule=schedule, penalty=partial(penalty_value, "l1", weight=l1))
+    res = fista(
+        _smooth(a, b),
+        lambda v, s: prox(v, step=s),
+        torch.zeros_like(x),
+        steps=steps,
+        step_size=step,
+        schedule=schedule,
+        penalty=partial(penalty_value, "l1", weight=l1),
+    )
     assert (res.w - w_star).abs().max() < 1e-5
     assert torch.all(x + res.w >= -1e-12) and torch.all(x + res.w <= 1 + 1e-12)
     f_star = _smooth(a, b)(w_star) + l1 * w_star.abs().sum(dim=1)
@@ -109,8 +122,14 @@ def _reference_fista(a, b, x, l1, step0, steps, schedule):
 def test_fista_trajectory_matches_textbook_loop(schedule):
     a, b, x, lmax = _problem(seed=2)
     for steps in (1, 2, 7, 25):
-        res = fista(_smooth(a, b), lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.2), torch.zeros_like(x),
-                    steps=steps, step_size=1.0 / lmax, schedule=schedule)
+        res = fista(
+            _smooth(a, b),
+            lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.2),
+            torch.zeros_like(x),
+            steps=steps,
+            step_size=1.0 / lmax,
+            schedule=schedule,
+        )
         for i in range(4):
             ref = _reference_fista(a[i].numpy(), b[i].numpy(), x[i].numpy(), 0.2, float(1 / lmax[i]), steps, schedule)
             assert np.abs(res.w[i].numpy() - ref).max() < 1e-12
@@ -143,9 +162,17 @@ def test_backtracking_without_momentum_is_a_descent_method():
     f = _smooth(a, b)
     penalty = partial(penalty_value, "l1", weight=0.2)
     trace = []
-    res = fista(f, lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.2), torch.zeros_like(x), steps=40,
-                step_size=100.0 / lmax, schedule="backtracking", momentum=False, penalty=penalty,
-                callback=lambda k, w, running: trace.append(f(w) + penalty(w)))
+    res = fista(
+        f,
+        lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.2),
+        torch.zeros_like(x),
+        steps=40,
+        step_size=100.0 / lmax,
+        schedule="backtracking",
+        momentum=False,
+        penalty=penalty,
+        callback=lambda k, w, running: trace.append(f(w) + penalty(w)),
+    )
     trace = torch.stack(trace)
     # Sufficient decrease on every accepted step: F never goes up (rejected steps leave w unchanged).
     assert torch.all(trace[1:] <= trace[:-1] + 1e-12)
@@ -180,9 +207,16 @@ def test_backtracking_trajectory_matches_textbook(max_backtracks):
     # Rejected trials leave w unchanged, so the distinct iterates must be exactly the textbook ones.
     a, b, x, lmax = _problem(seed=12)
     trace = []
-    fista(_smooth(a, b), lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.1), torch.zeros_like(x), steps=30,
-          step_size=64.0 / lmax, schedule="backtracking", max_backtracks=max_backtracks,
-          callback=lambda k, w, running: trace.append(w.clone()))
+    fista(
+        _smooth(a, b),
+        lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.1),
+        torch.zeros_like(x),
+        steps=30,
+        step_size=64.0 / lmax,
+        schedule="backtracking",
+        max_backtracks=max_backtracks,
+        callback=lambda k, w, running: trace.append(w.clone()),
+    )
     trace = torch.stack(trace)
     for i in range(4):
         changed = [k for k in range(1, len(trace)) if not torch.equal(trace[k, i], trace[k - 1, i])]
@@ -199,8 +233,15 @@ def test_backtracking_counts_each_samples_own_forward_passes():
     a, b, x, lmax = _problem(seed=11)
     step = 100.0 / lmax
     step[0] = 0.5 / lmax[0]  # always sufficient: sample 0 never backtracks
-    res = fista(_smooth(a, b), lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.1), torch.zeros_like(x), steps=20,
-                step_size=step, schedule="backtracking", max_backtracks=3)
+    res = fista(
+        _smooth(a, b),
+        lambda v, s: prox_l1_box(v, x, 0.0, 1.0, s, 0.1),
+        torch.zeros_like(x),
+        steps=20,
+        step_size=step,
+        schedule="backtracking",
+        max_backtracks=3,
+    )
     assert torch.equal(res.grad_evals, torch.full((4,), 20))
     assert res.func_evals[0] == 21 and res.step[0] == step[0]
     assert torch.all(res.func_evals[1:] > 21) and torch.all(res.func_evals <= 20 * 4 + 1)
@@ -212,12 +253,18 @@ def test_batch_equals_each_sample_alone(schedule):
     a, b, x, lmax = _problem(seed=4)
     step = 30.0 / lmax if schedule == "backtracking" else 1.0 / lmax
     kw = dict(steps=40, schedule=schedule, restart=True, max_backtracks=2)
-    batch = fista(_smooth(a, b), lambda v, s: prox_l0_box(v, x, 0.0, 1.0, s, 0.05), torch.zeros_like(x),
-                  step_size=step, **kw)
+    batch = fista(
+        _smooth(a, b), lambda v, s: prox_l0_box(v, x, 0.0, 1.0, s, 0.05), torch.zeros_like(x), step_size=step, **kw
+    )
     for i in range(4):
         sl = slice(i, i + 1)
-        alone = fista(_smooth(a[sl], b[sl]), lambda v, s: prox_l0_box(v, x[sl], 0.0, 1.0, s, 0.05),
-                      torch.zeros_like(x[sl]), step_size=step[sl], **kw)
+        alone = fista(
+            _smooth(a[sl], b[sl]),
+            lambda v, s: prox_l0_box(v, x[sl], 0.0, 1.0, s, 0.05),
+            torch.zeros_like(x[sl]),
+            step_size=step[sl],
+            **kw,
+        )
         assert torch.allclose(batch.w[sl], alone.w, rtol=0, atol=1e-12)
         assert torch.equal(batch.grad_evals[sl], alone.grad_evals)
         assert torch.equal(batch.func_evals[sl], alone.func_evals)
@@ -267,16 +314,34 @@ def test_no_host_sync_inside_the_loop(monkeypatch):
     a, b, x, lmax = _problem(seed=7)
     f = _smooth(a, b)
     prox = lambda v, s: prox_l0_box(v, x, 0.0, 1.0, s, 0.05)  # noqa: E731
-    expected = fista(f, prox, torch.zeros_like(x), steps=5, step_size=10.0 / lmax, schedule="backtracking",
-                     restart=True, max_backtracks=1, stop=lambda w: w.abs().sum(dim=1) > 1.0)
+    expected = fista(
+        f,
+        prox,
+        torch.zeros_like(x),
+        steps=5,
+        step_size=10.0 / lmax,
+        schedule="backtracking",
+        restart=True,
+        max_backtracks=1,
+        stop=lambda w: w.abs().sum(dim=1) > 1.0,
+    )
 
     def forbidden(*args, **kwargs):
         raise AssertionError("host sync inside the FISTA loop")
 
     for name in ("__bool__", "item", "cpu", "tolist", "numpy", "__float__", "__int__", "__index__"):
         monkeypatch.setattr(torch.Tensor, name, forbidden)
-    got = fista(f, prox, torch.zeros_like(x), steps=5, step_size=10.0 / lmax, schedule="backtracking",
-                restart=True, max_backtracks=1, stop=lambda w: w.abs().sum(dim=1) > 1.0)
+    got = fista(
+        f,
+        prox,
+        torch.zeros_like(x),
+        steps=5,
+        step_size=10.0 / lmax,
+        schedule="backtracking",
+        restart=True,
+        max_backtracks=1,
+        stop=lambda w: w.abs().sum(dim=1) > 1.0,
+    )
     monkeypatch.undo()
     assert torch.equal(got.w, expected.w)
 
@@ -294,8 +359,14 @@ def test_fista_config_errors():
     x = torch.zeros(2, 3)
     f = lambda w: (w**2).sum(dim=1)  # noqa: E731
     prox = lambda v, s: v  # noqa: E731
-    for kw in (dict(schedule="armijo"), dict(step_size=0.0), dict(step_size=-1.0), dict(steps=-1),
-               dict(backtrack_factor=1.0), dict(step_size=torch.ones(3))):
+    for kw in (
+        dict(schedule="armijo"),
+        dict(step_size=0.0),
+        dict(step_size=-1.0),
+        dict(steps=-1),
+        dict(backtrack_factor=1.0),
+        dict(step_size=torch.ones(3)),
+    ):
         args = dict(steps=3, step_size=0.1) | kw
         with pytest.raises(ConfigError):
             fista(f, prox, x, **args)

@@ -33,7 +33,10 @@ def template(tmp_path_factory):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
     max_leaves=12,
@@ -82,18 +85,39 @@ def perturbed_batches(draw):
 def test_a_perturbed_set_reads_back_what_was_written(tmp_path, case):
     n, shape, g, batch = case
     x = torch.rand((n, *shape), generator=g)
-    ints = {"y": torch.randint(0, 5, (n,), generator=g), "target": torch.randint(0, 5, (n,), generator=g),
-            "group": torch.randint(-1, 3, (n,), generator=g), "index": torch.randperm(n, generator=g)}
-    metrics = {"success": torch.rand(n, generator=g) > 0.5, "iterations": torch.randint(0, 9, (n,), generator=g),
-               "grad_evals": torch.randint(0, 9, (n,), generator=g),
-               **{k: torch.randn(n, generator=g) for k in ("l0", "l2", "linf", "loss", "log_density")}}
+    ints = {
+        "y": torch.randint(0, 5, (n,), generator=g),
+        "target": torch.randint(0, 5, (n,), generator=g),
+        "group": torch.randint(-1, 3, (n,), generator=g),
+        "index": torch.randperm(n, generator=g),
+    }
+    metrics = {
+        "success": torch.rand(n, generator=g) > 0.5,
+        "iterations": torch.randint(0, 9, (n,), generator=g),
+        "grad_evals": torch.randint(0, 9, (n,), generator=g),
+        **{k: torch.randn(n, generator=g) for k in ("l0", "l2", "linf", "loss", "log_density")},
+    }
     path = tmp_path / "p.h5"
     with PerturbedSetWriter(path, n, shape, force=True) as w:
         for s in range(0, n, batch):
             sl = slice(s, s + batch)
-            w.add(x[sl], ints["y"][sl], ints["target"][sl], ints["group"][sl], ints["index"][sl], {k: v[sl] for k, v in metrics.items()})
-        source = {"dataset": {"num_classes": 5, "class_names": list("abcde"), "input_shape": list(shape),
-                              "mean": [0.5] * shape[0], "std": [0.25] * shape[0]}}
+            w.add(
+                x[sl],
+                ints["y"][sl],
+                ints["target"][sl],
+                ints["group"][sl],
+                ints["index"][sl],
+                {k: v[sl] for k, v in metrics.items()},
+            )
+        source = {
+            "dataset": {
+                "num_classes": 5,
+                "class_names": list("abcde"),
+                "input_shape": list(shape),
+                "mean": [0.5] * shape[0],
+                "std": [0.25] * shape[0],
+            }
+        }
         w.record = make_record("perturbed-set", {"n": n}, source=source)
     arrays, stored, record = read_perturbed_set(path)
     assert np.array_equal(arrays["x"], x.numpy())
@@ -106,11 +130,25 @@ def test_a_perturbed_set_reads_back_what_was_written(tmp_path, case):
 
 def _dataset(n: int, seed: int) -> Dataset:
     g = torch.Generator().manual_seed(seed)
-    splits = {name: Split(torch.rand(n + k, 1, 4, 4, generator=g), torch.randint(0, 3, (n + k,), generator=g),
-                          torch.randint(-1, 2, (n + k,), generator=g), torch.arange(n + k))
-              for k, name in enumerate(("train", "val", "test"))}
-    return Dataset(spec={"type": "builtin", "name": "x", "params": {}}, splits=splits, num_classes=3, class_names=["a", "b", "c"],
-                   input_shape=(1, 4, 4), mean=[0.5], std=[0.25], group_names=["g0", "g1"])
+    splits = {
+        name: Split(
+            torch.rand(n + k, 1, 4, 4, generator=g),
+            torch.randint(0, 3, (n + k,), generator=g),
+            torch.randint(-1, 2, (n + k,), generator=g),
+            torch.arange(n + k),
+        )
+        for k, name in enumerate(("train", "val", "test"))
+    }
+    return Dataset(
+        spec={"type": "builtin", "name": "x", "params": {}},
+        splits=splits,
+        num_classes=3,
+        class_names=["a", "b", "c"],
+        input_shape=(1, 4, 4),
+        mean=[0.5],
+        std=[0.25],
+        group_names=["g0", "g1"],
+    )
 
 
 @SETTINGS
@@ -160,8 +198,12 @@ def _same(a, b) -> bool:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(which=st.sampled_from(["c.pt", "d.h5", "r.json"]), where=st.floats(0, 1, exclude_max=True), bit=st.integers(0, 7),
-       cut=st.booleans())
+@given(
+    which=st.sampled_from(["c.pt", "d.h5", "r.json"]),
+    where=st.floats(0, 1, exclude_max=True),
+    bit=st.integers(0, 7),
+    cut=st.booleans(),
+)
 def test_a_flipped_bit_or_a_truncation_is_an_error_never_other_data(written, tmp_path, which, where, bit, cut):
     src, read = written[which]
     ref = read(src)
@@ -230,9 +272,16 @@ def test_files_written_before_checksums_still_read(written, tmp_path):
 
 #: Per dtype, values whose every bit matters: large integers (beyond float64's 53 bits), full float mantissas.
 FIXED_VALUES = {
-    torch.float32: [1.0000001, -3.4e38, 1.2e-38], torch.float64: [1.0 + 2**-52, -1e300, 3.141592653589793],
-    torch.int64: [2**62 + 1, -(2**53) - 1, 7], torch.int32: [2**31 - 1, -5], torch.int16: [-32768, 1], torch.int8: [-128, 3],
-    torch.uint8: [255, 1], torch.float16: [1.0009765625, -65504.0], torch.bfloat16: [1.0078125, -3.0e38], torch.bool: [True, False],
+    torch.float32: [1.0000001, -3.4e38, 1.2e-38],
+    torch.float64: [1.0 + 2**-52, -1e300, 3.141592653589793],
+    torch.int64: [2**62 + 1, -(2**53) - 1, 7],
+    torch.int32: [2**31 - 1, -5],
+    torch.int16: [-32768, 1],
+    torch.int8: [-128, 3],
+    torch.uint8: [255, 1],
+    torch.float16: [1.0009765625, -65504.0],
+    torch.bfloat16: [1.0078125, -3.0e38],
+    torch.bool: [True, False],
 }
 
 
@@ -248,13 +297,18 @@ def test_every_bit_of_every_value_is_in_the_checkpoint_checksum(dtype):
         for bit in range(8):  # a bool's too: a damaged file can hold a byte 3 where it held a 1
             flipped = raw.clone()
             flipped[byte] ^= 1 << bit
-            assert checkpoint_checksum({"w": flipped.view(dtype)}, meta) != want, f"{dtype}: bit {bit} of byte {byte} is not covered"
+            assert checkpoint_checksum({"w": flipped.view(dtype)}, meta) != want, (
+                f"{dtype}: bit {bit} of byte {byte} is not covered"
+            )
 
 
 def test_the_lowest_bit_of_a_stored_value_flipped_is_an_error(template, tmp_path):
     """On disk: the least significant byte of a float32, a float64 and a large int64 in a saved checkpoint."""
-    sd = {"f32": torch.tensor([1.0000001, 2.5], dtype=torch.float32), "f64": torch.tensor([1.0 + 2**-52, 2.5], dtype=torch.float64),
-          "i64": torch.tensor([2**62 + 1, 3], dtype=torch.int64)}
+    sd = {
+        "f32": torch.tensor([1.0000001, 2.5], dtype=torch.float32),
+        "f64": torch.tensor([1.0 + 2**-52, 2.5], dtype=torch.float64),
+        "i64": torch.tensor([2**62 + 1, 3], dtype=torch.int64),
+    }
     path = tmp_path / "c.pt"
     save_checkpoint(path, sd, template)
     data = path.read_bytes()
@@ -271,7 +325,9 @@ def test_the_lowest_bit_of_a_stored_value_flipped_is_an_error(template, tmp_path
 
 def test_a_changed_last_digit_of_a_json_report_is_an_error(tmp_path):
     path = tmp_path / "r.json"
-    save_json_artifact(path, make_record("eval", {"model": "m.pt"}), {"splits": {"test": {"accuracy": 0.1234567890123456}}})
+    save_json_artifact(
+        path, make_record("eval", {"model": "m.pt"}), {"splits": {"test": {"accuracy": 0.1234567890123456}}}
+    )
     text = path.read_text()
     assert "0.1234567890123456" in text
     (tmp_path / "bad.json").write_text(text.replace("0.1234567890123456", "0.1234567890123457"))

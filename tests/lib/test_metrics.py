@@ -33,7 +33,9 @@ def test_no_groups_gives_nulls_and_empty_groups_are_skipped():
 
 def test_train_weighted_accuracy_renormalises_over_the_groups_in_the_split():
     # the case: train counts 3, 1; the split holds group 0 only, all correct
-    m = split_metrics(torch.tensor([1, 1]), torch.tensor([1, 1]), torch.tensor([0, 0]), ["a", "b"], torch.tensor([3, 1]))
+    m = split_metrics(
+        torch.tensor([1, 1]), torch.tensor([1, 1]), torch.tensor([0, 0]), ["a", "b"], torch.tensor([3, 1])
+    )
     assert m["train_weighted_accuracy"] == 1.0
     # train counts 6, 3, 1; the split lacks group b; a: 1 of 2 correct, c: 1 of 1: (6 * 1/2 + 1 * 1) / (6 + 1)
     y = torch.tensor([0, 0, 1])

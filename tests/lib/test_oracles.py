@@ -75,13 +75,26 @@ def restricted_min(W, b, x, t, support, gamma, kappa, lo=0.0, hi=1.0) -> float:
     m = len(S)
     A = (W - W[t])[:, S]
     c = (W @ x + b) - (W[t] @ x + b[t]) + kappa
-    cons = [{"type": "ineq", "fun": (lambda v, j=j: v[m] - (A[j] @ v[:m] + c[j])),
-             "jac": (lambda v, j=j: np.concatenate([-A[j], [1.0]]))} for j in others]
+    cons = [
+        {
+            "type": "ineq",
+            "fun": (lambda v, j=j: v[m] - (A[j] @ v[:m] + c[j])),
+            "jac": (lambda v, j=j: np.concatenate([-A[j], [1.0]])),
+        }
+        for j in others
+    ]
     bounds = [(lo - x[i], hi - x[i]) for i in S] + [(0.0, None)]
     v0 = np.zeros(m + 1)
     v0[m] = max(0.0, max(c[j] for j in others))
-    r = minimize(lambda v: v[:m] @ v[:m] + gamma * v[m], v0, jac=lambda v: np.concatenate([2 * v[:m], [gamma]]),
-                 bounds=bounds, constraints=cons, method="SLSQP", options={"ftol": 1e-15, "maxiter": 1000})
+    r = minimize(
+        lambda v: v[:m] @ v[:m] + gamma * v[m],
+        v0,
+        jac=lambda v: np.concatenate([2 * v[:m], [gamma]]),
+        bounds=bounds,
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-15, "maxiter": 1000},
+    )
     w = np.zeros_like(x)
     w[S] = np.clip(r.x[:m], [lo - x[i] for i in S], [hi - x[i] for i in S])
     return float(w @ w + gamma * margin_np(W, b, x + w, t, kappa))
@@ -122,21 +135,32 @@ def run_against_brute_force(cfg: SCFEConfig, seeds=(0,)):
             support = tuple(np.flatnonzero(xpi - xi))
             glob, _ = brute_force(Wn, bn, xi, ti, cfg.gamma, cfg.beta, cfg.kappa)
             own = restricted_min(Wn, bn, xi, ti, support, cfg.gamma, cfg.kappa) + cfg.beta * len(support)
-            rows.append({
-                "reported": float(res.extras["objective"][i]),
-                "by_hand": eq2_np(Wn, bn, xi, xpi, ti, cfg.gamma, cfg.beta, cfg.kappa),
-                "global": glob,
-                "own_support": own,
-                "in_box": bool(((xpi >= 0) & (xpi <= 1)).all()),
-                "gamma": float(res.extras["gamma"][i]),
-            })
+            rows.append(
+                {
+                    "reported": float(res.extras["objective"][i]),
+                    "by_hand": eq2_np(Wn, bn, xi, xpi, ti, cfg.gamma, cfg.beta, cfg.kappa),
+                    "global": glob,
+                    "own_support": own,
+                    "in_box": bool(((xpi >= 0) & (xpi <= 1)).all()),
+                    "gamma": float(res.extras["gamma"][i]),
+                }
+            )
     return rows
 
 
 # The margin loss stays active at the optimum (gamma 0.5 cannot afford the target), so the smooth part is smooth
 # near the solution; L = 2 (the longest step allowed) and a line search at every iteration.
-CONVERGENT = {"search_steps": 1, "gamma": 0.5, "beta": 0.05, "kappa": 0.1, "loss": "margin", "prox": "l0",
-              "lipschitz": 2.0, "steps": 500, "line_search_iters": None}
+CONVERGENT = {
+    "search_steps": 1,
+    "gamma": 0.5,
+    "beta": 0.05,
+    "kappa": 0.1,
+    "loss": "margin",
+    "prox": "l0",
+    "lipschitz": 2.0,
+    "steps": 500,
+    "line_search_iters": None,
+}
 
 
 def test_pcfe_l0_reaches_the_brute_force_minimum_of_eq2():
@@ -157,10 +181,15 @@ def test_pcfe_l0_reaches_the_brute_force_minimum_of_eq2():
     assert at_global >= 54, f"only {at_global} of {len(rows)} instances reached the global minimum"
 
 
-@pytest.mark.parametrize("settings", [
-    pytest.param({"search_steps": 1, "gamma": 2.0, "beta": 0.05, "kappa": 0.1, "loss": "margin", "prox": "l0"}, id="defaults"),
-    pytest.param({**CONVERGENT, "gamma": 2.0}, id="on-the-kink"),
-])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        pytest.param(
+            {"search_steps": 1, "gamma": 2.0, "beta": 0.05, "kappa": 0.1, "loss": "margin", "prox": "l0"}, id="defaults"
+        ),
+        pytest.param({**CONVERGENT, "gamma": 2.0}, id="on-the-kink"),
+    ],
+)
 def test_pcfe_l0_is_never_below_the_global_minimum_and_reports_eq2(settings):
     """The solver's defaults (L = 32, 100 steps, line search in the first 10) and a gamma large enough to reach
     the target (the optimum then sits on the margin's kink, where FISTA's smoothness assumption fails): the
@@ -281,8 +310,9 @@ def test_density_file_gives_the_log_prob_of_the_estimator_fitted_in_memory(name,
 
 
 # ------------------------------------------------------------------------------ kNN gravity by its definition
-def knn_gravity_by_definition(points: np.ndarray, labels: np.ndarray, xq: np.ndarray, tq: np.ndarray, k: int,
-                              density_k: int) -> np.ndarray:
+def knn_gravity_by_definition(
+    points: np.ndarray, labels: np.ndarray, xq: np.ndarray, tq: np.ndarray, k: int, density_k: int
+) -> np.ndarray:
     """The knn module docstring, written out with numpy and brute-force distances:
 
     w_i = 1 / mean_{j in kNN_t(x_i)} ||x_i - x_j||  over the density_k nearest *other* points of x_i's class,

@@ -118,14 +118,21 @@ def test_every_method_succeeds_on_a_trained_model(digits_model):
     ds = resolve("digits")
     x, y = ds.splits["train"].x[:100], ds.splits["train"].y[:100]
     t = choose_targets(y, 10, "random-other", torch.Generator().manual_seed(0))
-    per_method = {"pgd-l2": {"eps": 3.0, "steps": 30}, "pgd-linf": {"eps": 0.3, "steps": 30}, "pgd-l0": {"steps": 10}, "pcfe-l0": {"steps": 30}}
+    per_method = {
+        "pgd-l2": {"eps": 3.0, "steps": 30},
+        "pgd-linf": {"eps": 0.3, "steps": 30},
+        "pgd-l0": {"steps": 10},
+        "pcfe-l0": {"steps": 30},
+    }
     for method in list_solvers():
         params = per_method.get(method, {})
         r = get_solver(method).fn(model, x, t, make_config(method, params))
         assert r.success.float().mean() > 0.8, method
 
 
-@pytest.mark.parametrize("bad", [{"eps": -1}, {"eps": 0}, {"eps": float("nan")}, {"steps": 0}, {"step_size": -0.1}, {"loss": "hinge"}])
+@pytest.mark.parametrize(
+    "bad", [{"eps": -1}, {"eps": 0}, {"eps": float("nan")}, {"steps": 0}, {"step_size": -0.1}, {"loss": "hinge"}]
+)
 def test_bad_config_is_refused(bad):
     from lfpcli.errors import ConfigError
 

@@ -39,7 +39,11 @@ def reference(model, x, t, steps, step_size, step="max-normalized", max_changed=
             (g,) = torch.autograd.grad(loss, xv)
             g, flat = g.flatten(), xi.flatten()
             if len(chosen) < budget:
-                cands = [j for j in range(g.numel()) if j not in chosen and ((g[j] > 0 and flat[j] > lo) or (g[j] < 0 and flat[j] < hi))]
+                cands = [
+                    j
+                    for j in range(g.numel())
+                    if j not in chosen and ((g[j] > 0 and flat[j] > lo) or (g[j] < 0 and flat[j] < hi))
+                ]
                 chosen.append(max(cands, key=lambda j: (abs(g[j].item()), -j)) if cands else -1)
             else:
                 chosen.append(-1)
@@ -94,7 +98,9 @@ def test_first_coordinate_is_the_largest_gradient():
         changed = ((r.x[i] - x[i]).flatten() != 0).nonzero().flatten().tolist()
         assert changed == [int(g.abs().flatten().argmax())]
         j = changed[0]
-        assert (r.x[i].flatten()[j] - x[i].flatten()[j]).item() == pytest.approx(-0.05 * g.flatten()[j].sign().item(), abs=1e-6)
+        assert (r.x[i].flatten()[j] - x[i].flatten()[j]).item() == pytest.approx(
+            -0.05 * g.flatten()[j].sign().item(), abs=1e-6
+        )
 
 
 def test_coordinates_pinned_at_the_box_edge_take_no_slot():
@@ -133,7 +139,9 @@ def test_all_pinned_changes_nothing():
     assert r.grad_evals.item() == 4
 
 
-@pytest.mark.parametrize("kw", [{"steps": 7}, {"steps": 12, "max_changed": 4}, {"steps": 5, "step": "raw", "step_size": 5.0}])
+@pytest.mark.parametrize(
+    "kw", [{"steps": 7}, {"steps": 12, "max_changed": 4}, {"steps": 5, "step": "raw", "step_size": 5.0}]
+)
 def test_budget_box_and_counters(kw):
     model = small_cnn(0)
     g = torch.Generator().manual_seed(0)
@@ -202,8 +210,18 @@ def test_succeeds_on_a_trained_model(digits_model):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"steps": 0}, {"max_changed": 0}, {"step_size": 0}, {"step_size": -1}, {"step_size": float("nan")},
-     {"step_size": float("inf")}, {"step": "l2"}, {"keep": "first"}, {"loss": "hinge"}, {"lo": 0.5, "hi": 0.5}],
+    [
+        {"steps": 0},
+        {"max_changed": 0},
+        {"step_size": 0},
+        {"step_size": -1},
+        {"step_size": float("nan")},
+        {"step_size": float("inf")},
+        {"step": "l2"},
+        {"keep": "first"},
+        {"loss": "hinge"},
+        {"lo": 0.5, "hi": 0.5},
+    ],
 )
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):

@@ -26,8 +26,14 @@ CPU = torch.device("cpu")
 
 def conv_net(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(8 * 64, 3)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 64, 3),
+    ).eval()
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -58,7 +64,9 @@ def test_pgd_in_bf16_reaches_targets_within_budget_like_fp32():
     cfg = make_config("pgd-l2", {"eps": 3.0, "steps": 20})
     spec = get_solver("pgd-l2")
     full = spec.fn(net, x, t, cfg, generator=torch.Generator().manual_seed(1))
-    half = spec.fn(prepare_model(net, resolve_execution(CPU, "bf16")), x, t, cfg, generator=torch.Generator().manual_seed(1))
+    half = spec.fn(
+        prepare_model(net, resolve_execution(CPU, "bf16")), x, t, cfg, generator=torch.Generator().manual_seed(1)
+    )
     assert half.x.dtype == torch.float32
     assert float((half.x - x).flatten(1).norm(dim=1).max()) <= 3.0 + 1e-4
     assert half.x.min() >= 0 and half.x.max() <= 1
@@ -139,4 +147,3 @@ def test_train_and_perturb_record_precision(tmp_path):
     assert rec["params"]["execution"]["precision"] == "bf16"
     assert rec["params"]["batch_size"] == 256 and rec["params"]["batch_size_from"] == "default on CPU"
     assert skipped.dtype == bool and not skipped.any()  # pgd-l2 never skips a sample
-

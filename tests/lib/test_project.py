@@ -34,8 +34,17 @@ def test_ci_runs_the_layer_contract_and_the_linter_it_installs():
     extra = " ".join(p["project"]["optional-dependencies"]["test"])
     assert "import-linter" in extra and "ruff" in extra
     assert p["tool"]["importlinter"]["contracts"] and p["tool"]["ruff"]["line-length"] == 120
-    steps = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip().startswith('"$venv/bin/')]
-    assert steps[:2] == ['"$venv/bin/pip" install --quiet --upgrade pip', '"$venv/bin/pip" install --quiet -e \'.[test]\'']
-    assert steps[2:6] == ['"$venv/bin/lint-imports"', '"$venv/bin/ruff" check .', '"$venv/bin/ruff" format --check .',
-                          '"$venv/bin/pytest"']
+    steps = [
+        ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines() if ln.strip().startswith('"$venv/bin/')
+    ]
+    assert steps[:2] == [
+        '"$venv/bin/pip" install --quiet --upgrade pip',
+        "\"$venv/bin/pip\" install --quiet -e '.[test]'",
+    ]
+    assert steps[2:6] == [
+        '"$venv/bin/lint-imports"',
+        '"$venv/bin/ruff" check .',
+        '"$venv/bin/ruff" format --check .',
+        '"$venv/bin/pytest"',
+    ]
     assert ".venv/bin/pip install -e '.[test]' && .venv/bin/pytest" in (ROOT / "README.md").read_text()

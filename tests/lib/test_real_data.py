@@ -28,7 +28,14 @@ def roots(tmp_path_factory):
     wb, wb_expected = F.make_waterbirds(d / "wb", per_cell={"train": 3, "val": 1, "test": 2}, segmentations=True)
     wilds, _ = F.make_waterbirds(d / "wilds", per_cell=1, release="WILDS", nested=False)
     spuco, spuco_expected = F.make_spuco(d / "spuco", subsets=("spuco_birds", "spuco_dogs"), per_leaf=2)
-    return {"dir": d, "wb": wb, "wb_expected": wb_expected, "wilds": wilds, "spuco": spuco, "spuco_expected": spuco_expected}
+    return {
+        "dir": d,
+        "wb": wb,
+        "wb_expected": wb_expected,
+        "wilds": wilds,
+        "spuco": spuco,
+        "spuco_expected": spuco_expected,
+    }
 
 
 def counts(ds):
@@ -90,7 +97,9 @@ def test_waterbirds_wilds_variant_and_roots(roots):
 
 
 # ------------------------------------------------------------------------------------------------- SpuCo
-@pytest.mark.parametrize("order,dogs", [("spuco", {"small_dogs": 0, "big_dogs": 1}), ("sorted", {"big_dogs": 0, "small_dogs": 1})])
+@pytest.mark.parametrize(
+    "order,dogs", [("spuco", {"small_dogs": 0, "big_dogs": 1}), ("sorted", {"big_dogs": 0, "small_dogs": 1})]
+)
 def test_spuco_dogs_class_order(roots, order, dogs):
     ds = resolve(f"spuco-dogs:root={roots['spuco']},size=16,order={order}")
     assert ds.class_to_index == dogs
@@ -162,7 +171,9 @@ def test_folder_csv_attribute_groups(tmp_path):
 
 
 def test_folder_csv_classes_file_and_grey(tmp_path):
-    csv_path, _ = F.make_folder_csv(tmp_path, labels=("b", "a"), per_cell=1, mode="L", header=("filename", "y", "split"))
+    csv_path, _ = F.make_folder_csv(
+        tmp_path, labels=("b", "a"), per_cell=1, mode="L", header=("filename", "y", "split")
+    )
     (tmp_path / "classes.txt").write_text("b\na\n")
     ds = resolve(f"folder:csv={csv_path},mode=L,size=8,resize=8")
     assert ds.class_to_index == {"b": 0, "a": 1} and ds.group_names is None and ds.input_shape == (1, 8, 8)

@@ -25,11 +25,25 @@ from lfpcli.report import (
     render,
 )
 
-SD = {"type": "builtin", "name": "spurious-digits", "version": 2,
-      "params": {"seed": 0, "correlation": 0.95, "size": 28, "contrast": 1.0, "separation": 0.5, "train_copies": 1}}
+SD = {
+    "type": "builtin",
+    "name": "spurious-digits",
+    "version": 2,
+    "params": {"seed": 0, "correlation": 0.95, "size": 28, "contrast": 1.0, "separation": 0.5, "train_copies": 1},
+}
 DIGITS = {"type": "builtin", "name": "digits", "version": 1, "params": {"seed": 0}}
-TRAIN = {"epochs": 10, "optimizer": "adam", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False,
-         "batch_size": 64, "schedule": "constant", "select": "last", "loss": "ce"}
+TRAIN = {
+    "epochs": 10,
+    "optimizer": "adam",
+    "lr": 0.001,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "nesterov": False,
+    "batch_size": 64,
+    "schedule": "constant",
+    "select": "last",
+    "loss": "ce",
+}
 
 
 def _summary(method="pgd-l2", targets="random", seed=0, density=None, data=SD, sha=None, **config):
@@ -39,23 +53,52 @@ def _summary(method="pgd-l2", targets="random", seed=0, density=None, data=SD, s
         targets = None
     cfg.update(config)
     seeds = {"train": seed} if method == "original" else {"source": seed, "perturb": seed, "retrain": seed}
-    return {"version": 1, "model": {"sha256": sha or f"{method}-{targets}-{density}-{seed}-{sorted(config.items())}-{data['name']}",
-                                    "role": "standard" if method == "original" else "retrained"},
-            "data": data, "method": method, "targets": targets, "density": density, "seeds": seeds, "config": cfg,
-            "missing": []}
+    return {
+        "version": 1,
+        "model": {
+            "sha256": sha or f"{method}-{targets}-{density}-{seed}-{sorted(config.items())}-{data['name']}",
+            "role": "standard" if method == "original" else "retrained",
+        },
+        "data": data,
+        "method": method,
+        "targets": targets,
+        "density": density,
+        "seeds": seeds,
+        "config": cfg,
+        "missing": [],
+    }
 
 
 def _split(acc, wga, mga=None, twa=None):
-    return {"accuracy": acc, "n": 100, "worst_group_accuracy": wga, "worst_group": "low/land",
-            "mean_group_accuracy": mga, "train_weighted_accuracy": twa, "groups": None}
+    return {
+        "accuracy": acc,
+        "n": 100,
+        "worst_group_accuracy": wga,
+        "worst_group": "low/land",
+        "mean_group_accuracy": mga,
+        "train_weighted_accuracy": twa,
+        "groups": None,
+    }
 
 
 def write_eval(path, summary, splits, data=None):
     """An eval report as ``lfp eval --out`` writes it, with the given provenance summary and figures."""
-    record = make_record("eval", {"model": "model.pt", "data": None, "splits": list(splits), "batch_size": 256,
-                                  "device": "cpu"}, parents=[], device="cpu", argv=["lfp", "eval"])
-    body = {"model": "model.pt", "trained_on": summary["method"], "provenance": summary, "data": data or summary["data"],
-            "splits": splits, "group_names": ["low/water", "low/land", "high/water", "high/land"], "device": "cpu"}
+    record = make_record(
+        "eval",
+        {"model": "model.pt", "data": None, "splits": list(splits), "batch_size": 256, "device": "cpu"},
+        parents=[],
+        device="cpu",
+        argv=["lfp", "eval"],
+    )
+    body = {
+        "model": "model.pt",
+        "trained_on": summary["method"],
+        "provenance": summary,
+        "data": data or summary["data"],
+        "splits": splits,
+        "group_names": ["low/water", "low/land", "high/water", "high/land"],
+        "device": "cpu",
+    }
     save_json_artifact(path, record, body)
     return path
 
@@ -70,14 +113,24 @@ def table_files(tmp_path):
     """Three seeds of pgd-l2 and of pcfe-l0 (random targets) and two of the standard model, figures chosen by hand."""
     files = []
     figs = {
-        ("pgd-l2", 0): (0.80, 0.50, 0.70, 0.40), ("pgd-l2", 1): (0.70, 0.60, 0.75, 0.35), ("pgd-l2", 2): (0.90, 0.40, 0.80, 0.30),
-        ("pcfe-l0", 0): (0.60, 0.20, 0.65, 0.25), ("pcfe-l0", 1): (0.64, 0.30, 0.61, 0.31), ("pcfe-l0", 2): (0.62, 0.25, 0.66, 0.19),
-        ("original", 0): (1.00, 0.97, 0.85, 0.55), ("original", 1): (0.99, 0.95, 0.87, 0.65),
+        ("pgd-l2", 0): (0.80, 0.50, 0.70, 0.40),
+        ("pgd-l2", 1): (0.70, 0.60, 0.75, 0.35),
+        ("pgd-l2", 2): (0.90, 0.40, 0.80, 0.30),
+        ("pcfe-l0", 0): (0.60, 0.20, 0.65, 0.25),
+        ("pcfe-l0", 1): (0.64, 0.30, 0.61, 0.31),
+        ("pcfe-l0", 2): (0.62, 0.25, 0.66, 0.19),
+        ("original", 0): (1.00, 0.97, 0.85, 0.55),
+        ("original", 1): (0.99, 0.95, 0.87, 0.65),
     }
     for (m, s), (tr, trw, te, tew) in figs.items():
         summ = _summary(m, seed=s, density="kde" if m == "pcfe-l0" else None)
-        files.append(write_eval(tmp_path / f"r{len(files)}.json", summ,
-                                {"train": _split(tr, trw, 0.9, 0.91), "val": _split(0.5, 0.4), "test": _split(te, tew, 0.7, 0.72)}))
+        files.append(
+            write_eval(
+                tmp_path / f"r{len(files)}.json",
+                summ,
+                {"train": _split(tr, trw, 0.9, 0.91), "val": _split(0.5, 0.4), "test": _split(te, tew, 0.7, 0.72)},
+            )
+        )
     return files
 
 
@@ -96,7 +149,9 @@ def test_means_and_sample_stds_match_hand_computation(table_files):
     assert c["mean"] == pytest.approx(0.8) and c["std"] == pytest.approx(0.1)
     assert (c["min"], c["max"]) == (0.7, 0.9) and c["seeds"] == ["0", "1", "2"]
     c = _cell(rep, "p-CFE l0", "test", "worst-group")
-    assert c["mean"] == pytest.approx(0.25) and c["std"] == pytest.approx(_std([0.25, 0.31, 0.19])) == pytest.approx(0.06)
+    assert c["mean"] == pytest.approx(0.25) and c["std"] == pytest.approx(_std([0.25, 0.31, 0.19])) == pytest.approx(
+        0.06
+    )
     c = _cell(rep, "Original", "test", "accuracy")
     assert c["mean"] == pytest.approx(0.86) and c["std"] == pytest.approx(math.sqrt(2) * 0.01)
     md = render(rep, "md")
@@ -108,7 +163,9 @@ def test_means_and_sample_stds_match_hand_computation(table_files):
 
 def test_only_the_requested_metrics_and_splits(table_files):
     rep = aggregate(load_runs(table_files), metrics=["mean-group", "train-weighted"], splits=["test"])
-    assert {r["metric"] for r in rep["rows"]} == {"mean-group", "train-weighted"} and {r["split"] for r in rep["rows"]} == {"test"}
+    assert {r["metric"] for r in rep["rows"]} == {"mean-group", "train-weighted"} and {
+        r["split"] for r in rep["rows"]
+    } == {"test"}
     assert _cell(rep, "PGD l2", "test", "train-weighted")["mean"] == pytest.approx(0.72)
     with pytest.raises(ConfigError, match="--metric"):
         aggregate(load_runs(table_files), metrics=["bogus"])
@@ -117,9 +174,14 @@ def test_only_the_requested_metrics_and_splits(table_files):
 
 
 def test_runs_that_differ_in_a_setting_are_not_averaged_and_the_setting_is_named(tmp_path):
-    files = [write_eval(tmp_path / f"b{beta}-{s}.json", _summary("pcfe-l0", seed=s, density="kde", **{"perturb.beta": beta}),
-                        {"test": _split(acc, acc / 2)})
-             for beta, s, acc in [(0.01, 0, 0.7), (0.01, 1, 0.8), (0.1, 0, 0.5), (0.1, 1, 0.6)]]
+    files = [
+        write_eval(
+            tmp_path / f"b{beta}-{s}.json",
+            _summary("pcfe-l0", seed=s, density="kde", **{"perturb.beta": beta}),
+            {"test": _split(acc, acc / 2)},
+        )
+        for beta, s, acc in [(0.01, 0, 0.7), (0.01, 1, 0.8), (0.1, 0, 0.5), (0.1, 1, 0.6)]
+    ]
     rep = aggregate(load_runs(files), splits=["test"])
     labels = [c["label"] for c in rep["columns"]]
     assert labels == ["p-CFE l0 [perturb.beta=0.01]", "p-CFE l0 [perturb.beta=0.1]"]
@@ -135,7 +197,11 @@ def test_runs_that_differ_in_a_setting_are_not_averaged_and_the_setting_is_named
 
 
 def test_an_ablation_names_each_row_by_what_it_changed(tmp_path):
-    rows = {"default": {}, "beta": {"perturb.beta": 0.1}, "long": {"retrain.train.epochs": 30, "retrain.train.lr": 0.01}}
+    rows = {
+        "default": {},
+        "beta": {"perturb.beta": 0.1},
+        "long": {"retrain.train.epochs": 30, "retrain.train.lr": 0.01},
+    }
     files = []
     for name, change in rows.items():
         for s in (0, 1):
@@ -143,23 +209,41 @@ def test_an_ablation_names_each_row_by_what_it_changed(tmp_path):
             files.append(write_eval(tmp_path / f"{name}{s}.json", summ, {"test": _split(0.7 + 0.1 * s, 0.5)}))
     rep = aggregate(load_runs(files), splits=["test"])
     assert [c["label"] for c in rep["columns"]] == [
-        "p-CFE l0", "p-CFE l0 [retrain.train.epochs=30, lr=0.01]", "p-CFE l0 [perturb.beta=0.1]"]
+        "p-CFE l0",
+        "p-CFE l0 [retrain.train.epochs=30, lr=0.01]",
+        "p-CFE l0 [perturb.beta=0.1]",
+    ]
     assert rep["columns"][0]["variant"] == {"perturb.beta": 0.01, "retrain.train.epochs": 10, "retrain.train.lr": 0.001}
     assert all(_cell(rep, c["label"], "test", "accuracy")["mean"] == pytest.approx(0.75) for c in rep["columns"])
     assert "| p-CFE l0 [perturb.beta=0.1] | 2 | 75.00 (7.07) | 50.00 (0.00) |" in render(rep, "md", layout="long")
 
 
 def test_target_rules_and_densities_are_columns_and_the_standard_model_is_original(tmp_path):
-    specs = [("pgd-l2", "random", None), ("pgd-l2", "random-other", None), ("pcfe-l0", "random", "kde"),
-             ("pcfe-l0", "random", "vae"), ("original", None, None)]
+    specs = [
+        ("pgd-l2", "random", None),
+        ("pgd-l2", "random-other", None),
+        ("pcfe-l0", "random", "kde"),
+        ("pcfe-l0", "random", "vae"),
+        ("original", None, None),
+    ]
     files = []
     for m, t, d in specs:
         for s in (0, 1):
-            files.append(write_eval(tmp_path / f"{len(files)}.json", _summary(m, targets=t, seed=s, density=d),
-                                    {"train": _split(0.9, 0.8), "test": _split(0.8, 0.5 + 0.1 * s)}))
+            files.append(
+                write_eval(
+                    tmp_path / f"{len(files)}.json",
+                    _summary(m, targets=t, seed=s, density=d),
+                    {"train": _split(0.9, 0.8), "test": _split(0.8, 0.5 + 0.1 * s)},
+                )
+            )
     rep = aggregate(load_runs(files))
-    assert [c["label"] for c in rep["columns"]] == ["PGD l2 (random)", "PGD l2 (random-other)", "p-CFE l0 (random, kde)",
-                                                    "p-CFE l0 (random, vae)", "Original"]
+    assert [c["label"] for c in rep["columns"]] == [
+        "PGD l2 (random)",
+        "PGD l2 (random-other)",
+        "p-CFE l0 (random, kde)",
+        "p-CFE l0 (random, vae)",
+        "Original",
+    ]
     assert _cell(rep, "Original", "test", "worst-group")["std"] == pytest.approx(_std([0.5, 0.6]))
     # --where keeps runs the key does not apply to (the standard model has no target rule)
     rep = aggregate(load_runs(files), where=parse_where(["targets=random-other"]))
@@ -173,8 +257,11 @@ def test_target_rules_and_densities_are_columns_and_the_standard_model_is_origin
 
 
 def test_data_sets_get_rows_and_are_never_mixed(tmp_path):
-    files = [write_eval(tmp_path / f"{d['name']}{s}.json", _summary("pgd-l2", seed=s, data=d), {"test": _split(acc, acc)})
-             for d, accs in ((SD, (0.7, 0.9)), (DIGITS, (0.5, 0.6))) for s, acc in enumerate(accs)]
+    files = [
+        write_eval(tmp_path / f"{d['name']}{s}.json", _summary("pgd-l2", seed=s, data=d), {"test": _split(acc, acc)})
+        for d, accs in ((SD, (0.7, 0.9)), (DIGITS, (0.5, 0.6)))
+        for s, acc in enumerate(accs)
+    ]
     rep = aggregate(load_runs(files), splits=["test"])
     assert [r["data"] for r in rep["rows"] if r["metric"] == "accuracy"] == ["digits", "spurious-digits:train_copies=1"]
     assert _cell(rep, "PGD l2", "test", "accuracy", data="digits")["mean"] == pytest.approx(0.55)
@@ -212,7 +299,9 @@ def test_formats_carry_the_figures(table_files):
 
 
 def test_a_single_run_has_no_std_and_missing_figures_are_counted(tmp_path):
-    a = write_eval(tmp_path / "a.json", _summary("pgd-l2", seed=0), {"train": _split(0.8, 0.5), "test": _split(0.7, 0.4)})
+    a = write_eval(
+        tmp_path / "a.json", _summary("pgd-l2", seed=0), {"train": _split(0.8, 0.5), "test": _split(0.7, 0.4)}
+    )
     b = write_eval(tmp_path / "b.json", _summary("pgd-l2", seed=1), {"test": _split(0.9, 0.6)})
     rep = aggregate(load_runs([a, b]))
     c = _cell(rep, "PGD l2", "train", "accuracy")
@@ -249,7 +338,9 @@ def test_eval_reports_carry_the_chain_and_old_ones_are_traced_through_parents(tm
     p = rep["provenance"]
     assert (p["method"], p["targets"], p["density"]) == ("pgd-l2", "random", None)
     assert p["seeds"] == {"source": 0, "perturb": 0, "retrain": 3}
-    assert p["config"]["perturb.eps"] == 1.0 and p["config"]["perturb.steps"] == 10 and p["config"]["perturb.limit"] == 64
+    assert (
+        p["config"]["perturb.eps"] == 1.0 and p["config"]["perturb.steps"] == 10 and p["config"]["perturb.limit"] == 64
+    )
     assert p["config"]["retrain.train.epochs"] == 1 and p["config"]["source.train.epochs"] == 3
     assert p["data"]["name"] == "digits" and p["missing"] == []
     std = load_json_artifact(tmp_path / "m.json")["provenance"]
@@ -268,7 +359,9 @@ def test_eval_reports_carry_the_chain_and_old_ones_are_traced_through_parents(tm
     assert load_run(tmp_path / "r.json").summary == p  # the summary it carries needs no parent
 
 
-def test_records_written_before_a_data_parameter_existed_group_with_newer_ones(tmp_path, digits_model, digits_pgd, monkeypatch):
+def test_records_written_before_a_data_parameter_existed_group_with_newer_ones(
+    tmp_path, digits_model, digits_pgd, monkeypatch
+):
     """A perturbed set and its source model recorded before a built-in data spec gained a parameter (here: digits
     without its ``seed``) mean the same data as records that carry the parameter's default: the chain summary,
     which ``lfp report`` groups runs by, is the same, not split off by a ``perturb.data`` / ``source.data`` key."""
@@ -296,7 +389,11 @@ def test_records_written_before_a_data_parameter_existed_group_with_newer_ones(t
     def load_old(path):
         sd, m = real_load(path)
         m = copy.deepcopy(m)
-        m["data"] = {**m["data"], "spec": older(m["data"]["spec"]), "clean_spec": older(m["data"].get("clean_spec") or m["data"]["spec"])}
+        m["data"] = {
+            **m["data"],
+            "spec": older(m["data"]["spec"]),
+            "clean_spec": older(m["data"].get("clean_spec") or m["data"]["spec"]),
+        }
         return sd, m
 
     monkeypatch.setattr(provenance, "open_h5", open_old)
@@ -337,13 +434,28 @@ def test_curve_titles_name_only_the_settings_that_split_a_method(monkeypatch):
 
     def fake(path):
         method, beta, seed = path.split(":")
-        s = _summary(method, seed=int(seed), density="kde" if method == "pcfe-l0" else None,
-                     **({"perturb.beta": float(beta)} if method == "pcfe-l0" else {}))
+        s = _summary(
+            method,
+            seed=int(seed),
+            density="kde" if method == "pcfe-l0" else None,
+            **({"perturb.beta": float(beta)} if method == "pcfe-l0" else {}),
+        )
         hist = [{"epoch": e, "train_accuracy": 0.5 + 0.1 * e, "val_accuracy": 0.6} for e in (1, 2)]
-        return {"path": path, "history": hist, "summary": s, "data_key": "sd", "data_label": "sd", "selected_epoch": None}
+        return {
+            "path": path,
+            "history": hist,
+            "summary": s,
+            "data_key": "sd",
+            "data_label": "sd",
+            "selected_epoch": None,
+        }
 
     monkeypatch.setattr(curves, "load_curve", fake)
     panels = curve_panels(["original:0:0", "original:0:1", "pgd-l2:0:0", "pcfe-l0:0.01:0", "pcfe-l0:0.1:0"])
-    assert [p["title"] for p in panels] == ["PGD l2 (random targets)", "p-CFE l0 (random targets, kde) [perturb.beta=0.01]",
-                                            "p-CFE l0 (random targets, kde) [perturb.beta=0.1]", "Original"]
+    assert [p["title"] for p in panels] == [
+        "PGD l2 (random targets)",
+        "p-CFE l0 (random targets, kde) [perturb.beta=0.01]",
+        "p-CFE l0 (random targets, kde) [perturb.beta=0.1]",
+        "Original",
+    ]
     assert panels[-1]["series"]["train_accuracy"]["mean"] == pytest.approx([0.6, 0.7])

@@ -63,7 +63,9 @@ def direct_gradcam(model, layer, x, target):
 # ------------------------------------------------------------------------------------------------ Grad-CAM
 
 
-@pytest.mark.parametrize("arch,shape", [("small-cnn", (3, 16, 16)), ("small-cnn", (1, 8, 8)), ("resnet18", (3, 16, 16))])
+@pytest.mark.parametrize(
+    "arch,shape", [("small-cnn", (3, 16, 16)), ("small-cnn", (1, 8, 8)), ("resnet18", (3, 16, 16))]
+)
 def test_gradcam_equals_direct_implementation_with_mixed_targets(arch, shape):
     model = _model(arch, shape, k=3)
     x = torch.rand(6, *shape, generator=torch.Generator().manual_seed(1))
@@ -96,7 +98,10 @@ def test_a_batch_equals_one_image_at_a_time(method):
     model = _model(k=3)
     x = torch.rand(5, 3, 16, 16, generator=torch.Generator().manual_seed(3))
     t = torch.tensor([2, 0, 1, 1, 0])
-    cfg = SaliencyConfig(method, **({"samples": 4} if method == "smoothgrad" else {"steps": 8} if method == "integrated-gradients" else {}))
+    cfg = SaliencyConfig(
+        method,
+        **({"samples": 4} if method == "smoothgrad" else {"steps": 8} if method == "integrated-gradients" else {}),
+    )
     layer = resolve_layer(model, None, (3, 16, 16))[0] if method == "gradcam" else None
     batch = attribute(model, x, t, cfg, layer=layer, keys=torch.arange(5), seed=7)
     for i in range(5):
@@ -194,12 +199,15 @@ def test_hooks_released_removes_hooks_added_inside():
 # -------------------------------------------------------------------------------------------------- layers
 
 
-@pytest.mark.parametrize("arch,shape,want,hw", [
-    ("small-cnn", (3, 28, 28), "features.4", (14, 14)),   # last ReLU before the final max-pool
-    ("small-cnn", (1, 8, 8), "features.3", (8, 8)),        # no pooling at 8x8
-    ("small-cnn", (3, 64, 64), "features.4", (32, 32)),    # before max-pool and adaptive pooling
-    ("resnet18", (3, 32, 32), "features.layer4", (4, 4)),  # the whole last stage
-])
+@pytest.mark.parametrize(
+    "arch,shape,want,hw",
+    [
+        ("small-cnn", (3, 28, 28), "features.4", (14, 14)),  # last ReLU before the final max-pool
+        ("small-cnn", (1, 8, 8), "features.3", (8, 8)),  # no pooling at 8x8
+        ("small-cnn", (3, 64, 64), "features.4", (32, 32)),  # before max-pool and adaptive pooling
+        ("resnet18", (3, 32, 32), "features.layer4", (4, 4)),  # the whole last stage
+    ],
+)
 def test_default_gradcam_layer_is_the_last_convolutional_block(arch, shape, want, hw):
     model = _model(arch, shape)
     layer, info = resolve_layer(model, None, shape)
@@ -246,15 +254,34 @@ def test_a_target_outside_the_classes_is_refused(method):
     model = _model(k=3)
     layer = resolve_layer(model, None, (3, 16, 16))[0] if method == "gradcam" else None
     with pytest.raises(ConfigError, match="0..2"):
-        attribute(model, torch.rand(2, 3, 16, 16), torch.tensor([0, 3]), SaliencyConfig(method, **(
-            {"samples": 1} if method == "smoothgrad" else {"steps": 2} if method == "integrated-gradients" else {})), layer=layer)
+        attribute(
+            model,
+            torch.rand(2, 3, 16, 16),
+            torch.tensor([0, 3]),
+            SaliencyConfig(
+                method,
+                **(
+                    {"samples": 1}
+                    if method == "smoothgrad"
+                    else {"steps": 2}
+                    if method == "integrated-gradients"
+                    else {}
+                ),
+            ),
+            layer=layer,
+        )
     assert _hooks(model) == 0
 
 
 def test_config_refusals():
-    for bad in (dict(method="bogus"), dict(method="gradient", layer="features.3"), dict(method="smoothgrad", samples=0),
-                dict(method="smoothgrad", noise=-1.0), dict(method="integrated-gradients", steps=0),
-                dict(method="integrated-gradients", baseline="white")):
+    for bad in (
+        dict(method="bogus"),
+        dict(method="gradient", layer="features.3"),
+        dict(method="smoothgrad", samples=0),
+        dict(method="smoothgrad", noise=-1.0),
+        dict(method="integrated-gradients", steps=0),
+        dict(method="integrated-gradients", baseline="white"),
+    ):
         with pytest.raises(ConfigError):
             SaliencyConfig(**bad)
 
@@ -278,7 +305,14 @@ def test_share_and_pointing_game_by_hand():
     s = summarize(share, point, torch.tensor([0, 0, 1, 1]), ["a", "b"], torch.tensor([True, False, True, True]))
     assert s["n"] == 3 and s["undefined"] == 1 and math.isclose(s["share"], (1 + 0.5 + 0.25) / 3, rel_tol=1e-6)
     assert math.isclose(s["pointing"], 2 / 3) and s["accuracy"] == 0.75
-    assert s["groups"]["b"] == {"share": 0.25, "share_median": 0.25, "pointing": 0.0, "n": 1, "undefined": 1, "accuracy": 1.0}
+    assert s["groups"]["b"] == {
+        "share": 0.25,
+        "share_median": 0.25,
+        "pointing": 0.0,
+        "n": 1,
+        "undefined": 1,
+        "accuracy": 1.0,
+    }
 
 
 # ---------------------------------------------------------------------------- the spurious-digits mask

@@ -88,10 +88,10 @@ def test_the_object_is_small_and_the_mask_holds_all_of_it_and_nothing_else(small
         _, _, _, scene = split_plan(0, k, name, SMALL["train_size"], per, 0.95)
         for c, start in enumerate(range(0, len(sp), CHUNK)):
             rng = np.random.default_rng([*render_seeds(0, k), c])
-            bg = torch.from_numpy(np.clip(render_scenes(scene[start:start + CHUNK], 32, rng), 0, 1))
-            m = sp.mask[start:start + CHUNK]
+            bg = torch.from_numpy(np.clip(render_scenes(scene[start : start + CHUNK], 32, rng), 0, 1))
+            m = sp.mask[start : start + CHUNK]
             wide = torch.nn.functional.max_pool2d(m.float()[:, None], 3, 1, 1)[:, 0] > 0
-            diff = (sp.x[start:start + CHUNK] - bg).abs().amax(1)
+            diff = (sp.x[start : start + CHUNK] - bg).abs().amax(1)
             assert float(diff[~wide].max()) < 0.06  # 6 sigma of the 0.01 pixel noise
             # inside, the object shows: most mask pixels differ from the scene by more than the noise
             assert float((diff[m] > 0.06).float().mean()) > 0.5
@@ -137,8 +137,16 @@ def test_pretraining_source_is_unbiased_and_many_class():
     assert 0.3 < float(np.mean(land_share)) < 0.7 and min(land_share) > 0.05
 
 
-@pytest.mark.parametrize("spec", ["spurious-scenes:size=16", "spurious-scenes:correlation=0.4", "spurious-scenes:train_size=7",
-                                  "spurious-scenes:object_min=0.3,object_max=0.2", "scenes-pretrain:classes=1"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "spurious-scenes:size=16",
+        "spurious-scenes:correlation=0.4",
+        "spurious-scenes:train_size=7",
+        "spurious-scenes:object_min=0.3,object_max=0.2",
+        "scenes-pretrain:classes=1",
+    ],
+)
 def test_bad_parameters_are_refused(spec):
     with pytest.raises(ConfigError):
         resolve(spec, use_cache=False)

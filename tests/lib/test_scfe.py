@@ -63,8 +63,14 @@ def _scipy_minimiser(weight, bias, x, t, gamma, l1):
             return val, np.concatenate([gw + l1, -gw + l1])
 
         bounds = [(0.0, 1.0 - xi) for xi in xn] + [(0.0, xi) for xi in xn]
-        res = minimize(fun, np.zeros(2 * d), jac=True, method="L-BFGS-B", bounds=bounds,
-                       options={"ftol": 1e-16, "gtol": 1e-12, "maxiter": 20000, "maxcor": 30})
+        res = minimize(
+            fun,
+            np.zeros(2 * d),
+            jac=True,
+            method="L-BFGS-B",
+            bounds=bounds,
+            options={"ftol": 1e-16, "gtol": 1e-12, "maxiter": 20000, "maxcor": 30},
+        )
         out.append(res.x[:d] - res.x[d:])
         values.append(res.fun)
     return torch.tensor(np.array(out), dtype=DT), torch.tensor(values, dtype=DT)
@@ -87,8 +93,16 @@ def test_single_search_step_is_the_convex_minimiser(prox, beta, line_search):
     delta = weight[1] - weight[0]
     # CE's Hessian is p (1 - p) delta delta^T <= delta delta^T / 4: a valid fixed step for the whole problem.
     lip = 2.0 + gamma * float(delta @ delta) / 4
-    cfg = SCFEConfig(steps=400, search_steps=1, gamma=gamma, beta=beta, prox=prox, loss="ce",
-                     line_search=line_search, lipschitz=2.0 if line_search else lip)
+    cfg = SCFEConfig(
+        steps=400,
+        search_steps=1,
+        gamma=gamma,
+        beta=beta,
+        prox=prox,
+        loss="ce",
+        line_search=line_search,
+        lipschitz=2.0 if line_search else lip,
+    )
     r = scfe(model, x, t, cfg)
     expected, value = _scipy_minimiser(weight, bias, x, t, gamma, beta)
     torch.testing.assert_close(r.x - x, expected, atol=2e-6, rtol=0)
@@ -121,7 +135,7 @@ def test_l0_sparsity_grows_with_beta_and_picks_the_largest_weights():
     for beta in (1e-4, 3e-3, 1e-2, 3e-2, 1e-1):
         r = scfe(model, x, t, SCFEConfig(beta=beta, steps=150, search_steps=6))
         assert r.success.all()
-        changed = (r.x != x)
+        changed = r.x != x
         n_changed = changed.sum(1)
         counts.append(n_changed)
         for i in range(4):
@@ -176,8 +190,16 @@ def test_search_keeps_the_sparsest_success(monkeypatch):
             m, v = _changed(float(gamma[i]))
             w[i, :m] = v
         ones = torch.full((n,), steps, dtype=torch.long)
-        return FistaResult(w=w, objective=base, smooth=base, iterations=ones, grad_evals=ones.clone(),
-                           func_evals=torch.ones(n, dtype=torch.long), step=torch.ones(n), stopped=ones.bool())
+        return FistaResult(
+            w=w,
+            objective=base,
+            smooth=base,
+            iterations=ones,
+            grad_evals=ones.clone(),
+            func_evals=torch.ones(n, dtype=torch.long),
+            step=torch.ones(n),
+            stopped=ones.bool(),
+        )
 
     monkeypatch.setattr(scfe_module, "fista", stub_fista)
     model = CountModel(thresholds)
@@ -209,7 +231,9 @@ def test_search_keeps_the_sparsest_success(monkeypatch):
         expected[:m] = v
         torch.testing.assert_close(r.x[i], expected)
         assert bool(r.success[i]) == (best is not None)
-        torch.testing.assert_close(float(r.extras["gamma"][i]), best_c if best is not None else last[2], rtol=1e-6, atol=0)
+        torch.testing.assert_close(
+            float(r.extras["gamma"][i]), best_c if best is not None else last[2], rtol=1e-6, atol=0
+        )
     # sample 0 meets the same l0 twice (gamma 3.25 then 2.6875): the smaller change wins
     assert r.x[0, 0] == pytest.approx(0.26875) and int((r.x[0] != 0).sum()) == 4
     assert not r.success[2]
@@ -250,7 +274,9 @@ def test_trained_digits_model_sparser_than_pgd(digits):
     assert searched.sum() >= 40 and (r.grad_evals[searched] == 160).all() and (r.grad_evals[~searched] == 0).all()
     # line search checks the first 10 iterations of each search step; + objective and success per step, + final
     assert (r.extras["func_evals"][searched] == 4 * 10 + 2 * 4 + 1 + 1).all()  # + the skip check's forward pass
-    every = scfe(model, x[:8], t[:8], SCFEConfig(steps=40, search_steps=4, beta=0.03, line_search_iters=None), skip=False)
+    every = scfe(
+        model, x[:8], t[:8], SCFEConfig(steps=40, search_steps=4, beta=0.03, line_search_iters=None), skip=False
+    )
     assert (every.extras["func_evals"] == 160 + 2 * 4 + 1).all()  # textbook: one check per iteration
     assert every.success.float().mean() >= 0.75
 
@@ -362,21 +388,44 @@ def test_fixed_and_decay_schedules_run():
     model = small_cnn(3)
     x = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(6))
     t = torch.tensor([0, 1, 2, 1])
-    for kw in ({"line_search": False, "lipschitz": 16.0}, {"line_search": False, "schedule": "decay", "lipschitz": 8.0},
-               {"line_search": False, "schedule": "anneal", "lipschitz": 8.0}):
+    for kw in (
+        {"line_search": False, "lipschitz": 16.0},
+        {"line_search": False, "schedule": "decay", "lipschitz": 8.0},
+        {"line_search": False, "schedule": "anneal", "lipschitz": 8.0},
+    ):
         r = scfe(model, x, t, SCFEConfig(steps=10, search_steps=2, **kw))
         assert r.x.min() >= 0 and r.x.max() <= 1
-        assert (r.extras["func_evals"] == 1 + 2 * 2 + 1).all()  # the skip check; no line search: no per-iteration forward
+        assert (
+            r.extras["func_evals"] == 1 + 2 * 2 + 1
+        ).all()  # the skip check; no line search: no per-iteration forward
 
 
-@pytest.mark.parametrize("bad", [
-    {"steps": 0}, {"steps": 2.5}, {"search_steps": 0}, {"gamma": 0.0}, {"gamma": float("nan")}, {"beta": -1e-3},
-    {"tau": -1.0}, {"lipschitz": 1.0}, {"lipschitz": float("inf")}, {"schedule": "cosine"},
-    {"schedule": "decay"},  # with the default line search
-    {"prox": "l2"}, {"prox": "l0-ball"}, {"prox": "l0-ball", "max_changed": 0.0},
-    {"prox": "l0-ball", "max_changed": 2.5}, {"max_changed": 5}, {"loss": "hinge"}, {"kappa": -0.1},
-    {"growth": 1.0}, {"lo": 1.0, "hi": 0.0}, {"line_search": "yes"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"steps": 0},
+        {"steps": 2.5},
+        {"search_steps": 0},
+        {"gamma": 0.0},
+        {"gamma": float("nan")},
+        {"beta": -1e-3},
+        {"tau": -1.0},
+        {"lipschitz": 1.0},
+        {"lipschitz": float("inf")},
+        {"schedule": "cosine"},
+        {"schedule": "decay"},  # with the default line search
+        {"prox": "l2"},
+        {"prox": "l0-ball"},
+        {"prox": "l0-ball", "max_changed": 0.0},
+        {"prox": "l0-ball", "max_changed": 2.5},
+        {"max_changed": 5},
+        {"loss": "hinge"},
+        {"kappa": -0.1},
+        {"growth": 1.0},
+        {"lo": 1.0, "hi": 0.0},
+        {"line_search": "yes"},
+    ],
+)
 def test_bad_config_is_refused(bad):
     with pytest.raises(ConfigError):
         SCFEConfig(**bad)

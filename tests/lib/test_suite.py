@@ -14,8 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_temporary_files_of_tests_and_their_processes_lie_under_pytests_folder(tmp_path_factory):
     base = tmp_path_factory.getbasetemp().resolve()
     assert Path(tempfile.gettempdir()).resolve().is_relative_to(base)
-    child = subprocess.run([sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"], capture_output=True,
-                           text=True, check=True).stdout.strip()
+    child = subprocess.run(
+        [sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(child).resolve().is_relative_to(base), child  # torchrun's logs, torch.compile's caches, ...
 
 

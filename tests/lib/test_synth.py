@@ -37,9 +37,18 @@ FAST = Settings(max_epochs=2000, window=20, rel_tol=0.2)
 
 
 def tiny(method="pgd-l2", dist="uniform", variant="noise", seed=0, **kw) -> Point:
-    values = dict(method=method, dist=dist, variant=variant, dim=60, hidden=16, n_natural=10, n_noise=20 if variant == "noise" else 0,
-                  eps=0.5 if method in ("pgd-l2", "pgd-linf") else None,
-                  ratio=None if method in ("pgd-l2", "pgd-linf") else 0.1, seed=seed)
+    values = dict(
+        method=method,
+        dist=dist,
+        variant=variant,
+        dim=60,
+        hidden=16,
+        n_natural=10,
+        n_noise=20 if variant == "noise" else 0,
+        eps=0.5 if method in ("pgd-l2", "pgd-linf") else None,
+        ratio=None if method in ("pgd-l2", "pgd-linf") else 0.1,
+        seed=seed,
+    )
     values.update(kw)
     return Point(**values)
 
@@ -55,7 +64,7 @@ def test_one_hidden_model_is_kumanos_network():
     assert "net.head.weight" in model.state_dict(), "the fixed second layer is saved with the weights"
     a = head.weight
     assert torch.allclose(a[: h // 2], torch.full((h // 2,), 1 / math.sqrt(h)))
-    assert torch.allclose(a[h // 2:], torch.full((h - h // 2,), -1 / math.sqrt(h)))
+    assert torch.allclose(a[h // 2 :], torch.full((h - h // 2,), -1 / math.sqrt(h)))
     w = model.net.first_layer.weight
     assert w.shape == (h, d) and model.net.first_layer.bias is None
     x = torch.randn(5, 1, 1, d)
@@ -162,7 +171,7 @@ def test_networks_side_by_side_equal_one_at_a_time():
     cfg = FitConfig(max_epochs=3000, window=20, rel_tol=0.2)
     together = fit(w0, x, y, a, cfg)
     for i in range(g):
-        alone = fit(w0[i:i + 1], x[i:i + 1], y[i:i + 1], a, cfg)
+        alone = fit(w0[i : i + 1], x[i : i + 1], y[i : i + 1], a, cfg)
         assert int(alone.epochs[0]) == int(together.epochs[i])
         assert torch.allclose(alone.w[0], together.w[i], atol=1e-5, rtol=1e-5)
         assert float(alone.loss[0]) == pytest.approx(float(together.loss[i]), rel=1e-4)
@@ -183,16 +192,31 @@ def test_stop_rule_cap_and_divergence():
     # the same input twice with opposite labels can never be fitted: training runs to the cap
     x = torch.ones(1, 2, 5)
     y = torch.tensor([[0, 1]])
-    r = fit(init_first_layer((1, 4, 5), generator(0)), x, y, output_signs(4), FitConfig(max_epochs=120, window=10, rel_tol=0.5))
+    r = fit(
+        init_first_layer((1, 4, 5), generator(0)),
+        x,
+        y,
+        output_signs(4),
+        FitConfig(max_epochs=120, window=10, rel_tol=0.5),
+    )
     assert int(r.epochs[0]) == 120 and float(r.fitted[0]) == 0.5
     # a huge learning rate makes the exponential loss overflow: stopped and flagged
     x, y = _data(1, 10, 50, seed=1)
-    r = fit(init_first_layer((1, 4, 50), generator(0)) * 100, x * 100, y, output_signs(4), FitConfig(lr=1e6, max_epochs=200))
+    r = fit(
+        init_first_layer((1, 4, 50), generator(0)) * 100, x * 100, y, output_signs(4), FitConfig(lr=1e6, max_epochs=200)
+    )
     assert bool(r.diverged[0]) and int(r.epochs[0]) < 200
 
 
 def test_fit_config_is_checked():
-    for bad in (dict(loss="hinge"), dict(lr=0.0), dict(momentum=1.0), dict(max_epochs=0), dict(window=0), dict(rel_tol=1.0)):
+    for bad in (
+        dict(loss="hinge"),
+        dict(lr=0.0),
+        dict(momentum=1.0),
+        dict(max_epochs=0),
+        dict(window=0),
+        dict(rel_tol=1.0),
+    ):
         with pytest.raises(ConfigError):
             FitConfig(**bad)
 
@@ -201,9 +225,20 @@ def test_fit_config_is_checked():
 
 
 def test_point_is_validated():
-    for bad in (dict(dim=0), dict(hidden=1), dict(n_natural=0), dict(n_noise=0), dict(dist="cauchy"), dict(variant="other"),
-                dict(eps=-1.0), dict(eps=None), dict(method="pgd-l0", ratio=1.5), dict(method="pgd-l0", ratio=0.0), dict(seed=-1),
-                dict(method="fgsm")):
+    for bad in (
+        dict(dim=0),
+        dict(hidden=1),
+        dict(n_natural=0),
+        dict(n_noise=0),
+        dict(dist="cauchy"),
+        dict(variant="other"),
+        dict(eps=-1.0),
+        dict(eps=None),
+        dict(method="pgd-l0", ratio=1.5),
+        dict(method="pgd-l0", ratio=0.0),
+        dict(seed=-1),
+        dict(method="fgsm"),
+    ):
         with pytest.raises(ConfigError):
             tiny(**bad)
     with pytest.raises(ConfigError):
@@ -213,7 +248,12 @@ def test_point_is_validated():
 def test_solver_configs_follow_the_paper_and_kumano():
     s = Settings()
     c = solver_config(tiny("pgd-l2", dim=10000, eps=0.78), s)
-    assert c.eps == pytest.approx(0.78) and c.step_size == pytest.approx(0.78 / 5) and c.steps == 100 and c.loss == "exponential"
+    assert (
+        c.eps == pytest.approx(0.78)
+        and c.step_size == pytest.approx(0.78 / 5)
+        and c.steps == 100
+        and c.loss == "exponential"
+    )
     assert solver_config(tiny("pgd-l2", dim=100, eps=0.78), s).eps == pytest.approx(0.078)  # sqrt-dim scaling
     assert solver_config(tiny("pgd-l2", dim=100, eps=0.78), Settings(eps_scaling="fixed")).eps == pytest.approx(0.78)
     c = solver_config(tiny("pgd-linf", eps=0.03), s)
@@ -233,8 +273,19 @@ def test_pcfe_accepts_an_infinite_box():
     """The one solver change synth needed: pcfe-l0 (S-CFE) takes lo/hi = -inf/inf (Gaussian inputs, no box)."""
     from lfpcli.solvers import get_solver, make_config
 
-    cfg = make_config("pcfe-l0", {"lo": -math.inf, "hi": math.inf, "steps": 20, "search_steps": 3, "prox": "l0-ball",
-                                  "max_changed": 4.0, "beta": 0.0, "lipschitz": 2.0})
+    cfg = make_config(
+        "pcfe-l0",
+        {
+            "lo": -math.inf,
+            "hi": math.inf,
+            "steps": 20,
+            "search_steps": 3,
+            "prox": "l0-ball",
+            "max_changed": 4.0,
+            "beta": 0.0,
+            "lipschitz": 2.0,
+        },
+    )
     model = build_model("one-hidden", 2, (1, 1, 12), [0.0], [1.0], output="scalar", hidden=8).eval()
     x = 3 * torch.randn(6, 1, 1, 12, generator=generator(0))  # far outside [0, 1] and [-1, 1]
     t = (model(x).view(-1) < 0).long()  # every target is the other class: each sample must move
@@ -283,20 +334,36 @@ def test_pgd_l2_perturbations_teach_the_natural_labels():
 
 
 def test_a_configuration_gives_the_same_numbers_alone_or_in_a_sweep():
-    plan = Plan(methods=("pgd-l2", "pcfe-l0"), dists=("uniform",), variants=("noise",), seeds=(0, 1), dim=60, hidden=16,
-                n_natural=10, n_noise=20, eps={"pgd-l2": 0.5}, ratio={"pcfe-l0": 0.1}, curves=(Curve("dim", (50, 60)),))
+    plan = Plan(
+        methods=("pgd-l2", "pcfe-l0"),
+        dists=("uniform",),
+        variants=("noise",),
+        seeds=(0, 1),
+        dim=60,
+        hidden=16,
+        n_natural=10,
+        n_noise=20,
+        eps={"pgd-l2": 0.5},
+        ratio={"pcfe-l0": 0.1},
+        curves=(Curve("dim", (50, 60)),),
+    )
     points = plan.points()
     rows = run_sweep(points, FAST, device=CPU)
     for i in (0, len(points) - 1):
         alone = run_point(points[i], FAST, device=CPU)
         for k in ROW_FIELDS:
-            assert alone[k] == rows[i][k] or (isinstance(alone[k], float) and math.isnan(alone[k]) and math.isnan(rows[i][k])), k
+            assert alone[k] == rows[i][k] or (
+                isinstance(alone[k], float) and math.isnan(alone[k]) and math.isnan(rows[i][k])
+            ), k
 
 
 def _same_row(a: dict, b: dict) -> list[str]:
     """The ``ROW_FIELDS`` on which two rows differ (NaN equals NaN)."""
-    return [k for k in ROW_FIELDS
-            if not (a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])))]
+    return [
+        k
+        for k in ROW_FIELDS
+        if not (a[k] == b[k] or (isinstance(a[k], float) and math.isnan(a[k]) and math.isnan(b[k])))
+    ]
 
 
 @pytest.mark.parametrize("dist", ["uniform", "gauss"])
@@ -332,12 +399,34 @@ def test_a_baseline_on_as_much_noise_as_natural_data_learns_nothing_of_the_natur
 
 
 #: The settings no stage depends on (the solvers'): points differing only in these share every stage.
-SOLVER_SETTINGS = {"pgd_steps": 7, "pgd_step": 0.3, "linf_step": "sign", "linf_projection": "clip", "eps_scaling": "fixed",
-                   "pgd_l0_step": 0.4, "cfe_lam": 0.01, "cfe_lr": 0.02, "pcfe_iterations": 0.1, "pcfe_search_steps": 3,
-                   "pcfe_lipschitz": 4.0, "pcfe_step": "anneal", "pcfe_beta": 0.1, "pcfe_kappa": 0.1, "solver_batch": 7}
+SOLVER_SETTINGS = {
+    "pgd_steps": 7,
+    "pgd_step": 0.3,
+    "linf_step": "sign",
+    "linf_projection": "clip",
+    "eps_scaling": "fixed",
+    "pgd_l0_step": 0.4,
+    "cfe_lam": 0.01,
+    "cfe_lr": 0.02,
+    "pcfe_iterations": 0.1,
+    "pcfe_search_steps": 3,
+    "pcfe_lipschitz": 4.0,
+    "pcfe_step": "anneal",
+    "pcfe_beta": 0.1,
+    "pcfe_kappa": 0.1,
+    "solver_batch": 7,
+}
 #: The settings the natural network and the baseline depend on (training and the network's slope), each changed.
-TRAINING_SETTINGS = {"loss": "logistic", "lr": 0.02, "momentum": 0.5, "max_epochs": 100, "window": 10, "rel_tol": 0.1,
-                     "loss_tol": 0.01, "slope": 0.02}
+TRAINING_SETTINGS = {
+    "loss": "logistic",
+    "lr": 0.02,
+    "momentum": 0.5,
+    "max_epochs": 100,
+    "window": 10,
+    "rel_tol": 0.1,
+    "loss_tol": 0.01,
+    "slope": 0.02,
+}
 #: The point fields each cached stage depends on (variant ``natural`` perturbs the natural samples, so there the
 #: source depends on n; the baseline is scored on the natural samples, so it depends on n whatever the variant).
 STAGE_INPUTS = {
@@ -357,15 +446,22 @@ def _changed(p: Point, name: str) -> list[Point]:
     if name == "dist":
         return [Point(**{**d, "dist": "gauss" if p.dist == "uniform" else "uniform"})]
     if name == "variant":
-        return [Point(**{**d, "variant": "natural", "n_noise": 0}) if p.variant == "noise"
-                else Point(**{**d, "variant": "noise", "n_noise": p.n_natural}),
-                *([Point(**{**d, "variant": "noise", "n_noise": 9})] if p.variant == "natural" else [])]
+        return [
+            Point(**{**d, "variant": "natural", "n_noise": 0})
+            if p.variant == "noise"
+            else Point(**{**d, "variant": "noise", "n_noise": p.n_natural}),
+            *([Point(**{**d, "variant": "noise", "n_noise": 9})] if p.variant == "natural" else []),
+        ]
     if name == "method":  # one of the same budget kind, one of the other
         if p.eps is not None:
-            return [Point(**{**d, "method": "pgd-linf" if p.method == "pgd-l2" else "pgd-l2"}),
-                    Point(**{**d, "method": "pcfe-l0", "eps": None, "ratio": 0.5})]
-        return [Point(**{**d, "method": "cfe-l2" if p.method != "cfe-l2" else "pgd-l0"}),
-                Point(**{**d, "method": "pgd-l2", "eps": 0.5, "ratio": None})]
+            return [
+                Point(**{**d, "method": "pgd-linf" if p.method == "pgd-l2" else "pgd-l2"}),
+                Point(**{**d, "method": "pcfe-l0", "eps": None, "ratio": 0.5}),
+            ]
+        return [
+            Point(**{**d, "method": "cfe-l2" if p.method != "cfe-l2" else "pgd-l0"}),
+            Point(**{**d, "method": "pgd-l2", "eps": 0.5, "ratio": None}),
+        ]
     if name in ("eps", "ratio"):
         return [] if d[name] is None else [Point(**{**d, name: d[name] / 2})]
     raise AssertionError(name)
@@ -374,9 +470,13 @@ def _changed(p: Point, name: str) -> list[Point]:
 def test_points_differing_in_any_input_of_a_stage_never_share_its_cache_key():
     from dataclasses import fields as dc_fields
 
-    assert set(SOLVER_SETTINGS) | set(TRAINING_SETTINGS) == {f.name for f in dc_fields(Settings)}, \
+    assert set(SOLVER_SETTINGS) | set(TRAINING_SETTINGS) == {f.name for f in dc_fields(Settings)}, (
         "a new setting: say whether the stages depend on it"
-    assert all(Settings(**{k: v}).to_dict()[k] != Settings().to_dict()[k] for k, v in {**SOLVER_SETTINGS, **TRAINING_SETTINGS}.items())
+    )
+    assert all(
+        Settings(**{k: v}).to_dict()[k] != Settings().to_dict()[k]
+        for k, v in {**SOLVER_SETTINGS, **TRAINING_SETTINGS}.items()
+    )
     point_fields = {f.name for f in dc_fields(Point)}
     s0 = Settings()
     for base in (tiny(), tiny(variant="natural"), tiny("pgd-l0", dist="gauss", seed=3)):
@@ -396,14 +496,23 @@ def test_points_differing_in_any_input_of_a_stage_never_share_its_cache_key():
                     continue
                 assert other != keys[stage], f"{stage} stage: setting {name} changed, same key"
             for name, value in SOLVER_SETTINGS.items():
-                assert stage_keys(base, Settings(**{name: value}))[stage] == keys[stage], f"{stage} stage not shared across {name}"
+                assert stage_keys(base, Settings(**{name: value}))[stage] == keys[stage], (
+                    f"{stage} stage not shared across {name}"
+                )
 
 
 #: Tiny and quick: a few solver steps, a low epoch cap.
 SWEEP_FAST = Settings(max_epochs=100, window=10, rel_tol=0.2, pgd_steps=3, eps_scaling="fixed")
 #: Two values of each field a cached stage depends on.
-STAGE_SWEEPS = {"hidden": (4, 6), "n_natural": (6, 9), "n_noise": (8, 11), "dim": (12, 16), "dist": ("uniform", "gauss"),
-                "variant": ("noise", "natural"), "seed": (0, 1)}
+STAGE_SWEEPS = {
+    "hidden": (4, 6),
+    "n_natural": (6, 9),
+    "n_noise": (8, 11),
+    "dim": (12, 16),
+    "dist": ("uniform", "gauss"),
+    "variant": ("noise", "natural"),
+    "seed": (0, 1),
+}
 
 
 @pytest.mark.parametrize("key", list(STAGE_SWEEPS))
@@ -412,8 +521,18 @@ def test_every_point_of_a_sweep_over_a_stage_input_gives_the_numbers_it_gives_al
     by the next point with the earlier point's numbers."""
     points = []
     for v in STAGE_SWEEPS[key]:
-        values = {"method": "pgd-l2", "dist": "uniform", "variant": "noise", "dim": 12, "hidden": 4, "n_natural": 6,
-                  "n_noise": 8, "eps": 0.5, "ratio": None, "seed": 0}
+        values = {
+            "method": "pgd-l2",
+            "dist": "uniform",
+            "variant": "noise",
+            "dim": 12,
+            "hidden": 4,
+            "n_natural": 6,
+            "n_noise": 8,
+            "eps": 0.5,
+            "ratio": None,
+            "seed": 0,
+        }
         values[key] = v
         if values["variant"] == "natural":
             values["n_noise"] = 0
@@ -431,8 +550,14 @@ def test_every_point_of_a_sweep_over_a_stage_input_gives_the_numbers_it_gives_al
 
 def test_plan_curves_share_the_base_point():
     fields, _ = preset("quick")
-    plan = Plan(**{**fields, "methods": ("pgd-l2", "cfe-l2"), "seeds": (0,),
-                   "curves": (Curve("dim", (100, 1000)), Curve("eps", (0.1, 0.78)), Curve("ratio", (0.01, 0.05)))})
+    plan = Plan(
+        **{
+            **fields,
+            "methods": ("pgd-l2", "cfe-l2"),
+            "seeds": (0,),
+            "curves": (Curve("dim", (100, 1000)), Curve("eps", (0.1, 0.78)), Curve("ratio", (0.01, 0.05))),
+        }
+    )
     pts = plan.points()
     assert len(pts) == len(set(pts))
     # pgd-l2: dim 100, 1000 (= base), eps 0.1 (0.78 is the base); cfe-l2: dim 100, 1000, ratio 0.01
@@ -444,8 +569,20 @@ def test_parse_sweep():
     assert parse_sweep("dim=100, 500,1000") == Curve("dim", (100, 500, 1000))
     assert parse_sweep("pgd-linf:eps=0.01,0.03") == Curve("eps", (0.01, 0.03), ("pgd-linf",))
     assert parse_sweep("n-noise=1,10").key == "n_noise"
-    for bad in ("dims=1,2", "dim=", "dim", "dim=1.5", "dim=a", "dim=0", "ratio=0,0.5", "ratio=1.2", "eps=-1", "dim=5,5",
-                "fgsm:eps=0.1", "hidden=1"):
+    for bad in (
+        "dims=1,2",
+        "dim=",
+        "dim",
+        "dim=1.5",
+        "dim=a",
+        "dim=0",
+        "ratio=0,0.5",
+        "ratio=1.2",
+        "eps=-1",
+        "dim=5,5",
+        "fgsm:eps=0.1",
+        "hidden=1",
+    ):
         with pytest.raises(ConfigError):
             parse_sweep(bad)
 
@@ -460,8 +597,18 @@ def test_plan_refuses_a_curve_that_applies_nowhere():
 # --------------------------------------------------------------------------------------------- commands: resume, file, figure
 
 
-SWEEP = dict(preset="quick", methods="pgd-l2,pgd-l0", seeds="0,1", dim=60, hidden=16, n_natural=10, n_noise=20,
-             sweeps=["dim=50,60"], settings={"max_epochs": 2000, "window": 20, "rel_tol": 0.2}, device="cpu")
+SWEEP = dict(
+    preset="quick",
+    methods="pgd-l2,pgd-l0",
+    seeds="0,1",
+    dim=60,
+    hidden=16,
+    n_natural=10,
+    n_noise=20,
+    sweeps=["dim=50,60"],
+    settings={"max_epochs": 2000, "window": 20, "rel_tol": 0.2},
+    device="cpu",
+)
 
 
 def _columns(path):
@@ -545,9 +692,23 @@ def test_a_sweep_resumes_only_with_every_input_the_same(tmp_path, monkeypatch):
 
     out = tmp_path / "s.h5"
     kept = _interrupted_sweep(out)
-    changes = [{"methods": "pgd-l2,pgd-linf"}, {"methods": "pgd-l2"}, {"dists": "gauss"}, {"variants": "noise,natural"},
-               {"seeds": "0,2"}, {"dim": 61}, {"hidden": 15}, {"n_natural": 11}, {"n_noise": 21}, {"eps": 0.5}, {"ratio": 0.1},
-               {"sweeps": ["dim=50,70"]}, {"sweeps": ["hidden=8,16"]}, {"sweeps": ["pgd-l2:dim=50,60"]}, {"preset": "paper"}]
+    changes = [
+        {"methods": "pgd-l2,pgd-linf"},
+        {"methods": "pgd-l2"},
+        {"dists": "gauss"},
+        {"variants": "noise,natural"},
+        {"seeds": "0,2"},
+        {"dim": 61},
+        {"hidden": 15},
+        {"n_natural": 11},
+        {"n_noise": 21},
+        {"eps": 0.5},
+        {"ratio": 0.1},
+        {"sweeps": ["dim=50,70"]},
+        {"sweeps": ["hidden=8,16"]},
+        {"sweeps": ["pgd-l2:dim=50,60"]},
+        {"preset": "paper"},
+    ]
     changes += [{"settings": {**SWEEP["settings"], k: v}} for k, v in {**TRAINING_SETTINGS, **SOLVER_SETTINGS}.items()]
     for change in changes:
         with pytest.raises(InputError, match="another command"):
@@ -574,7 +735,9 @@ def test_results_file_and_figure(tmp_path):
     s = synth_sweep(res, **SWEEP)
     record, contents = read_record(res)  # what lfp info reads
     assert record["kind"] == "synth-results" and record["plan"]["curves"][0]["key"] == "dim"
-    assert "results/acc_perturbed" in contents["datasets"] and contents["datasets"]["results/acc_perturbed"]["shape"] == [8]
+    assert "results/acc_perturbed" in contents["datasets"] and contents["datasets"]["results/acc_perturbed"][
+        "shape"
+    ] == [8]
     curve = s["summary"]["curves"][0]
     assert [p["value"] for p in curve["points"]] == [50, 60] and curve["points"][0]["seeds"] == [0, 1]
     fig_path = tmp_path / "s.png"
@@ -593,7 +756,9 @@ def test_results_file_and_figure(tmp_path):
         assert [float(v) for v in ax.get_lines()[0].get_xdata()] == [50, 60]
     assert summarize([], None) == {"curves": [], "points": []}
     one = tmp_path / "one.h5"
-    r = synth_run(one, method="pgd-l0", dim=50, hidden=16, n_natural=10, n_noise=20, settings=SWEEP["settings"], device="cpu")
+    r = synth_run(
+        one, method="pgd-l0", dim=50, hidden=16, n_natural=10, n_noise=20, settings=SWEEP["settings"], device="cpu"
+    )
     assert r["row"]["method"] == "pgd-l0"
     assert synth_plot(one)["summary"]["points"][0]["acc_perturbed"]["mean"] == r["row"]["acc_perturbed"]
     with pytest.raises(InputError, match="no swept key"):
@@ -603,8 +768,14 @@ def test_results_file_and_figure(tmp_path):
 
 def _curve(values, method="pgd-l2"):
     stat = {"mean": 0.7, "std": 0.05, "min": 0.6, "max": 0.8}
-    return {"key": "dim", "column": "dim", "method": method, "dist": "uniform", "variant": "noise",
-            "points": [{"value": v, "seeds": [0, 1], "acc_perturbed": stat, "acc_baseline": stat} for v in values]}
+    return {
+        "key": "dim",
+        "column": "dim",
+        "method": method,
+        "dist": "uniform",
+        "variant": "noise",
+        "points": [{"value": v, "seeds": [0, 1], "acc_perturbed": stat, "acc_baseline": stat} for v in values],
+    }
 
 
 @pytest.mark.parametrize("values, log", [((100, 300, 1000), True), ((50, 60), False), ((10, 20, 40), False)])

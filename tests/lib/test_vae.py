@@ -157,8 +157,9 @@ def test_state_round_trip_and_seeded_fit():
     other = fit_density("vae", x, y, 2, seed=6, epochs=2, batch_size=8, latent=4, width=4)
     assert not torch.allclose(other.log_prob(xq, t), want)
     # Flat x with input_shape is the same fit as the images.
-    flat = fit_density("vae", x.flatten(1), y, 2, seed=5, epochs=2, batch_size=8, latent=4, width=4,
-                       input_shape=(1, 18, 6))
+    flat = fit_density(
+        "vae", x.flatten(1), y, 2, seed=5, epochs=2, batch_size=8, latent=4, width=4, input_shape=(1, 18, 6)
+    )
     torch.testing.assert_close(flat.log_prob(xq, t), want, rtol=0, atol=0)
 
 

@@ -64,19 +64,48 @@ def _registry() -> dict[str, RealData]:
     img = {"size": int, "resize": int}
     split = {"val": int, "seed": int}
     return {
-        "waterbirds": RealData(build_waterbirds, {"root": str, **img, "masks": str}, ("root", "masks"), "root",
-                               "WaterBirds (group_DRO or WILDS layout)"),
-        "spuco-dogs": RealData(build_spuco_dogs, {"root": str, **img, "order": str}, ("root",), "root",
-                               "SpuCo dogs: small vs big dogs, indoor/outdoor (the paper's SpuCoAnimals)"),
-        "spuco-birds": RealData(build_spuco_birds, {"root": str, **img, "order": str}, ("root",), "root",
-                                "SpuCo birds: land vs water birds, land/water backgrounds"),
-        "spuco-animals": RealData(build_spuco_animals, {"root": str, **img, "order": str}, ("root",), "root",
-                                  "SpuCo animals: both subsets, 4 classes"),
+        "waterbirds": RealData(
+            build_waterbirds,
+            {"root": str, **img, "masks": str},
+            ("root", "masks"),
+            "root",
+            "WaterBirds (group_DRO or WILDS layout)",
+        ),
+        "spuco-dogs": RealData(
+            build_spuco_dogs,
+            {"root": str, **img, "order": str},
+            ("root",),
+            "root",
+            "SpuCo dogs: small vs big dogs, indoor/outdoor (the paper's SpuCoAnimals)",
+        ),
+        "spuco-birds": RealData(
+            build_spuco_birds,
+            {"root": str, **img, "order": str},
+            ("root",),
+            "root",
+            "SpuCo birds: land vs water birds, land/water backgrounds",
+        ),
+        "spuco-animals": RealData(
+            build_spuco_animals,
+            {"root": str, **img, "order": str},
+            ("root",),
+            "root",
+            "SpuCo animals: both subsets, 4 classes",
+        ),
         "mnist": RealData(build_mnist, {"root": str, **split}, ("root",), "root", "MNIST (torchvision's raw files)"),
-        "fmnist": RealData(build_fmnist, {"root": str, **split}, ("root",), "root", "Fashion-MNIST (torchvision's raw files)"),
-        "cifar10": RealData(build_cifar10, {"root": str, **split}, ("root",), "root", "CIFAR-10 (binary or python version)"),
-        "folder": RealData(build_folder, {"csv": str, "mode": str, **img, "classes": str, "num_classes": int}, ("csv",),
-                           "csv", "your images, listed in a CSV (path, label, split [, group | a])"),
+        "fmnist": RealData(
+            build_fmnist, {"root": str, **split}, ("root",), "root", "Fashion-MNIST (torchvision's raw files)"
+        ),
+        "cifar10": RealData(
+            build_cifar10, {"root": str, **split}, ("root",), "root", "CIFAR-10 (binary or python version)"
+        ),
+        "folder": RealData(
+            build_folder,
+            {"csv": str, "mode": str, **img, "classes": str, "num_classes": int},
+            ("csv",),
+            "csv",
+            "your images, listed in a CSV (path, label, split [, group | a])",
+        ),
     }
 
 

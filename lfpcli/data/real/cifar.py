@@ -39,8 +39,15 @@ TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 RECORD = 3073
 PERTURB_DEFAULTS = {"pgd-l2": {"eps": 0.5, "steps": 100}, "pgd-linf": {"eps": 0.1, "steps": 100}}
-TRAIN_DEFAULTS = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                  "batch_size": 128, "epochs": 200}
+TRAIN_DEFAULTS = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "batch_size": 128,
+    "epochs": 200,
+}
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -80,8 +87,10 @@ def load_batch(path: Path) -> dict[str, object]:
     try:
         obj = RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except pickle.UnpicklingError as e:
-        raise InputError(f"{path} is not a CIFAR-10 batch lfp can read safely ({e}; lfp never unpickles anything "
-                         f"else): use the binary version (cifar-10-batches-bin) or the original files") from None
+        raise InputError(
+            f"{path} is not a CIFAR-10 batch lfp can read safely ({e}; lfp never unpickles anything "
+            f"else): use the binary version (cifar-10-batches-bin) or the original files"
+        ) from None
     except Exception as e:  # noqa: BLE001  (truncated or not a pickle at all: EOFError, ValueError, struct errors, ...)
         raise InputError(f"{path} is not a readable CIFAR-10 batch file ({type(e).__name__})") from None
     if not isinstance(obj, dict):
@@ -140,7 +149,9 @@ def _bin_split(folder: Path, names: list[str], what: str) -> tuple[Rows, np.ndar
         m = np.memmap(p, dtype=np.uint8, mode="r").reshape(-1, RECORD)
         y = np.asarray(m[:, 0], dtype=np.int64)
         if y.max() > 9:
-            raise InputError(f"{p}: record {int(np.flatnonzero(y > 9)[0])} has label {int(y.max())}, outside the classes 0..9")
+            raise InputError(
+                f"{p}: record {int(np.flatnonzero(y > 9)[0])} has label {int(y.max())}, outside the classes 0..9"
+            )
         maps.append(m)
         ys.append(y)
     return _BinRows(maps, what), np.concatenate(ys)
@@ -155,8 +166,10 @@ def find_folder(root: Path) -> tuple[Path, str]:
         return root, "bin"
     if root.name == "cifar-10-batches-py" or (root / "data_batch_1").exists():
         return root, "py"
-    raise InputError(f"cifar10 root {root} has no cifar-10-batches-bin/ or cifar-10-batches-py/ folder (expected "
-                     f"{root / 'cifar-10-batches-bin' / 'data_batch_1.bin'} or {root / 'cifar-10-batches-py' / 'data_batch_1'})")
+    raise InputError(
+        f"cifar10 root {root} has no cifar-10-batches-bin/ or cifar-10-batches-py/ folder (expected "
+        f"{root / 'cifar-10-batches-bin' / 'data_batch_1.bin'} or {root / 'cifar-10-batches-py' / 'data_batch_1'})"
+    )
 
 
 def build_cifar10(root: str = "", val: int = 0, seed: int = 0, *, progress: Progress = no_progress) -> Dataset:
@@ -195,7 +208,12 @@ def build_cifar10(root: str = "", val: int = 0, seed: int = 0, *, progress: Prog
     splits["test"] = make_split(xte, yte, None)
     progress("reading cifar10", 1, 1, unit="file")
     return Dataset(
-        spec={"type": "real", "name": "cifar10", "version": VERSION, "params": {"root": str(Path(root)), "val": val, "seed": seed}},
+        spec={
+            "type": "real",
+            "name": "cifar10",
+            "version": VERSION,
+            "params": {"root": str(Path(root)), "val": val, "seed": seed},
+        },
         splits=splits,
         num_classes=10,
         class_names=classes,
@@ -205,8 +223,13 @@ def build_cifar10(root: str = "", val: int = 0, seed: int = 0, *, progress: Prog
         description=f"CIFAR-10 ({'binary' if fmt == 'bin' else 'python'} version at {folder}): 10 classes, 3x32x32",
         perturb_defaults=PERTURB_DEFAULTS,
         train_defaults=TRAIN_DEFAULTS,
-        details={"layout": f"cifar-10-batches-{fmt}", "folder": str(folder),
-                 "reader": "binary records, memory-mapped" if fmt == "bin" else "restricted unpickler (numpy.ndarray, numpy.dtype, _reconstruct only)",
-                 "val": f"{val} training images held out, seeded by seed={seed}" if val else "none",
-                 "preprocessing": "RGB 32x32 as stored; mean/std inside the model; no augmentation"},
+        details={
+            "layout": f"cifar-10-batches-{fmt}",
+            "folder": str(folder),
+            "reader": "binary records, memory-mapped"
+            if fmt == "bin"
+            else "restricted unpickler (numpy.ndarray, numpy.dtype, _reconstruct only)",
+            "val": f"{val} training images held out, seeded by seed={seed}" if val else "none",
+            "preprocessing": "RGB 32x32 as stored; mean/std inside the model; no augmentation",
+        },
     )

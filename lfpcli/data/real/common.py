@@ -13,8 +13,16 @@ import torch
 from lfpcli.data.dataset import Split
 from lfpcli.errors import InputError
 
-SPLIT_CODES = {"0": "train", "1": "val", "2": "test", "train": "train", "val": "val", "valid": "val",
-               "validation": "val", "test": "test"}
+SPLIT_CODES = {
+    "0": "train",
+    "1": "val",
+    "2": "test",
+    "train": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+}
 
 
 def make_split(x, y: Sequence[int], group: Sequence[int] | None, mask=None) -> Split:
@@ -24,8 +32,9 @@ def make_split(x, y: Sequence[int], group: Sequence[int] | None, mask=None) -> S
     return Split(x, yt, g, torch.arange(len(yt)), mask)
 
 
-def read_csv(path: Path, required: Sequence[str], what: str, aliases: dict[str, Sequence[str]] | None = None
-             ) -> tuple[list[dict[str, str]], dict[str, str]]:
+def read_csv(
+    path: Path, required: Sequence[str], what: str, aliases: dict[str, Sequence[str]] | None = None
+) -> tuple[list[dict[str, str]], dict[str, str]]:
     """Rows of a CSV file as dicts, and which header column serves each wanted name (``aliases``: other header
     names accepted for a column). The first required column missing is named; empty files are refused."""
     if not path.exists():
@@ -71,7 +80,9 @@ def int_value(value: str | None, path: Path, line: int, column: str, allowed: It
     except ValueError:
         v = None
     if v is None or v not in allowed:
-        raise InputError(f"{path}: line {line}: {column} '{text}' is not one of {', '.join(map(str, allowed))} ({meaning})")
+        raise InputError(
+            f"{path}: line {line}: {column} '{text}' is not one of {', '.join(map(str, allowed))} ({meaning})"
+        )
     return v
 
 

@@ -44,8 +44,13 @@ from lfpcli.hashing import sha256_file
 from lfpcli.progress import Progress, no_progress
 
 VERSION = 1
-ALIASES = {"path": ("filename", "img_filename", "file", "image"), "label": ("y", "class"), "split": (),
-           "group": (), "a": ("attribute", "place")}
+ALIASES = {
+    "path": ("filename", "img_filename", "file", "image"),
+    "label": ("y", "class"),
+    "split": (),
+    "group": (),
+    "a": ("attribute", "place"),
+}
 
 
 def _names_file(path: Path) -> list[str] | None:
@@ -62,8 +67,9 @@ def _is_int(text: str) -> bool:
     return t.lstrip("-").isdigit()
 
 
-def _vocabulary(values: list[str], given: list[str] | None, csv: Path, lines: list[int], column: str, what: str
-                ) -> tuple[list[str], list[int]]:
+def _vocabulary(
+    values: list[str], given: list[str] | None, csv: Path, lines: list[int], column: str, what: str
+) -> tuple[list[str], list[int]]:
     """(names, index of each value): ``given`` names (values are names or indices into them), else integers
     0..max, else sorted names."""
     if given is not None:
@@ -77,8 +83,10 @@ def _vocabulary(values: list[str], given: list[str] | None, csv: Path, lines: li
                 out.append(int(t))
             else:
                 shown = ", ".join(given[:10]) + (", ..." if len(given) > 10 else "")
-                raise InputError(f"{csv}: line {line}: {column} '{t}' is outside the {what} ({shown}; or an index "
-                                 f"0..{len(given) - 1})")
+                raise InputError(
+                    f"{csv}: line {line}: {column} '{t}' is outside the {what} ({shown}; or an index "
+                    f"0..{len(given) - 1})"
+                )
         return list(given), out
     if values and all(_is_int(v) for v in values):
         ints = [int(v) for v in values]
@@ -95,8 +103,16 @@ def _vocabulary(values: list[str], given: list[str] | None, csv: Path, lines: li
     return names, [index[v.strip()] for v in values]
 
 
-def build_folder(csv: str = "", mode: str = "RGB", size: int = 224, resize: int = 0, classes: str = "",
-                 num_classes: int = 0, *, progress: Progress = no_progress) -> Dataset:
+def build_folder(
+    csv: str = "",
+    mode: str = "RGB",
+    size: int = 224,
+    resize: int = 0,
+    classes: str = "",
+    num_classes: int = 0,
+    *,
+    progress: Progress = no_progress,
+) -> Dataset:
     if not csv:
         raise InputError("folder needs csv=FILE: a CSV with columns path, label, split (and optional group or a)")
     if mode not in ("RGB", "L"):
@@ -129,8 +145,14 @@ def build_folder(csv: str = "", mode: str = "RGB", size: int = 224, resize: int 
     if "group" in col:
         group_names, groups = _vocabulary([r_[col["group"]] or "" for r_ in rows], None, path, lines, "group", "groups")
     elif "a" in col:
-        attrs, a = _vocabulary([r_[col["a"]] or "" for r_ in rows], _names_file(base / "attributes.txt"), path, lines,
-                               "attribute", "attributes")
+        attrs, a = _vocabulary(
+            [r_[col["a"]] or "" for r_ in rows],
+            _names_file(base / "attributes.txt"),
+            path,
+            lines,
+            "attribute",
+            "attributes",
+        )
         m = len(attrs)
         groups = [y * m + v for y, v in zip(labels, a)]
         group_names = [f"{c}/{at}" for c in class_names for at in attrs]
@@ -148,8 +170,13 @@ def build_folder(csv: str = "", mode: str = "RGB", size: int = 224, resize: int 
     params = {"csv": str(path), "mode": mode, "size": size, "resize": r, "classes": classes, "num_classes": num_classes}
     c = 1 if mode == "L" else 3
     return Dataset(
-        spec={"type": "real", "name": "folder", "version": VERSION, "params": params,
-              "index": {"path": str(path), "sha256": sha256_file(path)}},
+        spec={
+            "type": "real",
+            "name": "folder",
+            "version": VERSION,
+            "params": params,
+            "index": {"path": str(path), "sha256": sha256_file(path)},
+        },
         splits=splits,
         num_classes=len(class_names),
         class_names=class_names,
@@ -157,14 +184,23 @@ def build_folder(csv: str = "", mode: str = "RGB", size: int = 224, resize: int 
         input_shape=(c, size, size),
         mean=list(IMAGENET_MEAN) if c == 3 else [0.449],
         std=list(IMAGENET_STD) if c == 3 else [0.226],
-        description=f"images listed in {path}: {len(class_names)} classes" + (f", {len(group_names)} groups" if group_names else ""),
+        description=f"images listed in {path}: {len(class_names)} classes"
+        + (f", {len(group_names)} groups" if group_names else ""),
         details={
-            "layout": "CSV: path, label, split [, group | a]", "csv": str(path), "columns": col,
-            "classes_from": ("classes=" if classes else "num_classes=" if num_classes else
-                             "classes.txt" if (base / "classes.txt").is_file() else
-                             "the labels found (integers 0..max, or names sorted)"),
+            "layout": "CSV: path, label, split [, group | a]",
+            "csv": str(path),
+            "columns": col,
+            "classes_from": (
+                "classes="
+                if classes
+                else "num_classes="
+                if num_classes
+                else "classes.txt"
+                if (base / "classes.txt").is_file()
+                else "the labels found (integers 0..max, or names sorted)"
+            ),
             "groups": ("the group column" if "group" in col else "g = label * M + a" if "a" in col else None),
             "preprocessing": f"{mode}; resize to {r}x{r} (square, bilinear), center crop {size}x{size}; mean/std inside "
-                             f"the model; no augmentation",
+            f"the model; no augmentation",
         },
     )

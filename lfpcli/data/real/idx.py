@@ -28,19 +28,48 @@ from lfpcli.errors import InputError
 from lfpcli.progress import Progress, no_progress
 
 VERSION = 1
-FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-FMNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+FMNIST_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 SETS = {
     "mnist": ("MNIST", [str(i) for i in range(10)], [0.1307], [0.3081]),
     "fmnist": ("FashionMNIST", FMNIST_CLASSES, [0.2860], [0.3530]),
 }
 #: Appendix B of the paper / Kumano et al.: PGD l2 eps 2, linf 0.3; Kumano's training settings (100 / 200 epochs).
 PERTURB_DEFAULTS = {"pgd-l2": {"eps": 2.0, "steps": 100}, "pgd-linf": {"eps": 0.3, "steps": 100}}
-TRAIN_DEFAULTS = {"mnist": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                            "batch_size": 128, "epochs": 100},
-                  "fmnist": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4,
-                             "batch_size": 128, "epochs": 200}}
+TRAIN_DEFAULTS = {
+    "mnist": {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "batch_size": 128,
+        "epochs": 100,
+    },
+    "fmnist": {
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "batch_size": 128,
+        "epochs": 200,
+    },
+}
 
 
 def raw_folder(root: Path, sub: str) -> Path:
@@ -57,8 +86,10 @@ def _file(folder: Path, name: str) -> Path:
     for p in (folder / name, folder / (name + ".gz")):
         if p.is_file():
             return p
-    raise InputError(f"{folder / name} does not exist (nor {name}.gz beside it): the {folder.parent.name or 'MNIST'} "
-                     f"files torchvision reads are expected in {folder}")
+    raise InputError(
+        f"{folder / name} does not exist (nor {name}.gz beside it): the {folder.parent.name or 'MNIST'} "
+        f"files torchvision reads are expected in {folder}"
+    )
 
 
 def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
@@ -78,13 +109,17 @@ def read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
         raise InputError(f"{path} is too short to be an IDX file")
     got = int.from_bytes(head[:4], "big")
     if got != magic:
-        raise InputError(f"{path} is not an IDX file of {ndim}-d uint8 values (magic {got:#010x}, expected {magic:#010x})")
+        raise InputError(
+            f"{path} is not an IDX file of {ndim}-d uint8 values (magic {got:#010x}, expected {magic:#010x})"
+        )
     dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     size = 4 + 4 * ndim + int(np.prod(dims))
     length = len(data) if data is not None else path.stat().st_size
     if length != size:
-        raise InputError(f"{path} has {length} bytes; its header ({' x '.join(map(str, dims))}) says {size}: the file "
-                         f"is truncated or damaged")
+        raise InputError(
+            f"{path} has {length} bytes; its header ({' x '.join(map(str, dims))}) says {size}: the file "
+            f"is truncated or damaged"
+        )
     if data is not None:
         return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
     return np.memmap(path, dtype=np.uint8, mode="r", offset=4 + 4 * ndim, shape=tuple(dims))
@@ -126,7 +161,12 @@ def build_idx(name: str, root: str, val: int, seed: int, progress: Progress) -> 
     splits["test"] = make_split(_channel(ArrayRows(xte, f"{name} 'test' images")), yte, None)
     progress(f"reading {name}", 1, 1, unit="file")
     return Dataset(
-        spec={"type": "real", "name": name, "version": VERSION, "params": {"root": str(Path(root)), "val": val, "seed": seed}},
+        spec={
+            "type": "real",
+            "name": name,
+            "version": VERSION,
+            "params": {"root": str(Path(root)), "val": val, "seed": seed},
+        },
         splits=splits,
         num_classes=10,
         class_names=list(class_names),
@@ -136,9 +176,12 @@ def build_idx(name: str, root: str, val: int, seed: int, progress: Progress) -> 
         description=f"{sub} from {folder} (torchvision's raw IDX files): 10 classes, 1x28x28",
         perturb_defaults=PERTURB_DEFAULTS,
         train_defaults=TRAIN_DEFAULTS[name],
-        details={"layout": "torchvision: <root>/" + sub + "/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
-                 "folder": str(folder), "val": f"{val} training images held out, seeded by seed={seed}" if val else "none",
-                 "preprocessing": "L, 28x28 as stored; mean/std inside the model; no augmentation"},
+        details={
+            "layout": "torchvision: <root>/" + sub + "/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]",
+            "folder": str(folder),
+            "val": f"{val} training images held out, seeded by seed={seed}" if val else "none",
+            "preprocessing": "L, 28x28 as stored; mean/std inside the model; no augmentation",
+        },
     )
 
 

@@ -69,8 +69,9 @@ def _open(path: str):
     except IsADirectoryError:
         raise InputError(f"image {path} is a folder, not an image file") from None
     except UnidentifiedImageError:
-        raise InputError(f"image {path} cannot be read: not an image file PIL recognises (empty, damaged, or "
-                         f"another format)") from None
+        raise InputError(
+            f"image {path} cannot be read: not an image file PIL recognises (empty, damaged, or another format)"
+        ) from None
     except (OSError, ValueError, SyntaxError) as e:
         raise InputError(f"image {path} cannot be read ({_reason(e)})") from None
 
@@ -79,8 +80,10 @@ def check_mode(im, path: str, mode: str) -> None:
     ok = ACCEPTED_MODES[mode]
     if im.mode not in ok or (im.mode == "P" and "transparency" in im.info):
         what = f"{im.mode} with transparency" if im.mode == "P" else im.mode
-        raise InputError(f"image {path} has mode {what}; this data reads {' or '.join(ok)} images as {mode} "
-                         f"(convert it, e.g. PIL's Image.open(p).convert('{mode}').save(p))")
+        raise InputError(
+            f"image {path} has mode {what}; this data reads {' or '.join(ok)} images as {mode} "
+            f"(convert it, e.g. PIL's Image.open(p).convert('{mode}').save(p))"
+        )
 
 
 def _resize_crop(im, size: int, resize: int):
@@ -104,7 +107,9 @@ def decode(path: str, mode: str, size: int, resize: int) -> np.ndarray:
             out = _resize_crop(im.convert(mode), size, resize)
             arr = np.asarray(out, dtype=np.uint8)
         except (OSError, ValueError, SyntaxError) as e:
-            raise InputError(f"image {path} cannot be decoded ({_reason(e)}); the file is truncated or damaged") from None
+            raise InputError(
+                f"image {path} cannot be decoded ({_reason(e)}); the file is truncated or damaged"
+            ) from None
     finally:
         im.close()
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
@@ -119,7 +124,9 @@ def decode_mask(path: str, size: int, resize: int) -> np.ndarray:
             im.load()
             grey = im.convert("L")
         except (OSError, ValueError, SyntaxError) as e:
-            raise InputError(f"mask {path} cannot be decoded ({_reason(e)}); the file is truncated or damaged") from None
+            raise InputError(
+                f"mask {path} cannot be decoded ({_reason(e)}); the file is truncated or damaged"
+            ) from None
         out = _resize_crop(grey, size, resize)
         return np.asarray(out, dtype=np.uint8) >= 128
     finally:
@@ -137,8 +144,11 @@ def scan(paths: Sequence[str], kind: str, what: str, progress: Progress = no_pro
         if not os.path.isfile(p):
             if not os.path.lexists(p):
                 raise InputError(f"{kind} {p} does not exist")
-            raise InputError(f"{kind} {p} is {'a folder' if os.path.isdir(p) else 'not a regular file'}, not an {kind} file"
-                             if kind == "image" else f"{kind} {p} is not a file")
+            raise InputError(
+                f"{kind} {p} is {'a folder' if os.path.isdir(p) else 'not a regular file'}, not an {kind} file"
+                if kind == "image"
+                else f"{kind} {p} is not a file"
+            )
         if (i + 1) % step == 0 or i + 1 == n:
             progress(stage, i + 1, n, unit="file")
 
@@ -190,7 +200,9 @@ def natural_key(p: Path) -> tuple[Any, ...]:
 
 def image_files(folder: Path) -> list[Path]:
     """The image files directly in ``folder`` (by extension), in natural order."""
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), key=natural_key)
+    return sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), key=natural_key
+    )
 
 
 def require_dir(path: Path, what: str) -> Path:

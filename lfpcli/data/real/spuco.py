@@ -48,8 +48,11 @@ SUBSETS = {
 }
 ORDERS = ("spuco", "sorted")
 SPLITS = ("train", "val", "test")
-FULL_SIZES = {"train": {"majority_group": 10000, "minority_group": 500}, "val": {"majority_group": 500, "minority_group": 25},
-              "test": {"majority_group": 500, "minority_group": 500}}
+FULL_SIZES = {
+    "train": {"majority_group": 10000, "minority_group": 500},
+    "val": {"majority_group": 500, "minority_group": 25},
+    "test": {"majority_group": 500, "minority_group": 500},
+}
 PERTURB_DEFAULTS = {"pgd-l2": {"eps": 3.0, "steps": 100}, "pgd-linf": {"eps": 0.03, "steps": 100}}
 TRAIN_DEFAULTS = {"optimizer": "sgd", "lr": 1e-5, "momentum": 0.9, "weight_decay": 5e-2, "batch_size": 8, "epochs": 360}
 
@@ -60,17 +63,22 @@ def _subset_dir(root: Path, subset: str, alone: bool) -> Path:
         return root / subset
     if alone and (root.name == subset or (root / "train").is_dir()):
         return root
-    raise InputError(f"spuco root {root} has no {subset}/ folder (expected {root / subset}, as the spuco package "
-                     f"untars {subset}.tar.gz)")
+    raise InputError(
+        f"spuco root {root} has no {subset}/ folder (expected {root / subset}, as the spuco package "
+        f"untars {subset}.tar.gz)"
+    )
 
 
-def build_spuco(subsets: list[str], name: str, root: str, size: int, resize: int, order: str,
-                progress: Progress) -> Dataset:
+def build_spuco(
+    subsets: list[str], name: str, root: str, size: int, resize: int, order: str, progress: Progress
+) -> Dataset:
     if not root:
         raise InputError(f"{name} needs root=DIR: the folder holding {'/ and '.join(subsets)}/")
     if order not in ORDERS:
-        raise InputError(f"{name}: order must be spuco (the spuco package's class numbering) or sorted (by folder "
-                         f"name, as ImageFolder), got '{order}'")
+        raise InputError(
+            f"{name}: order must be spuco (the spuco package's class numbering) or sorted (by folder "
+            f"name, as ImageFolder), got '{order}'"
+        )
     r = check_geometry(name, size, resize)
     base = require_dir(Path(root), f"{name} root")
     dirs = {s: _subset_dir(base, s, len(subsets) == 1) for s in subsets}
@@ -100,8 +108,11 @@ def build_spuco(subsets: list[str], name: str, root: str, size: int, resize: int
     if not per["train"][0]:
         raise InputError(f"{name}: no image files in any train/ folder under {base}")
     scan([p for v in per.values() for p in v[0]], "image", f"{name} ({base})", progress)
-    splits = {sp: make_split(ImageFiles(paths, "RGB", size, r, f"{name} '{sp}' images"), ys, gs)
-              for sp, (paths, ys, gs) in per.items() if paths}
+    splits = {
+        sp: make_split(ImageFiles(paths, "RGB", size, r, f"{name} '{sp}' images"), ys, gs)
+        for sp, (paths, ys, gs) in per.items()
+        if paths
+    }
     params = {"root": str(base), "size": size, "resize": r, "order": order}
     return Dataset(
         spec={"type": "real", "name": name, "version": VERSION, "params": params},
@@ -119,28 +130,34 @@ def build_spuco(subsets: list[str], name: str, root: str, size: int, resize: int
             "layout": "spuco: <subset>/{train,val,test}/<class>/<background>/<images>",
             "folders": {s: str(d) for s, d in dirs.items()},
             "label_order": order,
-            "label_order_note": ("spuco's own numbering" if order == "spuco" else
-                                 "sorted folder names (ImageFolder; the public script matching the paper's SpuCo pipeline)"),
+            "label_order_note": (
+                "spuco's own numbering"
+                if order == "spuco"
+                else "sorted folder names (ImageFolder; the public script matching the paper's SpuCo pipeline)"
+            ),
             "other_order": "sorted" if order == "spuco" else "spuco",
             "groups": "g = 2 * label + background, the background numbered within its subset",
             "spuco_background_index": spuco_background,
             "preprocessing": f"RGB; resize to {r}x{r} (square, bilinear), center crop {size}x{size}; ImageNet mean/std "
-                             f"inside the model; no augmentation",
+            f"inside the model; no augmentation",
             "full_release_group_sizes": FULL_SIZES,
         },
     )
 
 
-def build_spuco_dogs(root: str = "", size: int = 224, resize: int = 0, order: str = "spuco", *,
-                     progress: Progress = no_progress) -> Dataset:
+def build_spuco_dogs(
+    root: str = "", size: int = 224, resize: int = 0, order: str = "spuco", *, progress: Progress = no_progress
+) -> Dataset:
     return build_spuco(["spuco_dogs"], "spuco-dogs", root, size, resize, order, progress)
 
 
-def build_spuco_birds(root: str = "", size: int = 224, resize: int = 0, order: str = "spuco", *,
-                      progress: Progress = no_progress) -> Dataset:
+def build_spuco_birds(
+    root: str = "", size: int = 224, resize: int = 0, order: str = "spuco", *, progress: Progress = no_progress
+) -> Dataset:
     return build_spuco(["spuco_birds"], "spuco-birds", root, size, resize, order, progress)
 
 
-def build_spuco_animals(root: str = "", size: int = 224, resize: int = 0, order: str = "spuco", *,
-                        progress: Progress = no_progress) -> Dataset:
+def build_spuco_animals(
+    root: str = "", size: int = 224, resize: int = 0, order: str = "spuco", *, progress: Progress = no_progress
+) -> Dataset:
     return build_spuco(["spuco_birds", "spuco_dogs"], "spuco-animals", root, size, resize, order, progress)

@@ -60,24 +60,35 @@ def find_release(root: Path) -> tuple[Path, str]:
     for sub, layout in RELEASES:
         if (root / sub / "metadata.csv").is_file():
             return root / sub, layout
-    raise InputError(f"waterbirds root {root} has no metadata.csv (expected {root / 'metadata.csv'}, or a "
-                     f"{RELEASES[0][0]}/ or {RELEASES[1][0]}/ folder holding one)")
+    raise InputError(
+        f"waterbirds root {root} has no metadata.csv (expected {root / 'metadata.csv'}, or a "
+        f"{RELEASES[0][0]}/ or {RELEASES[1][0]}/ folder holding one)"
+    )
 
 
-def build_waterbirds(root: str = "", size: int = 224, resize: int = 0, masks: str = "auto", *,
-                     progress: Progress = no_progress) -> Dataset:
+def build_waterbirds(
+    root: str = "", size: int = 224, resize: int = 0, masks: str = "auto", *, progress: Progress = no_progress
+) -> Dataset:
     if not root:
-        raise InputError("waterbirds needs root=DIR: the folder holding metadata.csv (waterbird_complete95_forest2water2/ "
-                         "or waterbirds_v1.0/)")
+        raise InputError(
+            "waterbirds needs root=DIR: the folder holding metadata.csv (waterbird_complete95_forest2water2/ "
+            "or waterbirds_v1.0/)"
+        )
     r = check_geometry("waterbirds", size, resize)
     base, layout = find_release(Path(root))
     meta = base / "metadata.csv"
     rows, col = read_csv(meta, ("img_filename", "y", "split", "place"), "waterbirds metadata")
-    per: dict[str, tuple[list[str], list[int], list[int]]] = {"train": ([], [], []), "val": ([], [], []), "test": ([], [], [])}
+    per: dict[str, tuple[list[str], list[int], list[int]]] = {
+        "train": ([], [], []),
+        "val": ([], [], []),
+        "test": ([], [], []),
+    }
     for i, row in enumerate(rows):
         line = i + 2
         y = int_value(row[col["y"]], meta, line, "label y", (0, 1), "0 landbird, 1 waterbird: the classes")
-        split = ("train", "val", "test")[int_value(row[col["split"]], meta, line, "split", (0, 1, 2), "0 train, 1 val, 2 test")]
+        split = ("train", "val", "test")[
+            int_value(row[col["split"]], meta, line, "split", (0, 1, 2), "0 train, 1 val, 2 test")
+        ]
         place = int_value(row[col["place"]], meta, line, "place", (0, 1), "0 land, 1 water")
         path = relative_file(base, row[col["img_filename"]], meta, line)
         per[split][0].append(str(path))
@@ -101,8 +112,13 @@ def build_waterbirds(root: str = "", size: int = 224, resize: int = 0, masks: st
         splits[name] = make_split(x, ys, gs, m)
     params = {"root": str(Path(root)), "size": size, "resize": r, "masks": str(mask_dir) if mask_dir else "none"}
     return Dataset(
-        spec={"type": "real", "name": "waterbirds", "version": VERSION, "params": params,
-              "index": {"path": str(meta), "sha256": sha256_file(meta)}},
+        spec={
+            "type": "real",
+            "name": "waterbirds",
+            "version": VERSION,
+            "params": params,
+            "index": {"path": str(meta), "sha256": sha256_file(meta)},
+        },
         splits=splits,
         num_classes=2,
         class_names=list(CLASS_NAMES),
@@ -111,14 +127,20 @@ def build_waterbirds(root: str = "", size: int = 224, resize: int = 0, masks: st
         mean=list(IMAGENET_MEAN),
         std=list(IMAGENET_STD),
         description=f"WaterBirds ({layout} layout at {base}): landbird vs waterbird, background land/water; "
-                    f"groups (label, place), g = 2*y + place",
+        f"groups (label, place), g = 2*y + place",
         perturb_defaults=PERTURB_DEFAULTS,
         train_defaults=TRAIN_DEFAULTS,
         details={
-            "layout": layout, "metadata": str(meta), "label_rule": "y = 1: waterbird (metadata.csv)",
-            "groups": "g = 2*y + place (group_DRO, SubpopBench)", "preprocessing": PREPROCESSING.format(r=r, s=size),
-            "masks": f"CUB segmentations from {mask_dir}, resized and cropped like the images, threshold 0.5" if mask_dir else None,
-            "full_release_sizes": FULL_SIZES, "full_release_group_counts": FULL_GROUP_COUNTS,
+            "layout": layout,
+            "metadata": str(meta),
+            "label_rule": "y = 1: waterbird (metadata.csv)",
+            "groups": "g = 2*y + place (group_DRO, SubpopBench)",
+            "preprocessing": PREPROCESSING.format(r=r, s=size),
+            "masks": f"CUB segmentations from {mask_dir}, resized and cropped like the images, threshold 0.5"
+            if mask_dir
+            else None,
+            "full_release_sizes": FULL_SIZES,
+            "full_release_group_counts": FULL_GROUP_COUNTS,
         },
     )
 
