@@ -47,7 +47,7 @@ from lfpcli.data.dataset import Dataset, Split, channel_stats
 from lfpcli.errors import ConfigError
 from lfpcli.progress import Progress, no_progress
 
-SCENES_VERSION = 1
+SCENES_VERSION = 2
 #: Seeds the species catalogue: the same species for every data seed, as WaterBirds has the same 200 species.
 WORLD_SEED = 20261205
 #: Images rendered (and their random numbers drawn) per chunk; fixed, so the bytes never depend on it.
@@ -57,6 +57,8 @@ TARGET_SPECIES = 16
 #: Lobe counts of the two target families (class 0 rounded, class 1 spiky) and of the source catalogue.
 TARGET_LOBES = ((1, 2, 3), (5, 6, 7))
 SOURCE_LOBES = tuple(range(1, 9))
+#: The four lobe depths (``a1``) of the source's species grid.
+SOURCE_DEPTHS = (0.12, 0.20, 0.28, 0.36)
 SCENE_TYPES = ("forest", "field", "bamboo", "ocean", "lake", "river")
 #: Scene types 0-2 are land (place 0), 3-5 water (place 1).
 PLACES = ("land", "water")
@@ -69,9 +71,9 @@ MASK_ALPHA = 0.5
 # generator, before any perturbation method ran on this data (docs/testbed.md).
 SCENES_PERTURB_DEFAULTS = {"pgd-l2": {"eps": 2.0, "steps": 30}, "pgd-linf": {"eps": 0.1, "steps": 30}}
 SCENES_TRAIN_DEFAULTS = {
-    "epochs": 10,
+    "epochs": 20,
     "optimizer": "sgd",
-    "lr": 1e-2,
+    "lr": 1e-3,
     "momentum": 0.9,
     "weight_decay": 1e-4,
     "batch_size": 64,
@@ -95,14 +97,15 @@ def species_catalogue(kind: str, n: int, lobes: tuple[int, ...]) -> dict[str, np
     rng = np.random.default_rng([WORLD_SEED, stream])
     look = rng if kind == "source" else np.random.default_rng([WORLD_SEED, 0])
     spiky = kind == "waterbird"
-    k = rng.choice(np.array(lobes), size=n)
-    if kind != "source":  # every lobe count of the family appears, as evenly as n allows
+    if kind == "source":
+        # a grid of shapes: species i has 1 + i % 8 lobes and the (i // 8) % 4-th of four lobe depths, so the
+        # source's classes span every shape of both target families and the shapes between them
+        i = np.arange(n)
+        k = np.array(lobes)[i % len(lobes)]
+        a1 = np.array(SOURCE_DEPTHS)[(i // len(lobes)) % len(SOURCE_DEPTHS)] + rng.uniform(-0.02, 0.02, n)
+    else:  # every lobe count of the family appears, as evenly as n allows
         k = np.resize(np.array(lobes), n)[rng.permutation(n)]
-    a1 = rng.uniform(0.28, 0.42, n) if spiky else rng.uniform(0.10, 0.25, n)
-    if kind == "source":  # the source spans both families and between
-        a1 = np.where(
-            k >= 5, rng.uniform(0.28, 0.42, n), np.where(k == 4, rng.uniform(0.15, 0.35, n), rng.uniform(0.10, 0.25, n))
-        )
+        a1 = rng.uniform(0.28, 0.42, n) if spiky else rng.uniform(0.10, 0.25, n)
     return {
         "k": k.astype(np.float32),
         "a1": a1.astype(np.float32),
@@ -306,8 +309,8 @@ def build_spurious_scenes(
     train_size: int = 4800,
     val_per_group: int = 300,
     test_per_group: int = 1000,
-    object_min: float = 0.05,
-    object_max: float = 0.25,
+    object_min: float = 0.10,
+    object_max: float = 0.30,
     *,
     progress: Progress = no_progress,
 ) -> Dataset:
@@ -410,8 +413,8 @@ def build_scenes_pretrain(
     classes: int = 64,
     per_class: int = 200,
     size: int = 32,
-    object_min: float = 0.05,
-    object_max: float = 0.25,
+    object_min: float = 0.10,
+    object_max: float = 0.30,
     *,
     progress: Progress = no_progress,
 ) -> Dataset:

@@ -169,7 +169,9 @@ def test_help_states_the_defaults_that_apply(capsys, monkeypatch):
     assert "2.5*eps/steps" in flat
     _, train_help, _ = lfp("train", "--help", capsys=capsys)
     flat = " ".join(train_help.split())
-    assert "spurious-digits 10" in flat and "spurious-digits adam" in flat and "spurious-digits 0.001" in flat
+    assert "spurious-digits 10" in flat and "spurious-digits adam" in flat
+    assert "spurious-scenes 20" in flat and "spurious-scenes sgd" in flat
+    assert "optimizer (default 0.001)" in flat  # every data spec trains at 0.001, so one default is named
     assert "spurious-scenes sgd" in flat and "other data adam" in flat
 
 
