@@ -292,7 +292,7 @@ BUILTINS: dict[str, Builtin] = {
         scenes.SCENES_VERSION,
         {},
         scenes.PRETRAIN_TRAIN_DEFAULTS,
-        "spurious-scenes' pretraining source (its ImageNet): 64 other object species on every scene type, no "
+        "spurious-scenes' pretraining source (its ImageNet): 32 other object species on every scene type, no "
         "label-scene correlation",
     ),
 }

@@ -78,7 +78,7 @@ SCENES_TRAIN_DEFAULTS = {
     "weight_decay": 1e-4,
     "batch_size": 64,
 }
-PRETRAIN_TRAIN_DEFAULTS = {"epochs": 20, "optimizer": "adam", "lr": 1e-3, "batch_size": 128, "schedule": "cosine"}
+PRETRAIN_TRAIN_DEFAULTS = {"epochs": 20, "optimizer": "adam", "lr": 1e-3, "batch_size": 64, "schedule": "cosine"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def species_catalogue(kind: str, n: int, lobes: tuple[int, ...]) -> dict[str, np
         "pattern": look.integers(0, 4, n),
         "freq": look.uniform(2.0, 4.0, n).astype(np.float32),
         # a source species is its shape and pattern: its colours are drawn afresh for every image, so that
-        # telling 64 species apart takes their shapes (as telling ImageNet's classes apart takes more than colour)
+        # telling 32 species apart takes their shapes (as telling ImageNet's classes apart takes more than colour)
         "any_colour": np.full(n, kind == "source"),
     }
 
@@ -410,8 +410,8 @@ def _labels_and_places(
 
 def build_scenes_pretrain(
     seed: int = 0,
-    classes: int = 64,
-    per_class: int = 200,
+    classes: int = 32,
+    per_class: int = 400,
     size: int = 32,
     object_min: float = 0.10,
     object_max: float = 0.30,
