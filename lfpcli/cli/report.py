@@ -135,7 +135,7 @@ def report(
 ) -> None:
     """Aggregate eval reports into the paper's Tables 1 and 2 (mean (std) over seeds), or draw training curves.
 
-    Which runs belong together comes from the files' own provenance, never their names: each eval report carries a summary of its model's chain (method, target rule, density, data, every setting, the seeds), and an older one is traced through its parents. Runs equal in everything but their seeds are averaged: mean and sample standard deviation (ddof=1) over seeds. Standard training is the column Original.
+    Which runs belong together comes from the files' own provenance, never their names: each eval report carries a summary of its model's chain (method, target rule, density, data, every setting, the seeds), and an older one is traced through its parents. Runs equal in everything but their seeds are averaged: mean and sample standard deviation (ddof=1) over seeds. Standard training is the column Original; standard training with --balance groups (the group-balanced reference) the column Group-balanced.
 
     Example: lfp report runs/*/eval_*.json --out table.md; lfp report --curves runs/*/model*.pt --out curves.png
     """

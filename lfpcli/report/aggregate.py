@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lfpcli.errors import ArtifactError, ConfigError, InputError
-from lfpcli.report.provenance import SUMMARY_VERSION, chain_summary, data_key_and_label
+from lfpcli.report.provenance import SUMMARY_VERSION, chain_summary, data_key_and_label, standard_method
 
 #: The keys a table can be laid out by; any ``config`` key of the runs (e.g. ``perturb.beta``) is accepted too.
 BY_KEYS = ("method", "data", "targets", "density")
@@ -41,7 +41,8 @@ METRIC_TITLES = {
 }
 DEFAULT_METRICS = ("accuracy", "worst-group")
 DEFAULT_SPLITS = ("train", "test")
-#: The paper's column order (Tables 1 and 2), then lfp's other methods; ``original`` (standard training) last.
+#: The paper's column order (Tables 1 and 2), then lfp's other methods; ``original`` (standard training) and
+#: ``group-balanced`` (standard training with ``--balance groups``) last.
 METHOD_ORDER = ("pgd-l2", "pgd-linf", "pgd-l0", "cfe-l2", "pcfe-l0")
 METHOD_NAMES = {
     "pgd-l2": "PGD l2",
@@ -50,6 +51,7 @@ METHOD_NAMES = {
     "cfe-l2": "CFE l2",
     "pcfe-l0": "p-CFE l0",
     "original": "Original",
+    "group-balanced": "Group-balanced",
 }
 TARGET_ORDER = ("random", "random-other", "deterministic")
 STD_NOTE = "std: sample standard deviation over seeds (ddof=1)"
@@ -149,6 +151,8 @@ def load_run(path: str | os.PathLike) -> Run:
         summary, source = _summary_from_parents(p, obj), "parents"
     elif not _valid_summary(summary):
         raise ArtifactError(f"{p} carries a malformed provenance summary; the file is damaged")
+    elif summary["method"] == "original":
+        summary = {**summary, "method": standard_method(summary["config"])}
     key, label = data_key_and_label(obj.get("data"))
     return Run(
         path=str(p),
@@ -263,8 +267,10 @@ def _sort_key(v: Any) -> tuple:
 
 def _order(method: Any) -> tuple:
     m = str(method)
-    if m == "original":
+    if m == "original":  # the models trained on clean data last: the standard one, then the group-balanced reference
         return (2, 0, m)
+    if m == "group-balanced":
+        return (2, 1, m)
     return (0, METHOD_ORDER.index(m), m) if m in METHOD_ORDER else (1, 0, m)
 
 

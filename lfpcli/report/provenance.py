@@ -1,13 +1,14 @@
 """What a model is, from its provenance: the compact chain summary an eval report carries and ``lfp report`` groups by.
 
-A model is either *standard* (trained on clean data: method ``original``) or *retrained* on a perturbed set, which
-was made from a source model. :func:`chain_summary` reads the checkpoint's own record and follows its parents (the
+A model is either *standard* (trained on clean data: method ``original``, or ``group-balanced`` when its minibatches
+were drawn with the groups equally likely, ``--balance groups``: the usual upper reference of the spurious-correlation
+literature, a method of its own) or *retrained* on a perturbed set, which was made from a source model. :func:`chain_summary` reads the checkpoint's own record and follows its parents (the
 perturbed set, its source model and its density file) where they can still be found, and returns::
 
     {"version": 1,
      "model": {"sha256": ..., "role": "standard" | "retrained"},
      "data": <the clean data spec of the chain>,
-     "method": "original" | "pgd-l2" | ...,  "targets": None | "random" | ...,
+     "method": "original" | "group-balanced" | "pgd-l2" | ...,  "targets": None | "random" | ...,
      "density": None | "kde" | "kde (group-balanced)" | "vae (file)" | "none" | ...,
      "seeds": {"train": s} | {"source": s0, "perturb": s1, "retrain": s2},
      "config": {"retrain.train.lr": ..., "perturb.beta": ..., "source.arch": ..., ...},   # every other setting
@@ -64,6 +65,13 @@ def _model_config(prefix: str, meta_like: Mapping[str, Any]) -> dict[str, Any]:
     out[f"{prefix}.init"] = _init_label(meta_like.get("init"))
     _flat(f"{prefix}.train", (meta_like.get("train") or {}).get("config") or {}, out)
     return out
+
+
+def standard_method(config: Mapping[str, Any]) -> str:
+    """The method of a model trained on clean data, from its flattened ``config``: ``group-balanced`` when it was
+    trained with ``--balance groups``, else ``original``. Summaries written before the distinction was made say
+    ``original`` for both; a reader passes them through this to name them alike."""
+    return "group-balanced" if config.get("train.train.balance") == "groups" else "original"
 
 
 def _seed_of(meta: Mapping[str, Any]) -> Any:
@@ -154,12 +162,13 @@ def chain_summary(meta: Mapping[str, Any], path: str | os.PathLike, sha256: str 
         "data": data,
     }
     if not pert.get("method"):
+        config = _model_config("train", meta)
         summary.update(
-            method="original",
+            method=standard_method(config),
             targets=None,
             density=None,
             seeds={"train": _seed_of(meta)},
-            config=_model_config("train", meta),
+            config=config,
             missing=missing,
         )
         return summary

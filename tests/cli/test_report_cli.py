@@ -143,3 +143,38 @@ def test_baseline_pairs_each_column_with_original_by_seed(chain, capsys, tmp_pat
     # a column that does not exist is one line naming the columns there are
     code, _, err = lfp("report", *chain["evals"], "--baseline", "ERM", capsys=capsys)
     assert code == 2 and "Original" in err and "PGD l2 (random)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_group_balanced_training_is_its_own_column(tmp_path, capsys):
+    """A standard model trained with --balance groups is the column Group-balanced, beside Original (not a second
+    Original told apart by a setting), so --baseline Original stays one column; a report written before the
+    distinction (its summary says original) is named the same way."""
+    data = "spurious-scenes:train_size=48,val_per_group=4,test_per_group=4"
+    evals = []
+    for s in (0, 1):
+        for kind, extra in (("std", []), ("bal", ["--balance", "groups"])):
+            m, e = tmp_path / f"{kind}{s}.pt", tmp_path / f"e_{kind}{s}.json"
+            args = ["--arch-arg", "width=4", "--arch-arg", "hidden=8", "--epochs", "1", "--seed", s, *extra]
+            assert lfp("train", "--data", data, *args, "--out", m, "-q", capsys=capsys)[0] == 0
+            assert lfp("eval", "--in", m, "--out", e, "-q", capsys=capsys)[0] == 0
+            evals.append(e)
+    code, out, err = lfp("report", *evals, "--baseline", "Original", "--json", capsys=capsys)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert [c["label"] for c in rep["columns"]] == ["Original", "Group-balanced"]
+    cid = rep["columns"][1]["id"]
+    cells = [r["cells"][cid] for r in rep["rows"] if cid in r["cells"]]
+    assert cells and all(c["vs_baseline"]["n"] == 2 for c in cells)
+    code, out, _ = lfp("report", *evals, "--where", "method=group-balanced", "--json", capsys=capsys)
+    assert code == 0 and [c["label"] for c in json.loads(out)["columns"]] == ["Group-balanced"]
+
+    from lfpcli.artifacts.jsonfile import save_json_artifact
+
+    old = tmp_path / "old.json"
+    rep = json.loads((tmp_path / "e_bal1.json").read_text())
+    assert rep["provenance"]["method"] == "group-balanced"
+    rep["provenance"]["method"] = "original"
+    save_json_artifact(old, rep, {})  # as an earlier lfp wrote it: a valid report whose summary says original
+    code, out, err = lfp("report", evals[0], evals[1], evals[2], old, "--json", capsys=capsys)
+    assert code == 0, err
+    assert [c["label"] for c in json.loads(out)["columns"]] == ["Original", "Group-balanced"]
