@@ -1,12 +1,16 @@
 """``examples/five_methods.sh`` and ``examples/pcfe_ablations.sh`` with a stand-in for ``lfp`` (``LFP=stub``) that
 logs each command and writes its ``--out``: every stage runs, each stage reads what the one before wrote, seeds
 and target rules go where they should, a rerun skips finished stages, and bad options stop with exit 2. The real
-commands these scripts chain are tested on their own; this holds the scripts' plumbing in well under a second."""
+commands these scripts chain are tested on their own; this holds the scripts' plumbing in well under a second.
+With ``--data spurious-scenes`` the stand-in also answers ``lfp saliency --json`` and ``lfp report --format json``
+(one column per model file), and one slow test runs both scripts with the real lfp on a tiny testbed."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,13 +20,31 @@ STUB = """#!/usr/bin/env bash
 echo "$*" >> "$STUB_LOG"
 echo "${OMP_NUM_THREADS:-unset}" >> "$STUB_LOG.threads"
 if [ -n "${STUB_FAIL:-}" ] && [[ "$*" == *"$STUB_FAIL"* ]]; then echo "stub: failing on purpose" >&2; exit 3; fi
+if [ "$1" = saliency ] && [[ " $* " == *" --json "* ]]; then
+  # one model's summary: shares 30% (group a) and 50% (group b) of the maps, masks 20% of the images
+  echo '{"n": 512, "mask_area": {"mean": 0.2, "groups": {"a": 0.1, "b": 0.3}},'
+  echo ' "models": [{"path": "m.pt", "share": 0.4, "groups": {"a": {"share": 0.3}, "b": {"share": 0.5}}}]}'
+fi
+args=("$@")
 out=""
 while [ $# -gt 0 ]; do if [ "$1" = --out ]; then out="$2"; fi; shift; done
-if [ -n "$out" ]; then echo stub > "$out"; fi
+if [ "${args[0]}" = report ] && [[ " ${args[*]} " == *" --format json "* ]]; then
+  # a column per eval report's name (eval_std.json of every seed together), its seed from the folder sS
+  python3 - "$out" "${args[@]:1}" <<'PY'
+import json, re, sys
+out, cols = sys.argv[1], {}
+for a in sys.argv[2:]:
+    if a.endswith(".json") and a != out:
+        cols.setdefault(a.rsplit("/", 1)[1], []).append((re.search(r"/s([0-9]+)/", a).group(1), a))
+columns = [{"id": f"c{i}", "label": f"column {name}"} for i, name in enumerate(cols)]
+cells = {f"c{i}": {"seeds": [s for s, _ in v], "reports": [p for _, p in v]} for i, v in enumerate(cols.values())}
+json.dump({"columns": columns, "rows": [{"cells": cells}]}, open(out, "w"))
+PY
+elif [ -n "$out" ]; then echo stub > "$out"; fi
 """
 
 
-def _run(script, tmp_path, *args, env_extra=None):
+def _run(script, tmp_path, *args, env_extra=None, timeout=60):
     stub = tmp_path / "lfp-stub"
     stub.write_text(STUB)
     stub.chmod(0o755)
@@ -36,7 +58,7 @@ def _run(script, tmp_path, *args, env_extra=None):
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
     )
     calls = log.read_text().splitlines() if log.exists() else []
     return p, calls
@@ -64,6 +86,9 @@ def test_five_methods_chains_every_stage(tmp_path):
     assert any("--where targets=random-other" in c for c in reports)
     assert any(c.startswith("report --curves") and "curves_random.png" in c for c in reports)
     assert (out / "times.tsv").read_text().count("\n") == len(calls) - len(reports)
+    # spurious-digits: none of the testbed's stages (pretrained start, balanced reference, saliency, baseline)
+    text = "\n".join(calls)
+    assert not any(w in text for w in ("--weights", "--balance", "--init", "saliency", "--baseline", "--format json"))
     # a rerun skips what exists and only remakes the tables
     p, calls2 = _run("five_methods.sh", tmp_path, *args)
     assert p.returncode == 0 and all(c.startswith("report ") for c in calls2[len(calls) :])
@@ -151,6 +176,7 @@ def test_ablations_run_rows_in_order_on_the_default_arms(tmp_path):
     rows = [c.split("/ablations/")[1].split(".")[0] for c in calls if c.startswith("perturb ") and "/ablations/" in c]
     assert rows == ["no-density", "no-density", "gb-kde", "gb-kde"]  # a row for every seed before the next row
     assert any(c.startswith("report ") and "--layout long" in c for c in calls)
+    assert not any(w in text for w in ("--weights", "--init", "saliency", "--baseline", "pretrain"))
     # --limit: the rows on the first N images, against the default arms of five_methods.sh --limit N
     p, calls = _run(
         "pcfe_ablations.sh", tmp_path, "--quick", "--seeds", "0", "--rows", "select-wga", "--limit", "40", "--out", out
@@ -170,9 +196,204 @@ def test_ablations_run_rows_in_order_on_the_default_arms(tmp_path):
         ("five_methods.sh", ["--limit", "x"]),
         ("five_methods.sh", ["--jobs", "0"]),
         ("pcfe_ablations.sh", ["--rows", "colour"]),
+        ("five_methods.sh", ["--data", "cifar10"]),
+        ("five_methods.sh", ["--data", "spurious-scenes:train_size=8", "--quick"]),
+        ("pcfe_ablations.sh", ["--data", "waterbirds:root=x"]),
     ],
 )
 def test_bad_options_stop_with_exit_2(tmp_path, script, args):
     p, calls = _run(script, tmp_path, *args)
     assert p.returncode == 2 and calls == [] and len(p.stderr.strip().splitlines()) == 1
     assert not any(tmp_path.glob("five-methods*"))
+
+
+# ------------------------------------------------------------------------------------------------ spurious-scenes
+
+
+def test_five_methods_on_scenes_pretrains_once_then_every_model_starts_from_it(tmp_path):
+    """--data spurious-scenes: the pretrained network is made once (before the seeds, under --jobs), every standard
+    and balanced model starts from it, every retrained model from the same file; every model is explained on the
+    test split; the tables pair each column with the standard model's and the attribution table has every column."""
+    out = tmp_path / "fm"
+    args = ("--data", "spurious-scenes", "--seeds", "0,1", "--methods", "pgd-l2,pcfe-l0", "--targets", "random")
+    p, calls = _run("five_methods.sh", tmp_path, *args, "--out", out, "--jobs", "2", env_extra={"OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    pre = f"train --data scenes-pretrain --seed 0 --out {out}/pretrain.pt"
+    assert calls[0].startswith(pre) and sum("scenes-pretrain" in c for c in calls) == 1
+    trains = [c for c in calls if c.startswith("train ")][1:]
+    assert sorted(trains) == sorted(
+        f"train --data spurious-scenes --weights {out}/pretrain.pt{extra} --seed {s} --out {out}/s{s}/{name}.pt "
+        "--resume --quiet"
+        for s in (0, 1)
+        for name, extra in (("std", ""), ("balanced", " --balance groups"))
+    )
+    retrains = [c for c in calls if c.startswith("retrain ")]
+    assert len(retrains) == 2 * 2 and all(" --init pretrained " in c for c in retrains)
+    evals = [c for c in calls if c.startswith("eval ")]
+    assert {f"eval --in {out}/s{s}/balanced.pt --out {out}/s{s}/eval_balanced.json --quiet" for s in (0, 1)} <= set(
+        evals
+    )
+    saliency = [c for c in calls if c.startswith("saliency ")]
+    assert len(saliency) == 2 * (2 + 2)  # seeds x (standard, balanced, two arms)
+    assert (
+        f"saliency --in {out}/s1/random/pcfe-l0.pt --data spurious-scenes --split test --n 512 --seed 1"
+        in "\n".join(saliency)
+    )
+    assert (out / "s1" / "random" / "saliency_pcfe-l0.json").exists() and (
+        out / "s0" / "saliency_balanced.json"
+    ).exists()
+    # the tables: every one pairs its columns with the standard model's, found by its eval reports
+    tables = [c for c in calls if c.startswith("report ") and "--curves" not in c and "--format json" not in c]
+    assert len(tables) == 3 and all("--baseline column eval_std.json" in c for c in tables)
+    assert all(f"{out}/s1/eval_balanced.json" in c for c in tables)
+    curves = next(c for c in calls if c.startswith("report --curves"))
+    assert f"{out}/s0/balanced.pt" in curves
+    table = (out / "attribution_random.md").read_text()
+    for col in ("eval_std.json", "eval_balanced.json", "eval_pgd-l2.json", "eval_pcfe-l0.json"):
+        assert f"column {col}" in table
+    # the stand-in's maps: 40% on the object overall, 30% in the worst group (a), chance 20% and 10%
+    assert "| share on the object, all images | 40.00 (0.00) |" in table
+    assert "| chance (mask area), that group | 10.00 (0.00) |" in table
+    # a rerun skips every stage and only remakes the tables
+    p, again = _run("five_methods.sh", tmp_path, *args, "--out", out)
+    assert p.returncode == 0 and all(c.startswith("report ") for c in again[len(calls) :])
+
+
+def test_five_methods_on_scenes_quick_and_a_smaller_pretraining(tmp_path):
+    p, calls = _run(
+        "five_methods.sh",
+        tmp_path,
+        "--data",
+        "spurious-scenes",
+        "--quick",
+        "--seeds",
+        "3",
+        "--methods",
+        "pgd-l2",
+        "--targets",
+        "random-other",
+        env_extra={"PRETRAIN_DATA": "scenes-pretrain:classes=6"},
+    )
+    assert p.returncode == 0, p.stderr
+    out = "five-methods-scenes-quick"
+    assert calls[0].startswith(f"train --data scenes-pretrain:classes=6 --seed 0 --out {out}/pretrain.pt")
+    assert calls[1].startswith(f"train --data spurious-scenes:train_size=1200 --weights {out}/pretrain.pt --seed 3")
+    assert (tmp_path / out / "attribution_random-other.md").exists()
+    assert (tmp_path / out / "tables_random-other.md").exists()
+
+
+def test_ablations_on_scenes_start_from_the_pretrained_network(tmp_path):
+    out = tmp_path / "fm"
+    args = "--data spurious-scenes --seeds 0 --rows no-density,epochs30 --out".split()
+    p, calls = _run("pcfe_ablations.sh", tmp_path, *args, out)
+    assert p.returncode == 0, p.stderr
+    text = "\n".join(calls)
+    assert calls[0].startswith(f"train --data scenes-pretrain --seed 0 --out {out}/pretrain.pt")
+    assert (
+        f"train --data spurious-scenes --weights {out}/pretrain.pt --seed 0 --out {out}/s0/ablations/std-epochs30.pt "
+        "--resume --quiet --epochs 30" in text
+    )
+    retrains = [c for c in calls if c.startswith("retrain ")]
+    assert len(retrains) == 2 + 1 + 2 and all(" --init pretrained " in c for c in retrains)
+    explained = {c.split(" --in ")[1].split()[0] for c in calls if c.startswith("saliency ")}
+    trained = {c.split(" --out ")[1].split()[0] for c in calls if c.startswith(("train ", "retrain "))}
+    assert explained == trained - {f"{out}/pretrain.pt"}  # every model but the pretrained one
+    tables = [c for c in calls if c.startswith("report ") and "--format json" not in c]
+    assert len(tables) == 2 and all("--layout long" in c and "--baseline column eval_std.json" in c for c in tables)
+    table = (out / "attribution_ablations.md").read_text()
+    assert "column eval_no-density.json" in table and "column eval_std-epochs30.json" in table
+    assert "Left out" not in table
+
+
+def _tables(*args):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "study_tables.py"), *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_attribution_table_averages_over_seeds_and_takes_each_seeds_worst_group(tmp_path):
+    report = {
+        "columns": [{"id": "c0", "label": "PGD l2"}, {"id": "c1", "label": "Original [x=1]"}],
+        "rows": [
+            {
+                "cells": {
+                    "c0": {"seeds": ["0", "1"], "reports": ["s0/e_pgd.json", "s1/e_pgd.json"]},
+                    "c1": {"seeds": ["0"], "reports": ["s0/e_std.json"]},
+                }
+            }
+        ],
+    }
+    (tmp_path / "r.json").write_text(json.dumps(report))
+
+    def summary(share, a, b):
+        m = {"path": "m.pt", "share": share, "groups": {"a": {"share": a}, "b": {"share": b}}}
+        return {"n": 4, "mask_area": {"mean": 0.25, "groups": {"a": 0.2, "b": 0.3}}, "models": [m]}
+
+    for name, s in (("p0", summary(0.5, 0.4, 0.6)), ("p1", summary(0.7, 0.9, 0.5)), ("o0", summary(0.3, 0.1, 0.5))):
+        (tmp_path / f"{name}.json").write_text(json.dumps(s))
+    p = _tables("column", tmp_path / "r.json", "s0/e_std.json")
+    assert p.returncode == 0 and p.stdout.strip() == "Original [x=1]"
+    p = _tables("column", tmp_path / "r.json", "s2/e_std.json")
+    assert p.returncode != 0 and "in no column" in p.stderr
+    pairs = ["s0/e_pgd.json", tmp_path / "p0.json", "s1/e_pgd.json", tmp_path / "p1.json"]
+    pairs += ["s0/e_std.json", tmp_path / "o0.json", "s1/e_std.json", tmp_path / "gone.json"]
+    args = ["attribution", tmp_path / "r.json", "--out", tmp_path / "a.md"]
+    for i in range(0, len(pairs), 2):
+        args += ["--pair", pairs[i], pairs[i + 1]]
+    p = _tables(*args)
+    assert p.returncode == 0, p.stderr
+    lines = (tmp_path / "a.md").read_text().splitlines()
+    assert "| figure | PGD l2 | Original [x=1] |" in lines
+    # PGD l2: shares 50 and 70 -> 60.00 (14.14); worst groups a (40, chance 20) and b (50, chance 30)
+    assert "| share on the object, all images | 60.00 (14.14) | 30.00 |" in lines
+    assert "| share on the object, worst group | 45.00 (7.07) | 10.00 |" in lines
+    assert "| chance (mask area), that group | 25.00 (7.07) | 20.00 |" in lines
+    assert "| worst group, by seed | 0: a, 1: b | 0: a |" in lines
+    assert any(ln.startswith("Left out") and "gone.json" in ln for ln in lines)
+
+
+@pytest.mark.slow
+def test_both_scripts_on_a_tiny_testbed_with_the_real_lfp(tmp_path):
+    """About two minutes: the scenes stages chain as lfp needs them (the balanced model is its own column, the
+    tables pair with the standard model, the fresh models start from the shared pretrained file)."""
+    from lfpcli.artifacts import load_checkpoint, sha256_file
+
+    wrapper = tmp_path / "lfp"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m lfpcli "$@"\n')
+    wrapper.chmod(0o755)
+    env = {
+        "LFP": str(wrapper),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PRETRAIN_DATA": "scenes-pretrain:classes=6,per_class=8",
+        "OMP_NUM_THREADS": "1",
+    }
+    out = tmp_path / "fm"
+    data = ["--data", "spurious-scenes:train_size=48,val_per_group=4,test_per_group=4", "--limit", "8"]
+    for script, extra in (
+        ("five_methods.sh", ["--methods", "pgd-l2", "--targets", "random", "--jobs", "2"]),
+        ("pcfe_ablations.sh", ["--rows", "no-density"]),
+    ):
+        p, _ = _run(script, tmp_path, *data, "--seeds", "0,1", "--out", out, *extra, env_extra=env, timeout=600)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    stages = [ln.split("\t")[0] for ln in (out / "times.tsv").read_text().splitlines()]
+    assert stages.count("pretrain") == 1
+    tables = (out / "tables_random-limit8.md").read_text()
+    assert "| Original [train.train.balance=groups] | Original [train.train.balance=none] |" in tables
+    assert "difference from Original [train.train.balance=none], paired by seed" in tables
+    attribution = (out / "attribution_random-limit8.md").read_text()
+    assert (
+        "| figure | PGD l2 | Original [train.train.balance=groups] | Original [train.train.balance=none] |"
+        in attribution
+    )
+    assert "Left out" not in attribution
+    ablations = (out / "ablations-limit8.md").read_text()
+    assert "p-CFE l0 (none)" in ablations and "difference from Original, paired by seed" in ablations
+    assert "p-CFE l0 (none)" in (out / "attribution_ablations-limit8.md").read_text()
+    pre = sha256_file(out / "pretrain.pt")
+    for model in ("s0/std.pt", "s1/balanced.pt", "s1/random-limit8/pgd-l2.pt", "s0/ablations-limit8/no-density.pt"):
+        _, meta = load_checkpoint(out / model)
+        assert meta["init"]["type"] == "pretrained" and meta["init"]["sha256"] == pre, model
