@@ -164,6 +164,21 @@ def _gather(obj: Any) -> list[Any]:
     return got
 
 
+def _leave_together() -> None:
+    """Wait for every rank to finish its command before the process group is torn down. A rank that tore down its
+    connections while another still held them (rank 0 writing the output) sometimes aborted at exit in gloo
+    ("terminate called without an active exception"); a rank that failed after the last check-in never arrives,
+    and then its own teardown ends the wait (rank 0's monitored barrier names it; the error is not this rank's)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        with contextlib.suppress(Exception):
+            if dist.get_backend() == "gloo":
+                dist.monitored_barrier(timeout=_timeout())
+            else:
+                dist.barrier()
+
+
 def _describe(e: BaseException) -> tuple[str, int]:
     msg = " ".join(str(e).split())
     if isinstance(e, LfpError):
@@ -249,6 +264,7 @@ def session(command: str, device: Any = None) -> Iterator[World]:
                 )
             torch.cuda.set_device(w.local_rank)
         yield w
+        _leave_together()
     except (KeyboardInterrupt, Interrupted):
         raise
     except RankFailed:
