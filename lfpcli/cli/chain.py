@@ -60,7 +60,7 @@ def train(
         str,
         typer.Option(
             "--data",
-            help="Data spec: a built-in (digits, spurious-digits[:key=value,...]); your copy of a paper dataset (waterbirds:root=DIR, spuco-dogs:root=DIR, spuco-animals:root=DIR, mnist:root=DIR, fmnist:root=DIR, cifar10:root=DIR); your images (folder:csv=FILE); or an lfp .h5 file (a cache from lfp data --out). See lfp data --help.",
+            help="Data spec: a built-in (digits, spurious-digits, spurious-scenes, scenes-pretrain[:key=value,...]; lfp data --list); your copy of a paper dataset (waterbirds:root=DIR, spuco-dogs:root=DIR, spuco-animals:root=DIR, mnist:root=DIR, fmnist:root=DIR, cifar10:root=DIR); your images (folder:csv=FILE); or an lfp .h5 file (a cache from lfp data --out). See lfp data --help.",
         ),
     ] = "spurious-digits",
     arch: Annotated[

@@ -65,7 +65,7 @@ def data_(
     spec: Annotated[
         str,
         typer.Argument(
-            help="Data spec: digits, spurious-digits[:key=value,...], NAME:root=DIR for a paper dataset on your disk, folder:csv=FILE, or an lfp .h5 file."
+            help="Data spec: a built-in (digits, spurious-digits, spurious-scenes, scenes-pretrain[:key=value,...]; lfp data --list), NAME:root=DIR for a paper dataset on your disk, folder:csv=FILE, or an lfp .h5 file."
         ),
     ] = "spurious-digits",
     out: Annotated[

@@ -112,10 +112,12 @@ WeightsOpt = Annotated[
     Optional[str],
     typer.Option(
         "--weights",
-        help="Pretrained weights to start resnet18/resnet50 from: torchvision's name for them (IMAGENET1K_V1, "
-        "the paper's ResNet-50; IMAGENET1K_V2; DEFAULT), read from torch's hub cache ($TORCH_HOME/hub/checkpoints) "
-        "and fetched there only when absent ($LFP_MIRROR/FILE if set), or a local file such as "
-        "resnet50-0676ba61.pth, never fetched. Read with weights_only=True; the name and file hash are recorded.",
+        help="Pretrained weights to start from: an lfp checkpoint of the same architecture (e.g. a model trained on "
+        "scenes-pretrain, the start of spurious-scenes models: every tensor but its head is copied); for "
+        "resnet18/resnet50, torchvision's name for them (IMAGENET1K_V1, the paper's ResNet-50; IMAGENET1K_V2; "
+        "DEFAULT), read from torch's hub cache ($TORCH_HOME/hub/checkpoints) and fetched there only when absent "
+        "($LFP_MIRROR/FILE if set), or a local file such as resnet50-0676ba61.pth, never fetched. Read with "
+        "weights_only=True; the name and file hash are recorded, and lfp retrain starts from the same file.",
         metavar="NAME|FILE",
     ),
 ]
