@@ -36,8 +36,8 @@
 #              seed (--n 512: every model of a seed sees the same images), the maps in sS/.../saliency_NAME.h5
 #              and its summary in saliency_NAME.json.
 #   tables     DIR/tables.md|.csv|.json and DIR/tables_RULE.md|.json (lfp report --baseline: the standard model's
-#              column, found by its eval report; the balanced model is its own column, labelled by the setting
-#              that splits it, train.train.balance=groups); DIR/attribution_RULE.md (tools: examples/study_tables.py):
+#              column, Original, found by its eval report; the balanced model is its own column,
+#              Group-balanced); DIR/attribution_RULE.md (tools: examples/study_tables.py):
 #              per column the attribution share on the object over all images and in the group where it is lowest,
 #              beside chance (the mask's area), mean (std) over seeds.
 # --quick with spurious-scenes uses a quarter of its training images (spurious-scenes:train_size=1200: the same
