@@ -17,10 +17,11 @@
 # so every stage that touches the training split costs a fifth; every method and training setting stays lfp's
 # default. --limit N perturbs only the first N training images and retrains on those (outputs under DIR/sS/RULE-limitN;
 # the standard models are shared): a smaller experiment for a busy machine, reported as its own columns (the
-# report names perturb.limit as the setting that splits them). --jobs J runs J seeds at a time, each as its own
-# process with OMP_NUM_THREADS = cores / J unless you set it (on a small machine several one-thread processes
-# get more done than one process using every core: lfp's models are small); the results are the same. Measured
-# run times are in docs/study.md.
+# report names perturb.limit as the setting that splits them). --jobs J runs J processes at a time, each with
+# OMP_NUM_THREADS = cores / J unless you set it (on a small machine several one-thread processes get more done than
+# one process using every core: lfp's models are small): first each seed's models, then every (method, target rule,
+# seed) arm, the longest methods first, so no core waits for one seed's last arms; the results are the same, logs
+# in DIR/logs/seedS.log and seedS-RULE-METHOD.log. Measured run times are in docs/study.md.
 #
 # --data spurious-scenes (default DIR five-methods-scenes): the WaterBirds-like testbed (docs/testbed.md), every
 # model started from one pretrained network, as the paper's are from ImageNet's. Stages:
@@ -64,7 +65,7 @@ while [ $# -gt 0 ]; do
     --methods) methods="$2"; shift 2 ;;
     --limit) limit="$2"; shift 2 ;;
     --jobs) jobs="$2"; shift 2 ;;
-    -h|--help) sed -n '2,46p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,47p' "$0"; exit 0 ;;
     *) echo "five_methods.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -85,28 +86,39 @@ sfx=""
 if [ -n "$limit" ]; then lim=(--limit "$limit"); sfx="-limit$limit"; fi
 
 source "$(dirname "$0")/stage.sh"
+# the methods, longest perturbation first, so that the last jobs of --jobs are short ones (one seed at one thread on
+# spurious-scenes: pcfe-l0 25 min, pgd-l0 10, cfe-l2 9, pgd-linf and pgd-l2 3); any other method after them
+longest_first() {
+  local m known=" pcfe-l0 pgd-l0 cfe-l2 pgd-linf pgd-l2 "
+  for m in $known; do [[ " $* " == *" $m "* ]] && echo "$m"; done
+  for m in "$@"; do [[ "$known" == *" $m "* ]] || echo "$m"; done
+  return 0
+}
 
 start=$(date +%s)
 # spurious-scenes: the one pretrained network every model starts from, made before any seed (so --jobs makes it once)
 if [ "$scenes" = 1 ]; then pretrain_stage; fi
-if [ "$jobs" -gt 1 ] && [ "${#seed_list[@]}" -gt 1 ]; then
-  # one process per seed (this script with --jobs 1), at most $jobs at once; then the tables below, once
-  threads="${OMP_NUM_THREADS:-$(( $(nproc) / jobs > 0 ? $(nproc) / jobs : 1 ))}"
-  args=(--data "$dataset" --out "$out" --targets "$targets" --methods "$methods")
-  [ "$quick" = 1 ] && args+=(--quick)
-  [ -n "$limit" ] && args+=(--limit "$limit")
-  pids=()
+if [ "$jobs" -gt 1 ]; then
+  # $jobs processes at a time (this script with --jobs 1): first each seed's models, then every (method, rule,
+  # seed) arm on its own, so no core idles while one seed finishes its arms; then the tables below, once
+  pool_setup
   for s in "${seed_list[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
-    FIVE_METHODS_ONE_SEED=1 OMP_NUM_THREADS="$threads" bash "$0" "${args[@]}" --seeds "$s" --jobs 1 \
-      > "$out/logs/seed$s.log" 2>&1 &
-    pids+=("$!")
-    echo "seed $s: running (log: $out/logs/seed$s.log, $threads thread(s))"
+    pool_start "seed $s" "$out/logs/seed$s.log" env FIVE_METHODS_ONE_SEED=1 FIVE_METHODS_PART=models \
+      bash "$0" "${args[@]}" --seeds "$s" --targets "$targets" --methods "$methods"
   done
   failed=0
-  for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then echo "seed ${seed_list[$i]} failed; see $out/logs/seed${seed_list[$i]}.log" >&2; failed=1; fi
+  pool_finish || failed=1
+  for m in $(longest_first "${method_list[@]}"); do
+    for t in "${target_list[@]}"; do
+      for s in "${seed_list[@]}"; do
+        # an arm needs its seed's standard model
+        [[ " ${pool_failed[*]:-} " == *" seed $s "* ]] && continue
+        pool_start "seed $s, $t$sfx, $m" "$out/logs/seed$s-$t$sfx-$m.log" env FIVE_METHODS_ONE_SEED=1 \
+          FIVE_METHODS_PART=arms bash "$0" "${args[@]}" --seeds "$s" --targets "$t" --methods "$m"
+      done
+    done
   done
+  pool_finish || failed=1
   [ "$failed" = 0 ] || exit 1
   seed_runs=()
 else
@@ -115,15 +127,18 @@ fi
 for s in "${seed_runs[@]}"; do
   d="$out/s$s"
   mkdir -p "$d"
-  stage "s$s/train" "$d/std.pt" "$LFP" train --data "$data" "${model_args[@]}" --seed "$s" --out "$d/std.pt" --resume --quiet
-  stage "s$s/eval-std" "$d/eval_std.json" "$LFP" eval --in "$d/std.pt" --out "$d/eval_std.json" --quiet
-  if [ "$scenes" = 1 ]; then
-    stage "s$s/balanced" "$d/balanced.pt" "$LFP" train --data "$data" "${model_args[@]}" --balance groups --seed "$s" \
-      --out "$d/balanced.pt" --resume --quiet
-    stage "s$s/eval-balanced" "$d/eval_balanced.json" "$LFP" eval --in "$d/balanced.pt" --out "$d/eval_balanced.json" --quiet
-    explain_stage "s$s/saliency-std" "$d/std.pt" "$d/saliency_std" "$s"
-    explain_stage "s$s/saliency-balanced" "$d/balanced.pt" "$d/saliency_balanced" "$s"
+  if [ "${FIVE_METHODS_PART:-all}" != arms ]; then
+    stage "s$s/train" "$d/std.pt" "$LFP" train --data "$data" "${model_args[@]}" --seed "$s" --out "$d/std.pt" --resume --quiet
+    stage "s$s/eval-std" "$d/eval_std.json" "$LFP" eval --in "$d/std.pt" --out "$d/eval_std.json" --quiet
+    if [ "$scenes" = 1 ]; then
+      stage "s$s/balanced" "$d/balanced.pt" "$LFP" train --data "$data" "${model_args[@]}" --balance groups --seed "$s" \
+        --out "$d/balanced.pt" --resume --quiet
+      stage "s$s/eval-balanced" "$d/eval_balanced.json" "$LFP" eval --in "$d/balanced.pt" --out "$d/eval_balanced.json" --quiet
+      explain_stage "s$s/saliency-std" "$d/std.pt" "$d/saliency_std" "$s"
+      explain_stage "s$s/saliency-balanced" "$d/balanced.pt" "$d/saliency_balanced" "$s"
+    fi
   fi
+  [ "${FIVE_METHODS_PART:-all}" = models ] && continue
   for t in "${target_list[@]}"; do
     mkdir -p "$d/$t$sfx"
     for m in "${method_list[@]}"; do

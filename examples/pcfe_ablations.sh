@@ -4,7 +4,7 @@
 # every seed, and is reported as mean (std) over seeds beside the default, pgd-l2 and the standard model.
 #
 #   bash examples/pcfe_ablations.sh [--data spurious-digits|spurious-scenes] [--quick] [--seeds 0,1,2] [--out DIR]
-#                                   [--rows ROW,...] [--limit N]
+#                                   [--rows ROW,...] [--limit N] [--jobs J]
 #
 # Run it on the DIR of examples/five_methods.sh (the same --data, --quick and --seeds): it reuses that script's standard
 # models and its default pcfe-l0 and pgd-l2 arms, and makes them first if they are missing. ROW is a group or one
@@ -16,6 +16,8 @@
 #             SGD, 113 epochs): the retrained pcfe-l0 model and, for comparison, the standard model and pgd-l2's
 # --limit N: as five_methods.sh --limit (perturb the first N training images; outputs under DIR/sS/ablations-limitN,
 # compared with DIR/sS/random-limitN). Resumable like five_methods.sh; stage times go to DIR/times.tsv.
+# --jobs J: as five_methods.sh --jobs, J processes at a time (OMP_NUM_THREADS = cores / J unless set): first each
+# seed's standard model and default arms, then every (row, seed) in the order given; logs in DIR/logs/.
 #
 # --data spurious-scenes (as five_methods.sh, whose DIR five-methods-scenes it shares, and its PRETRAIN_DATA): every
 # model trained here starts from DIR/pretrain.pt (made first if missing), the standard models of the training rows
@@ -33,6 +35,7 @@ seeds="0,1,2"
 out=""
 rows="density,sparsity,training"
 limit=""
+jobs=1
 declare -A ROW_GROUPS=([density]="no-density,gb-kde,feature-kde,vae" [sparsity]="beta0.1,beta0.001,l0-ball100"
                    [training]="select-wga,epochs30,paper-code")
 ALL_ROWS="no-density gb-kde feature-kde vae beta0.1 beta0.001 l0-ball100 select-wga epochs30 paper-code"
@@ -44,7 +47,8 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --rows) rows="$2"; shift 2 ;;
     --limit) limit="$2"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    --jobs) jobs="$2"; shift 2 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "pcfe_ablations.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +58,9 @@ LFP="${LFP:-lfp}"
 IFS=, read -r -a seed_list <<< "$seeds"
 if [ -n "$limit" ] && ! [[ "$limit" =~ ^[1-9][0-9]*$ ]]; then
   echo "pcfe_ablations.sh: --limit takes a positive number of images, got $limit" >&2; exit 2
+fi
+if ! [[ "$jobs" =~ ^[1-9][0-9]*$ ]]; then
+  echo "pcfe_ablations.sh: --jobs takes a positive number of processes to run at once, got $jobs" >&2; exit 2
 fi
 lim=()
 sfx=""
@@ -99,7 +106,29 @@ retrain_as() {
 
 start=$(date +%s)
 if [ "$scenes" = 1 ]; then pretrain_stage; fi
+part="${ABLATIONS_PART:-all}"
+if [ "$jobs" -gt 1 ]; then
+  # $jobs processes at a time (this script with --jobs 1): each seed's models, then every (row, seed); then the tables
+  pool_setup
+  for s in "${seed_list[@]}"; do
+    pool_start "seed $s" "$out/logs/ablations$sfx-seed$s.log" env ABLATIONS_PART=models bash "$0" "${args[@]}" \
+      --seeds "$s" --rows "$rows"
+  done
+  failed=0
+  pool_finish || failed=1
+  for row in "${row_list[@]}"; do
+    for s in "${seed_list[@]}"; do
+      [[ " ${pool_failed[*]:-} " == *" seed $s "* ]] && continue
+      pool_start "seed $s, $row" "$out/logs/ablations$sfx-seed$s-$row.log" env ABLATIONS_PART=rows bash "$0" "${args[@]}" \
+        --seeds "$s" --rows "$row"
+    done
+  done
+  pool_finish || failed=1
+  [ "$failed" = 0 ] || exit 1
+  part=tables
+fi
 for s in "${seed_list[@]}"; do
+  [ "$part" = all ] || [ "$part" = models ] || continue
   d="$out/s$s"
   mkdir -p "$d/random$sfx" "$d/ablations$sfx"
   # what five_methods.sh makes (skipped when it is there): the standard model and the default arms compared against
@@ -116,9 +145,11 @@ for s in "${seed_list[@]}"; do
   done
 done
 for row in "${row_list[@]}"; do
+  [ "$part" = all ] || [ "$part" = rows ] || continue
   for s in "${seed_list[@]}"; do
     d="$out/s$s"
     a="$d/ablations$sfx"
+    mkdir -p "$a"
     case "$row" in
       no-density) variant "$s" no-density --density none ;;
       gb-kde)
@@ -142,6 +173,8 @@ for row in "${row_list[@]}"; do
   done
 done
 
+# a process started by --jobs leaves the tables to the one that started it
+if [ "$part" = models ] || [ "$part" = rows ]; then exit 0; fi
 shopt -s nullglob
 evals=()
 for s in "${seed_list[@]}"; do

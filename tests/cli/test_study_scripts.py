@@ -100,22 +100,29 @@ def test_five_methods_chains_every_stage(tmp_path):
     assert f"eval --in {out}/s1/random-limit50/pgd-l2.pt" in new and (out / "tables_random-limit50.md").exists()
 
 
+def _serial_then_jobs(script, tmp_path, *args):
+    """The script run serially, then with --jobs 2 (one thread each) in another folder: the jobs run's process,
+    its calls, the serial run's work (every call but the tables) as the jobs run would name it, and its folder."""
+    serial_dir, jobs_dir = tmp_path / "serial", tmp_path / "jobs"
+    serial_dir.mkdir()
+    jobs_dir.mkdir()
+    p, serial = _run(script, serial_dir, *args, "--out", serial_dir / "fm")
+    assert p.returncode == 0, p.stderr
+    out = jobs_dir / "fm"
+    p, calls = _run(script, jobs_dir, *args, "--out", out, "--jobs", "2", env_extra={"OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stderr
+    expected = [c.replace(str(serial_dir), str(jobs_dir)) for c in serial if not c.startswith("report ")]
+    return p, calls, expected, out
+
+
 def test_five_methods_jobs_runs_seeds_side_by_side_then_one_table(tmp_path):
     """--jobs 2 runs the stages a serial run runs, each once, one process per seed with the threads it was
     given, then the tables once over every seed."""
     args = ("--quick", "--seeds", "0,1,2", "--methods", "pgd-l2,pcfe-l0", "--targets", "random")
-    serial_dir, jobs_dir = tmp_path / "serial", tmp_path / "jobs"
-    serial_dir.mkdir()
-    jobs_dir.mkdir()
-    p, serial = _run("five_methods.sh", serial_dir, *args, "--out", serial_dir / "fm")
-    assert p.returncode == 0, p.stderr
-    out = jobs_dir / "fm"
-    p, calls = _run("five_methods.sh", jobs_dir, *args, "--out", out, "--jobs", "2", env_extra={"OMP_NUM_THREADS": "1"})
-    assert p.returncode == 0, p.stderr
+    p, calls, expected, out = _serial_then_jobs("five_methods.sh", tmp_path, *args)
+    jobs_dir = tmp_path / "jobs"
     work = [c for c in calls if not c.startswith("report ")]
-    assert sorted(work) == sorted(
-        c.replace(str(serial_dir), str(jobs_dir)) for c in serial if not c.startswith("report ")
-    )
+    assert sorted(work) == sorted(expected)
     threads = (jobs_dir / "calls.log.threads").read_text().split()
     assert set(threads[: len(work)]) == {"1"}
     reports = [c for c in calls if c.startswith("report ")]
@@ -123,6 +130,13 @@ def test_five_methods_jobs_runs_seeds_side_by_side_then_one_table(tmp_path):
     assert len(tables) == 1 and tables[0].count(".json") == 3 * (1 + 2)  # once, over every seed
     assert calls[: len(work)] == work  # the tables come after every seed's stages
     assert {f"seed{s}.log" for s in range(3)} <= {f.name for f in (out / "logs").iterdir()}
+    # then one job per (method, rule, seed) arm, the longest method first, each with its own log
+    started = [ln.split(":")[0] for ln in p.stdout.splitlines() if ln.endswith("thread(s))")]
+    arms = [f"seed {s}, random, {m}" for m in ("pcfe-l0", "pgd-l2") for s in range(3)]
+    assert started == [f"seed {s}" for s in range(3)] + arms
+    assert {f"seed{s}-random-{m}.log" for s in range(3) for m in ("pcfe-l0", "pgd-l2")} <= {
+        f.name for f in (out / "logs").iterdir()
+    }
     assert (out / "times.tsv").read_text().count("\n") == len(work)
     # without OMP_NUM_THREADS each seed gets its share of the cores (at least one)
     p, _ = _run("five_methods.sh", jobs_dir, *args, "--out", jobs_dir / "fm2", "--jobs", "3")
@@ -148,6 +162,20 @@ def test_five_methods_jobs_reports_a_failed_seed(tmp_path):
         env_extra={"STUB_FAIL": "--seed 1 "},
     )
     assert p.returncode == 1 and "seed 1 failed" in p.stderr and "seed 0 failed" not in p.stderr
+    assert not any(c.startswith("report ") for c in calls)
+    # the other seed's arms still ran; none of the failed seed's did
+    assert any(c.startswith("eval ") and "/s0/random/" in c for c in calls)
+    assert not any(c.startswith("perturb ") and "--seed 1 " in c for c in calls)
+
+
+def test_five_methods_jobs_runs_every_other_arm_when_one_fails(tmp_path):
+    out = tmp_path / "fm"
+    args = ("--quick", "--seeds", "0,1", "--methods", "pgd-l2,pcfe-l0", "--targets", "random", "--jobs", "2")
+    p, calls = _run("five_methods.sh", tmp_path, *args, "--out", out, env_extra={"STUB_FAIL": "--method pgd-l2 "})
+    assert p.returncode == 1
+    failed = sorted(ln for ln in p.stderr.splitlines() if "failed" in ln)
+    assert failed == [f"seed {s}, random, pgd-l2 failed; see {out}/logs/seed{s}-random-pgd-l2.log" for s in (0, 1)]
+    assert sum(c.startswith("eval ") and "pcfe-l0" in c for c in calls) == 2
     assert not any(c.startswith("report ") for c in calls)
 
 
@@ -189,9 +217,39 @@ def test_ablations_run_rows_in_order_on_the_default_arms(tmp_path):
     )
 
 
+def test_ablations_jobs_run_the_serial_stages_once_then_one_table(tmp_path):
+    """--jobs 2: every stage of the serial run, once, the seeds' models before any row, each (row, seed) its own
+    process; a failed (row, seed) is named and the others still run."""
+    args = ("--quick", "--seeds", "0,1", "--rows", "gb-kde,epochs30")
+    p, calls, expected, out = _serial_then_jobs("pcfe_ablations.sh", tmp_path, *args)
+    work = [c for c in calls if not c.startswith("report ")]
+    assert sorted(work) == sorted(expected)
+    assert calls[: len(work)] == work and sum(c.endswith(f"--out {out}/ablations.md --force") for c in calls) == 1
+    started = [ln.split(":")[0] for ln in p.stdout.splitlines() if ln.endswith("thread(s))")]
+    assert started == ["seed 0", "seed 1", "seed 0, gb-kde", "seed 1, gb-kde", "seed 0, epochs30", "seed 1, epochs30"]
+    in_rows = ["/ablations/" in c for c in work]
+    assert in_rows == sorted(in_rows) and in_rows.count(False) == 2 * (2 + 2 * 3)  # models first, then the rows
+    p, calls = _run(
+        "pcfe_ablations.sh",
+        tmp_path,
+        *args,
+        "--out",
+        tmp_path / "f2",
+        "--jobs",
+        "2",
+        env_extra={"STUB_FAIL": "--fit-on"},
+    )
+    assert p.returncode == 1 and sorted(ln for ln in p.stderr.splitlines() if "failed" in ln) == [
+        f"seed {s}, gb-kde failed; see {tmp_path}/f2/logs/ablations-seed{s}-gb-kde.log" for s in (0, 1)
+    ]
+    assert sum("std-epochs30.pt" in c and c.startswith("train ") for c in calls) == 2
+    assert not any(c.startswith("report ") for c in calls)
+
+
 @pytest.mark.parametrize(
     "script,args",
     [
+        ("pcfe_ablations.sh", ["--jobs", "x"]),
         ("five_methods.sh", ["--bogus"]),
         ("five_methods.sh", ["--limit", "x"]),
         ("five_methods.sh", ["--jobs", "0"]),
@@ -375,7 +433,7 @@ def test_both_scripts_on_a_tiny_testbed_with_the_real_lfp(tmp_path):
     data = ["--data", "spurious-scenes:train_size=48,val_per_group=4,test_per_group=4", "--limit", "8"]
     for script, extra in (
         ("five_methods.sh", ["--methods", "pgd-l2", "--targets", "random", "--jobs", "2"]),
-        ("pcfe_ablations.sh", ["--rows", "no-density"]),
+        ("pcfe_ablations.sh", ["--rows", "no-density", "--jobs", "2"]),
     ):
         p, _ = _run(script, tmp_path, *data, "--seeds", "0,1", "--out", out, *extra, env_extra=env, timeout=600)
         assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
