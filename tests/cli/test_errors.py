@@ -1038,21 +1038,32 @@ def test_folder_becomes_unwritable_mid_run(err_ws, capsys, monkeypatch, cmd):
 # -------------------------------------------------------------------------------- unwritable folders
 
 
-def _unprivileged_prefix(folder: Path) -> list[str] | None:
-    """How to run lfp so that a chmod-555 folder really is read-only: nothing for a normal user; for root,
-    ``setpriv`` without the capabilities that let root ignore permissions. ``None`` when impossible."""
+# Run as root, drops the capabilities that let root ignore permissions from the bounding set (prctl
+# PR_CAPBSET_DROP = 24; CAP_DAC_OVERRIDE = 1, CAP_DAC_READ_SEARCH = 2), then execs its arguments, which come up
+# without them: what `setpriv --bounding-set=-dac_override,-dac_read_search` does, with nothing to install.
+_DROP_DAC = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for cap in (1, 2):
+    if libc.prctl(24, cap, 0, 0, 0) != 0:
+        sys.exit(f"prctl(PR_CAPBSET_DROP, {cap}) failed: {os.strerror(ctypes.get_errno())}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+def _unprivileged_prefix(folder: Path) -> list[str]:
+    """How to run lfp so that a chmod-555 folder really is read-only: nothing for a normal user; for root, a
+    process that drops the capabilities that let root ignore permissions before it execs lfp."""
     probe = folder / ".probe"
     try:
         probe.touch()
     except PermissionError:
         return []
     probe.unlink()
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        return None
-    pre = [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
-    r = subprocess.run([*pre, sys.executable, "-c", f"open({str(probe)!r}, 'w')"], capture_output=True)
-    return pre if r.returncode != 0 else None
+    pre = [sys.executable, "-c", _DROP_DAC]
+    r = subprocess.run([*pre, sys.executable, "-c", f"open({str(probe)!r}, 'w')"], capture_output=True, text=True)
+    assert r.returncode != 0, f"root could not give up CAP_DAC_OVERRIDE, so no folder is read-only for it: {r.stderr}"
+    return pre
 
 
 _MANY = """
@@ -1088,15 +1099,13 @@ def _run_many(cmds: list[tuple[list, bool]], *, cwd: Path, pre: list[str]) -> li
 def test_read_only_output_folder(err_ws):
     """chmod 555 output folder, for every command that writes; each once as is (lfp's up-front check refuses
     it) and once with os.access fooled into saying yes (as with ACLs or a read-only mount), where the real
-    write attempt must fail just as cleanly. Root ignores permissions, so as root lfp runs under setpriv
-    without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH. All in one process, to pay for one interpreter start."""
+    write attempt must fail just as cleanly. Root ignores permissions, so as root lfp runs without
+    CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH. All in one process, to pay for one interpreter start."""
     ro = err_ws.root / "ro"
     ro.mkdir()
     ro.chmod(0o555)
     try:
         pre = _unprivileged_prefix(ro)
-        if pre is None:
-            pytest.skip("running as root without setpriv: cannot make a folder read-only for lfp")
         outs = {cmd: ro / f"result{ext}" for cmd, (_, ext) in WRITERS.items()}
         cmds = [
             (argv_of(err_ws.art, outs[cmd]), fool) for fool in (False, True) for cmd, (argv_of, _) in WRITERS.items()
