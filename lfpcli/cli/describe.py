@@ -131,7 +131,7 @@ def data_(
       other way round, as ImageFolder and the paper-matching script
     - mnist:root=DIR, fmnist:root=DIR  MNIST/raw, FashionMNIST/raw (IDX, or
       .gz); val=N holds out N training images (seed=)
-    - cifar10:root=DIR  cifar-10-batches-bin, or -py (restricted unpickler)
+    - cifar10:root=DIR  cifar-10-batches-bin, or -py (data-only pickle reader)
     - folder:csv=FILE  columns path, label, split [, group | a]; classes.txt
       beside it or classes=a;b;c; mode=RGB|L
 

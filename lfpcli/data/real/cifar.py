@@ -1,5 +1,5 @@
 """CIFAR-10 from the files torchvision reads, parsed here: the binary version (``cifar-10-batches-bin/``,
-preferred: no unpickling at all) or the python version (``cifar-10-batches-py/``) through a restricted unpickler.
+preferred) or the python version (``cifar-10-batches-py/``) through lfp's own data-only pickle reader.
 
 ``cifar10:root=DIR``: DIR holds ``cifar-10-batches-bin/`` or ``cifar-10-batches-py/`` (or is one of them).
 
@@ -7,10 +7,10 @@ preferred: no unpickling at all) or the python version (``cifar-10-batches-py/``
   bytes (R, G, B planes, 32x32 row-major); memory-mapped, read where indexed. Class names from
   ``batches.meta.txt`` when present.
 - python: ``data_batch_1`` ... ``data_batch_5``, ``test_batch`` (+ ``batches.meta``): pickled dicts read by
-  :class:`RestrictedUnpickler`, which builds dicts, lists, strings, bytes and numbers (pickle opcodes) and admits
-  exactly the numpy names an array needs (``numpy.ndarray``, ``numpy.dtype``, ``_reconstruct`` under
-  ``numpy.core.multiarray`` or ``numpy._core.multiarray``); any other global (``os.system``, ``builtins.eval``,
-  ...) is refused before anything runs. Held in memory (150 MB for the training batches).
+  :func:`lfpcli.data.real.pickle_data.loads`, which interprets the opcodes itself (no :mod:`pickle`) and builds
+  dicts, lists, strings, bytes, numbers and plain numpy arrays; any other global (``os.system``,
+  ``builtins.eval``, ...) is refused where it is met and nothing named in the file is ever called. Held in memory
+  (150 MB for the training batches).
 
 Splits ``train`` (50,000), ``test`` (10,000), 3x32x32, 10 classes, no groups; ``val=N``, ``seed=`` as for MNIST.
 Normalisation inside the model: Kumano et al.'s CIFAR-10 mean/std. No augmentation (Kumano's random crop and flip
@@ -19,8 +19,6 @@ are not applied; lfp trains on the stored images).
 
 from __future__ import annotations
 
-import io
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,7 @@ from lfpcli.data.dataset import Dataset
 from lfpcli.data.lazy import ArrayRows, Rows
 from lfpcli.data.real.common import make_split
 from lfpcli.data.real.images import require_dir
+from lfpcli.data.real.pickle_data import PickleDataError, loads
 from lfpcli.errors import InputError
 from lfpcli.progress import Progress, no_progress
 
@@ -50,49 +49,19 @@ TRAIN_DEFAULTS = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR's batch dicts and nothing that could run code: only these globals are ever looked up."""
-
-    @staticmethod
-    def _allowed():
-        import numpy
-
-        try:
-            from numpy._core.multiarray import _reconstruct
-        except ImportError:  # numpy < 2
-            from numpy.core.multiarray import _reconstruct
-        return {
-            ("numpy", "ndarray"): numpy.ndarray,
-            ("numpy", "dtype"): numpy.dtype,
-            ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-            ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-        }
-
-    def find_class(self, module: str, name: str):
-        allowed = self._allowed()
-        if (module, name) in allowed:
-            return allowed[(module, name)]
-        raise pickle.UnpicklingError(f"refused global {module}.{name}")
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError("refused persistent id")
-
-
 def load_batch(path: Path) -> dict[str, object]:
-    """One python-version batch file as a dict with str keys, through :class:`RestrictedUnpickler`."""
+    """One python-version batch file as a dict with str keys, through lfp's data-only pickle reader."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise InputError(f"{path} cannot be read ({e.strerror or e})") from None
     try:
-        obj = RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except pickle.UnpicklingError as e:
+        obj = loads(raw)
+    except PickleDataError as e:
         raise InputError(
-            f"{path} is not a CIFAR-10 batch lfp can read safely ({e}; lfp never unpickles anything "
-            f"else): use the binary version (cifar-10-batches-bin) or the original files"
+            f"{path} is not a CIFAR-10 batch lfp can read ({e}; lfp reads pickled data only, never code): use the "
+            f"binary version (cifar-10-batches-bin) or the original files"
         ) from None
-    except Exception as e:  # noqa: BLE001  (truncated or not a pickle at all: EOFError, ValueError, struct errors, ...)
-        raise InputError(f"{path} is not a readable CIFAR-10 batch file ({type(e).__name__})") from None
     if not isinstance(obj, dict):
         raise InputError(f"{path} is not a CIFAR-10 batch (it holds a {type(obj).__name__}, not a dict)")
     return {(k.decode("latin-1") if isinstance(k, bytes) else str(k)): v for k, v in obj.items()}
@@ -228,7 +197,7 @@ def build_cifar10(root: str = "", val: int = 0, seed: int = 0, *, progress: Prog
             "folder": str(folder),
             "reader": "binary records, memory-mapped"
             if fmt == "bin"
-            else "restricted unpickler (numpy.ndarray, numpy.dtype, _reconstruct only)",
+            else "lfp's data-only pickle reader (plain numpy arrays, never code)",
             "val": f"{val} training images held out, seeded by seed={seed}" if val else "none",
             "preprocessing": "RGB 32x32 as stored; mean/std inside the model; no augmentation",
         },
